@@ -1,0 +1,142 @@
+"""Domain exceptions, each with a stable machine-readable ``code``.
+
+Every layer raises these (third-party errors are converted where they occur); the HTTP layer
+maps them to problem documents through one table (``api/problems.py``), the CLI prints their
+``detail``. The tree:
+
+    ServiceError
+    ├── BadRequest (400-ish: the client sent something we cannot accept)
+    │   ├── InvalidDicom, EmptyUpload, MissingFileField, MissingIdentity
+    │   ├── InvalidTag, InvalidParameter
+    │   ├── PayloadTooLarge, UnsupportedMediaType
+    │   ├── NoPixelData, FrameOutOfRange, UndecodablePixelData, ImageTooLarge
+    ├── NotFound: FileNotFound, TagNotFound
+    ├── DuplicateInstance
+    └── StorageUnavailable, IndexUnavailable (503)
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of every error the service reports to a client."""
+
+    code: str = "service_error"
+    title: str = "Service error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequest(ServiceError):
+    code = "bad_request"
+    title = "Bad request"
+
+
+class InvalidDicom(BadRequest):
+    """The bytes are not a DICOM Part 10 file we can parse (or are truncated)."""
+
+    code = "invalid_dicom"
+    title = "Not a valid DICOM file"
+
+
+class EmptyUpload(BadRequest):
+    code = "empty_upload"
+    title = "Empty upload"
+
+
+class MissingFileField(BadRequest):
+    code = "missing_file_field"
+    title = "Missing 'file' field"
+
+
+class MissingIdentity(BadRequest):
+    """SOP Instance / Study / Series Instance UID absent: the file cannot be indexed."""
+
+    code = "missing_identity"
+    title = "Missing identifying UIDs"
+
+
+class InvalidTag(BadRequest):
+    code = "invalid_tag"
+    title = "Invalid DICOM tag selector"
+
+
+class InvalidParameter(BadRequest):
+    code = "invalid_parameter"
+    title = "Invalid query parameter"
+
+
+class PayloadTooLarge(BadRequest):
+    code = "payload_too_large"
+    title = "Upload too large"
+
+
+class UnsupportedMediaType(BadRequest):
+    code = "unsupported_media_type"
+    title = "Unsupported content type"
+
+
+class NoPixelData(BadRequest):
+    code = "no_pixel_data"
+    title = "No pixel data"
+
+
+class FrameOutOfRange(BadRequest):
+    code = "frame_out_of_range"
+    title = "Frame out of range"
+
+
+class UndecodablePixelData(BadRequest):
+    """The pixel data cannot be decoded (unsupported transfer syntax, corrupt stream, ...)."""
+
+    code = "undecodable_pixel_data"
+    title = "Pixel data cannot be decoded"
+
+
+class ImageTooLarge(BadRequest):
+    """Decoding would exceed the configured pixel budget (protects the server's memory)."""
+
+    code = "image_too_large"
+    title = "Image too large to render"
+
+
+class NotFound(ServiceError):
+    code = "not_found"
+    title = "Not found"
+
+
+class FileNotFound(NotFound):
+    code = "file_not_found"
+    title = "File not found"
+
+
+class TagNotFound(NotFound):
+    code = "tag_not_found"
+    title = "Attribute not present"
+
+
+class DuplicateInstance(ServiceError):
+    code = "duplicate_sop_instance"
+    title = "SOP Instance already stored"
+
+
+class RangeNotSatisfiable(ServiceError):
+    code = "range_not_satisfiable"
+    title = "Range not satisfiable"
+
+
+class Unavailable(ServiceError):
+    code = "unavailable"
+    title = "Service unavailable"
+
+
+class StorageUnavailable(Unavailable):
+    code = "storage_unavailable"
+    title = "Blob storage unavailable"
+
+
+class IndexUnavailable(Unavailable):
+    code = "index_unavailable"
+    title = "Index database unavailable"
