@@ -7,7 +7,7 @@ maps them to problem documents through one table (``api/problems.py``), the CLI 
     ServiceError
     ├── BadRequest (400-ish: the client sent something we cannot accept)
     │   ├── InvalidDicom, EmptyUpload, MissingFileField, MissingIdentity
-    │   ├── InvalidTag, InvalidParameter
+    │   ├── InvalidTag, InvalidParameter, MalformedBody
     │   ├── PayloadTooLarge, UnsupportedMediaType
     │   ├── NoPixelData, FrameOutOfRange, UndecodablePixelData, ImageTooLarge
     ├── NotFound: FileNotFound, TagNotFound
@@ -66,6 +66,13 @@ class InvalidTag(BadRequest):
 class InvalidParameter(BadRequest):
     code = "invalid_parameter"
     title = "Invalid query parameter"
+
+
+class MalformedBody(BadRequest):
+    """The request body is not what its Content-Type says (e.g. broken multipart)."""
+
+    code = "malformed_body"
+    title = "Malformed request body"
 
 
 class PayloadTooLarge(BadRequest):

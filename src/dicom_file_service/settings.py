@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     max_decoded_pixels: int = Field(
         default=256 * 1024 * 1024,
         gt=0,
-        description="Samples (rows x columns x samples per pixel) one rendered frame may decode to.",
+        description="Samples (rows x columns x samples) one rendered frame may decode to.",
     )
     render_timeout_seconds: float = Field(default=60.0, gt=0)
     render_workers: int = Field(default=2, ge=1, description="Threads that decode and render.")

@@ -1,0 +1,106 @@
+"""Repository functions over the index. They never commit: the caller owns the transaction.
+
+Plain functions taking a ``Connection`` keep the SQL in one place and make the transaction
+boundary explicit in the service layer, the only place that orchestrates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Row, delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from dicom_file_service.index.tables import instances
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """An index row without the (large) header columns."""
+
+    seq: int
+    file_id: str
+    sop_instance_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    patient_id: str | None
+    patient_name: str | None
+    modality: str | None
+    study_date: str | None
+    number_of_frames: int
+    size: int
+    sha256: str
+    blob_key: str
+    created_at: float
+
+
+class DuplicateKey(Exception):
+    """An insert hit a unique constraint (the SOP Instance UID is already stored)."""
+
+
+_SUMMARY_COLUMNS = [getattr(instances.c, f) for f in InstanceRecord.__dataclass_fields__]
+
+
+def _record(row: Row[Any]) -> InstanceRecord:
+    return InstanceRecord(*row)
+
+
+def insert_instance(conn: Connection, values: dict[str, Any]) -> int:
+    """Insert one instance row; raises DuplicateKey on a unique-constraint conflict."""
+    try:
+        with conn.begin_nested():
+            result = conn.execute(insert(instances).values(**values))
+    except IntegrityError as exc:
+        raise DuplicateKey(str(exc.orig)) from exc
+    pk = result.inserted_primary_key
+    return int(pk[0]) if pk else 0
+
+
+def get_by_file_id(conn: Connection, file_id: str) -> InstanceRecord | None:
+    row = conn.execute(select(*_SUMMARY_COLUMNS).where(instances.c.file_id == file_id)).first()
+    return _record(row) if row else None
+
+
+def get_by_sop_instance_uid(conn: Connection, sop_instance_uid: str) -> InstanceRecord | None:
+    row = conn.execute(
+        select(*_SUMMARY_COLUMNS).where(instances.c.sop_instance_uid == sop_instance_uid)
+    ).first()
+    return _record(row) if row else None
+
+
+def get_header(conn: Connection, file_id: str) -> tuple[bytes, bytes] | None:
+    """The stored DICOM JSON header and bulk-length map (orjson bytes) of one instance."""
+    row = conn.execute(
+        select(instances.c.header, instances.c.bulk_lengths).where(instances.c.file_id == file_id)
+    ).first()
+    return (bytes(row[0]), bytes(row[1])) if row else None
+
+
+def delete_by_file_id(conn: Connection, file_id: str) -> bool:
+    result = conn.execute(delete(instances).where(instances.c.file_id == file_id))
+    return bool(result.rowcount)
+
+
+_FILTERS = ("patient_id", "study_instance_uid", "series_instance_uid", "modality")
+
+
+def list_instances(
+    conn: Connection,
+    *,
+    limit: int,
+    before_seq: int | None = None,
+    filters: dict[str, str] | None = None,
+) -> Sequence[InstanceRecord]:
+    """Newest first, keyset-paginated on ``seq`` (stable under concurrent inserts)."""
+    stmt = select(*_SUMMARY_COLUMNS).order_by(instances.c.seq.desc()).limit(limit)
+    if before_seq is not None:
+        stmt = stmt.where(instances.c.seq < before_seq)
+    for name, value in (filters or {}).items():
+        if name not in _FILTERS:
+            raise ValueError(f"unknown filter {name!r}")
+        stmt = stmt.where(getattr(instances.c, name) == value)
+    return [_record(r) for r in conn.execute(stmt)]

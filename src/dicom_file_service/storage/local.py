@@ -1,0 +1,171 @@
+"""Blob store on the local filesystem: the embedded default.
+
+Writes go to a temporary file in ``<root>/.staging`` (same filesystem), are fsynced, then
+renamed into place and the directory entry fsynced: after a crash an object is either complete
+or absent, never torn. Keys map to paths below ``<root>/objects``; the service shards them
+(``instances/ab/cd/<id>``) so no directory grows without bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from dicom_file_service.storage.base import BlobNotFound
+
+_STAGING = ".staging"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalBlobStore:
+    """A ``BlobStore`` whose objects are files below ``root``."""
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = root.resolve()
+        self._objects = self.root / "objects"
+        self._staging = self.root / _STAGING
+        self._fsync = fsync
+        self._objects.mkdir(parents=True, exist_ok=True)
+        self._staging.mkdir(parents=True, exist_ok=True)
+        self._known_dirs: set[Path] = set()
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or any(p in ("", ".", "..") for p in parts) or key.startswith(_STAGING):
+            raise ValueError(f"invalid blob key {key!r}")
+        return self._objects.joinpath(*parts)
+
+    def staging_dir(self) -> Path:
+        return self._staging
+
+    def _ensure_parent(self, target: Path) -> None:
+        parent = target.parent
+        if parent in self._known_dirs:
+            return
+        created = not parent.exists()
+        parent.mkdir(parents=True, exist_ok=True)
+        if created and self._fsync:
+            # Make the new directory entries themselves durable, up to the objects root.
+            p = parent
+            while p != self._objects:
+                _fsync_dir(p.parent)
+                p = p.parent
+        self._known_dirs.add(parent)
+
+    def put_file(self, key: str, path: Path) -> None:
+        target = self._path(key)
+        self._ensure_parent(target)
+        if self._fsync:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if path.parent.resolve() == self._staging or _same_device(path, self._objects):
+            os.replace(path, target)
+        else:  # another filesystem: copy into staging first so the final rename stays atomic
+            staged = self._staging / f"copy-{os.getpid()}-{time.monotonic_ns()}"
+            shutil.copyfile(path, staged)
+            if self._fsync:
+                with open(staged, "rb+") as f:
+                    os.fsync(f.fileno())
+            os.replace(staged, target)
+            path.unlink(missing_ok=True)
+        if self._fsync:
+            _fsync_dir(target.parent)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        target = self._path(key)
+        self._ensure_parent(target)
+        fd, tmp = tempfile.mkstemp(dir=self._staging, prefix="put-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                if self._fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        if self._fsync:
+            _fsync_dir(target.parent)
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except FileNotFoundError as exc:
+            raise BlobNotFound(key) from exc
+
+    def iter_range(
+        self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 256 * 1024
+    ) -> Iterator[bytes]:
+        with self.open(key) as f:
+            f.seek(start)
+            remaining = None if end is None else end - start
+            while remaining is None or remaining > 0:
+                n = chunk_size if remaining is None else min(chunk_size, remaining)
+                chunk = f.read(n)
+                if not chunk:
+                    return
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError as exc:
+            raise BlobNotFound(key) from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
+    def delete_prefix(self, prefix: str) -> None:
+        target = self._path(prefix.rstrip("/"))
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    def sweep_staging(self, older_than_seconds: float) -> int:
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for entry in os.scandir(self._staging):
+            try:
+                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+    def check(self) -> None:
+        if not os.access(self._objects, os.W_OK) or not os.access(self._staging, os.W_OK):
+            raise OSError(f"blob store at {self.root} is not writable")
+
+
+def _same_device(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_dev == b.stat().st_dev
+    except FileNotFoundError:
+        return False

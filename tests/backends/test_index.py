@@ -1,0 +1,125 @@
+"""The index repository, run against every database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, inspect
+
+from dicom_file_service.index import repository as repo
+from dicom_file_service.index.db import WRITE_OPTIONS, create_index_engine, upgrade
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = create_index_engine(database_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+def _values(n: int, **over: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "file_id": f"file{n:018d}",
+        "sop_instance_uid": f"1.2.3.{n}",
+        "series_instance_uid": "1.2.3.100",
+        "study_instance_uid": "1.2.3.1000",
+        "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2",
+        "transfer_syntax_uid": "1.2.840.10008.1.2.1",
+        "patient_id": "P1" if n % 2 else "P2",
+        "patient_name": "Doe^John",
+        "modality": "CT" if n % 2 else "MR",
+        "study_date": "20240101",
+        "number_of_frames": 1,
+        "size": 1000 + n,
+        "sha256": f"{n:064x}",
+        "blob_key": f"instances/fi/le/file{n:018d}",
+        "created_at": time.time(),
+        "header": b'{"00080018":{"vr":"UI","Value":["1.2.3"]}}',
+        "bulk_lengths": b"{}",
+    }
+    values.update(over)
+    return values
+
+
+def _insert(engine: Engine, values: dict[str, Any]) -> None:
+    with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+        repo.insert_instance(conn, values)
+
+
+def test_migrations_create_the_schema_and_are_idempotent(engine: Engine) -> None:
+    upgrade(engine)  # a second run changes nothing
+    assert "instances" in inspect(engine).get_table_names()
+
+
+def test_insert_then_read_back(engine: Engine) -> None:
+    _insert(engine, _values(1))
+    with engine.connect() as conn:
+        rec = repo.get_by_file_id(conn, "file000000000000000001")
+        assert rec is not None
+        assert rec.sop_instance_uid == "1.2.3.1"
+        assert repo.get_by_sop_instance_uid(conn, "1.2.3.1") == rec
+        header = repo.get_header(conn, rec.file_id)
+        assert header == (b'{"00080018":{"vr":"UI","Value":["1.2.3"]}}', b"{}")
+        assert repo.get_by_file_id(conn, "nope") is None
+
+
+def test_the_database_rejects_a_second_row_for_one_sop_instance(engine: Engine) -> None:
+    _insert(engine, _values(1))
+    with pytest.raises(repo.DuplicateKey):
+        _insert(engine, _values(2, sop_instance_uid="1.2.3.1"))
+    with engine.connect() as conn:
+        assert repo.get_by_file_id(conn, "file000000000000000002") is None
+
+
+def test_a_failed_insert_keeps_the_rest_of_the_transaction(engine: Engine) -> None:
+    _insert(engine, _values(1))
+    with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+        with pytest.raises(repo.DuplicateKey):
+            repo.insert_instance(conn, _values(2, sop_instance_uid="1.2.3.1"))
+        repo.insert_instance(conn, _values(3))
+    with engine.connect() as conn:
+        assert repo.get_by_file_id(conn, "file000000000000000003") is not None
+
+
+def test_nothing_is_written_when_the_caller_rolls_back(engine: Engine) -> None:
+    with engine.connect().execution_options(**WRITE_OPTIONS) as conn:
+        with conn.begin() as tx:
+            repo.insert_instance(conn, _values(1))
+            tx.rollback()
+    with engine.connect() as conn:
+        assert repo.get_by_file_id(conn, "file000000000000000001") is None
+
+
+def test_listing_is_newest_first_keyset_paginated_and_filterable(engine: Engine) -> None:
+    for n in range(1, 8):
+        _insert(engine, _values(n))
+    with engine.connect() as conn:
+        page1 = repo.list_instances(conn, limit=3)
+        assert [r.sop_instance_uid for r in page1] == ["1.2.3.7", "1.2.3.6", "1.2.3.5"]
+        page2 = repo.list_instances(conn, limit=3, before_seq=page1[-1].seq)
+        assert [r.sop_instance_uid for r in page2] == ["1.2.3.4", "1.2.3.3", "1.2.3.2"]
+        ct = repo.list_instances(conn, limit=10, filters={"modality": "CT"})
+        assert [r.sop_instance_uid for r in ct] == ["1.2.3.7", "1.2.3.5", "1.2.3.3", "1.2.3.1"]
+        with pytest.raises(ValueError, match="unknown filter"):
+            repo.list_instances(conn, limit=1, filters={"header": "x"})
+
+
+def test_delete_removes_the_row(engine: Engine) -> None:
+    _insert(engine, _values(1))
+    with engine.connect() as conn, conn.begin():
+        assert repo.delete_by_file_id(conn, "file000000000000000001")
+        assert not repo.delete_by_file_id(conn, "file000000000000000001")
+    with engine.connect() as conn:
+        assert repo.get_by_file_id(conn, "file000000000000000001") is None
+
+
+def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: Any) -> None:
+    eng = create_index_engine(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    with eng.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    eng.dispose()
