@@ -1,0 +1,43 @@
+"""The ASGI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from dicom_file_service import __version__
+from dicom_file_service.api.problems import install_problem_handlers
+from dicom_file_service.api.routes import files, ops
+from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the service context is created at start-up and closed at shutdown."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = ServiceContext.create(settings)
+        app.state.ctx = ctx
+        log.info("service started", extra={"data_dir": str(settings.data_dir)})
+        try:
+            yield
+        finally:
+            ctx.close()
+
+    app = FastAPI(
+        title="dicom-file-service",
+        version=__version__,
+        description="Stores DICOM files and serves their header attributes and renderings.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(files.router)
+    app.include_router(ops.router)
+    return app

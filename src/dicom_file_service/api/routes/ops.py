@@ -1,0 +1,26 @@
+"""Operations: liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from dicom_file_service.api.deps import service_context
+from dicom_file_service.api.problems import problem_response
+from dicom_file_service.service.health import readiness
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+@router.get("/readyz", summary="Index and storage reachable (else 503)")
+async def readyz(request: Request) -> Response:
+    problems = await run_in_threadpool(readiness, service_context(request))
+    if problems:
+        return problem_response(503, "not_ready", "Not ready", "; ".join(problems))
+    return Response(b'{"status":"ready"}', media_type="application/json")

@@ -1,0 +1,190 @@
+"""The ``dicom-file-service`` command: serve, import, render, db upgrade."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import click
+
+from dicom_file_service.errors import ServiceError
+from dicom_file_service.settings import Settings
+
+_ctx = None  # the per-process service context of an import worker
+
+
+@click.group()
+@click.version_option(package_name="dicom-file-service")
+def main() -> None:
+    """Store DICOM files; serve their header attributes and browser-ready renderings."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Embedded storage root [default: ./data, or DICOM_FS_DATA_DIR]",
+)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--log-level", default="info", show_default=True)
+def serve(host: str, port: int, data_dir: Path | None, workers: int, log_level: str) -> None:
+    """Run the HTTP service (embedded default: SQLite + local disk under ./data)."""
+    import uvicorn
+
+    from dicom_file_service.index.db import create_index_engine, upgrade
+
+    if data_dir is not None:
+        # Worker processes build their own Settings from the environment.
+        os.environ["DICOM_FS_DATA_DIR"] = str(data_dir.resolve())
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_index_engine(settings.resolved_database_url())
+    upgrade(engine)  # once, here, so that workers starting together never race
+    engine.dispose()
+    uvicorn.run(
+        "dicom_file_service.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+def _import_worker_init() -> None:
+    global _ctx
+    from dicom_file_service.service.context import ServiceContext
+
+    _ctx = ServiceContext.create(Settings(), migrate=False)
+
+
+def _import_one(path: str) -> tuple[str, str, str]:
+    """(path, outcome, detail) with outcome stored | present | rejected."""
+    from dicom_file_service.service.ingest import ingest_path
+
+    assert _ctx is not None
+    try:
+        result = ingest_path(_ctx, Path(path))
+    except ServiceError as exc:
+        return path, "rejected", f"{exc.code}: {exc.detail}"
+    except OSError as exc:
+        return path, "rejected", f"unreadable: {exc.strerror}"
+    return path, ("stored" if result.created else "present"), result.record.file_id
+
+
+@main.command(name="import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--jobs", "-j", default=os.cpu_count() or 1, show_default=True, type=int)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar")
+def import_(paths: tuple[Path, ...], data_dir: Path | None, jobs: int, quiet: bool) -> None:
+    """Import DICOM files and folders (recursively), in parallel."""
+    from tqdm import tqdm
+
+    from dicom_file_service.index.db import create_index_engine, upgrade
+
+    if data_dir is not None:
+        os.environ["DICOM_FS_DATA_DIR"] = str(data_dir.resolve())
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_index_engine(settings.resolved_database_url())
+    upgrade(engine)
+    engine.dispose()
+
+    files = sorted(_walk(paths))
+    counts: Counter[str] = Counter()
+    rejected: list[tuple[str, str]] = []
+    with ProcessPoolExecutor(max_workers=max(1, jobs), initializer=_import_worker_init) as pool:
+        futures = [pool.submit(_import_one, str(f)) for f in files]
+        with tqdm(total=len(futures), unit="file", disable=quiet, file=sys.stderr) as bar:
+            for fut in as_completed(futures):
+                path, outcome, detail = fut.result()
+                counts[outcome] += 1
+                if outcome == "rejected":
+                    rejected.append((path, detail))
+                bar.update(1)
+    click.echo(
+        f"{len(files)} files: {counts['stored']} stored, {counts['present']} already present "
+        f"(skipped), {counts['rejected']} rejected"
+    )
+    for path, detail in sorted(rejected):
+        click.echo(f"  rejected {path}: {detail}", err=True)
+    if rejected and not (counts["stored"] or counts["present"]):
+        sys.exit(1)
+
+
+def _walk(paths: tuple[Path, ...]) -> list[Path]:
+    found: list[Path] = []
+    for p in paths:
+        if p.is_file():
+            found.append(p)
+            continue
+        for root, dirs, names in os.walk(p):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            found.extend(Path(root) / n for n in names if not n.startswith("."))
+    return found
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--frame", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--window-center", type=float, default=None)
+@click.option("--window-width", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--width", type=click.IntRange(min=1), default=None)
+@click.option("--height", type=click.IntRange(min=1), default=None)
+def render(
+    file: Path,
+    output: Path,
+    frame: int,
+    window_center: float | None,
+    window_width: float | None,
+    width: int | None,
+    height: int | None,
+) -> None:
+    """Render one frame of a DICOM file to PNG, as the service would."""
+    from dicom_file_service.dicom.render import RenderOptions, render_png
+
+    if (window_center is None) != (window_width is None):
+        raise click.UsageError("give both --window-center and --window-width, or neither")
+    options = RenderOptions(
+        frame=frame,
+        window_center=window_center,
+        window_width=window_width,
+        width=width,
+        height=height,
+    )
+    try:
+        png = render_png(file, options, max_pixels=Settings().max_decoded_pixels)
+    except ServiceError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.detail}") from exc
+    output.write_bytes(png)
+    click.echo(f"wrote {output} ({len(png)} bytes)")
+
+
+@main.group()
+def db() -> None:
+    """Index database administration."""
+
+
+@db.command(name="upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations (safe to run from many hosts at once on PostgreSQL)."""
+    from dicom_file_service.index.db import create_index_engine, upgrade
+
+    engine = create_index_engine(Settings().resolved_database_url())
+    upgrade(engine)
+    engine.dispose()
+    click.echo("index schema is up to date")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,112 @@
+"""Fetch, query, list and delete stored files."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from dicom_file_service.dicom.tags import lookup, parse_selector
+from dicom_file_service.errors import FileNotFound, InvalidParameter
+from dicom_file_service.index import repository as repo
+from dicom_file_service.index.db import WRITE_OPTIONS
+from dicom_file_service.service import ids
+from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.records import file_summary
+
+
+def _not_found(file_id: str) -> FileNotFound:
+    return FileNotFound(f"no stored file has id {file_id!r}")
+
+
+def get_record(ctx: ServiceContext, file_id: str) -> repo.InstanceRecord:
+    if not ids.is_valid_file_id(file_id):
+        raise _not_found(file_id)
+    with ctx.engine.connect() as conn:
+        record = repo.get_by_file_id(conn, file_id)
+    if record is None:
+        raise _not_found(file_id)
+    return record
+
+
+def load_header(ctx: ServiceContext, file_id: str) -> tuple[bytes, bytes]:
+    """The stored DICOM JSON header and bulk lengths (orjson bytes)."""
+    if not ids.is_valid_file_id(file_id):
+        raise _not_found(file_id)
+    with ctx.engine.connect() as conn:
+        found = repo.get_header(conn, file_id)
+    if found is None:
+        raise _not_found(file_id)
+    return found
+
+
+def get_attributes(ctx: ServiceContext, file_id: str, selectors: list[str]) -> list[dict[str, Any]]:
+    """One answer per selector, in request order. Reads only the index, never the file."""
+    if len(selectors) > ctx.settings.max_tags_per_request:
+        raise InvalidParameter(
+            f"at most {ctx.settings.max_tags_per_request} dicom_tag parameters per request"
+        )
+    paths = [parse_selector(s) for s in selectors]
+    header_bytes, bulk_bytes = load_header(ctx, file_id)
+    header = orjson.loads(header_bytes)
+    bulk = orjson.loads(bulk_bytes)
+    return [lookup(header, p, bulk) for p in paths]
+
+
+def metadata_json(ctx: ServiceContext, file_id: str) -> bytes:
+    """The header as a DICOM JSON array of one dataset (the shape WADO-RS metadata uses)."""
+    header_bytes, _ = load_header(ctx, file_id)
+    return b"[" + header_bytes + b"]"
+
+
+def delete_file(ctx: ServiceContext, file_id: str) -> None:
+    """Index row first (the file disappears at once), then bytes and renderings."""
+    if not ids.is_valid_file_id(file_id):
+        raise _not_found(file_id)
+    with ctx.engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+        record = repo.get_by_file_id(conn, file_id)
+        if record is None:
+            raise _not_found(file_id)
+        repo.delete_by_file_id(conn, file_id)
+    ctx.store.delete(record.blob_key)
+    ctx.store.delete_prefix(ids.renderings_prefix(file_id))
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("s"):
+            raise ValueError(raw)
+        return int(raw[1:])
+    except ValueError as exc:
+        raise InvalidParameter(
+            "cursor is not one this service issued: pass next_cursor from the previous page"
+        ) from exc
+
+
+def list_files(
+    ctx: ServiceContext, *, limit: int, cursor: str | None, filters: dict[str, str]
+) -> Page:
+    if not 1 <= limit <= ctx.settings.list_max_limit:
+        raise InvalidParameter(f"limit must be between 1 and {ctx.settings.list_max_limit}")
+    before = _decode_cursor(cursor) if cursor else None
+    with ctx.engine.connect() as conn:
+        rows = repo.list_instances(conn, limit=limit + 1, before_seq=before, filters=filters)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(
+        items=[file_summary(r) for r in rows],
+        next_cursor=_encode_cursor(rows[-1].seq) if more and rows else None,
+    )

@@ -1,0 +1,136 @@
+"""Ingest: validate a staged upload, store its bytes, index it — in an order that loses nothing.
+
+Order (ARCHITECTURE.md principle 7): parse and validate the staged file; write the blob
+atomically and durably under a fresh key; insert the index row in one transaction; only then
+acknowledge. A crash before the insert leaves at most an unreferenced blob (swept), never an
+index row without its bytes. The unique constraint on SOP Instance UID settles races between
+concurrent uploads of the same instance.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import orjson
+
+from dicom_file_service.dicom.parse import ParsedInstance, header_json_bytes, parse_file
+from dicom_file_service.errors import DuplicateInstance, EmptyUpload
+from dicom_file_service.index import repository as repo
+from dicom_file_service.index.db import WRITE_OPTIONS
+from dicom_file_service.service import ids
+from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.records import IngestResult
+from dicom_file_service.service.staging import StagedUpload
+
+log = logging.getLogger(__name__)
+
+
+def bulk_data_prefix(file_id: str) -> str:
+    return f"/dicom-image/{file_id}/bulkdata"
+
+
+def ingest_staged(
+    ctx: ServiceContext, staged: StagedUpload, *, overwrite: bool = False
+) -> IngestResult:
+    """Store the finished upload in ``staged``; blocking (call off the event loop)."""
+    sha256 = staged.finish()
+    if staged.size == 0:
+        raise EmptyUpload("the upload is empty: send the DICOM file's bytes")
+    file_id = ids.new_file_id()
+    parsed = parse_file(staged.path, bulk_data_uri_prefix=bulk_data_prefix(file_id))
+
+    with ctx.engine.connect() as conn:
+        existing = repo.get_by_sop_instance_uid(conn, parsed.sop_instance_uid)
+    if existing is not None:
+        if existing.sha256 == sha256:
+            return IngestResult(record=existing, created=False)
+        if not overwrite:
+            raise _duplicate(parsed.sop_instance_uid, existing.file_id)
+
+    blob_key = ids.instance_key(file_id)
+    ctx.store.put_file(blob_key, staged.path)
+    try:
+        return _index(ctx, parsed, file_id, blob_key, sha256, staged.size, overwrite)
+    except BaseException:
+        ctx.store.delete(blob_key)
+        raise
+
+
+def _index(
+    ctx: ServiceContext,
+    parsed: ParsedInstance,
+    file_id: str,
+    blob_key: str,
+    sha256: str,
+    size: int,
+    overwrite: bool,
+) -> IngestResult:
+    values = {
+        "file_id": file_id,
+        "sop_instance_uid": parsed.sop_instance_uid,
+        "series_instance_uid": parsed.series_instance_uid,
+        "study_instance_uid": parsed.study_instance_uid,
+        "sop_class_uid": parsed.sop_class_uid,
+        "transfer_syntax_uid": parsed.transfer_syntax_uid,
+        "patient_id": parsed.patient_id,
+        "patient_name": parsed.patient_name,
+        "modality": parsed.modality,
+        "study_date": parsed.study_date,
+        "number_of_frames": parsed.number_of_frames,
+        "size": size,
+        "sha256": sha256,
+        "blob_key": blob_key,
+        "created_at": time.time(),
+        "header": header_json_bytes(parsed.header),
+        "bulk_lengths": orjson.dumps(parsed.bulk_lengths),
+    }
+    replaced: repo.InstanceRecord | None = None
+    with ctx.engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+        current = repo.get_by_sop_instance_uid(conn, parsed.sop_instance_uid)
+        if current is not None:
+            if current.sha256 == sha256:  # an identical upload won the race
+                ctx.store.delete(blob_key)
+                return IngestResult(record=current, created=False)
+            if not overwrite:
+                raise _duplicate(parsed.sop_instance_uid, current.file_id)
+            repo.delete_by_file_id(conn, current.file_id)
+            replaced = current
+        try:
+            repo.insert_instance(conn, values)
+        except repo.DuplicateKey as exc:  # a concurrent writer on another database session
+            raise _duplicate(parsed.sop_instance_uid, None) from exc
+        record = repo.get_by_file_id(conn, file_id)
+    assert record is not None
+    if replaced is not None:
+        _remove_blobs(ctx, replaced.file_id, replaced.blob_key)
+        log.info("instance replaced", extra={"file_id": file_id, "replaced": replaced.file_id})
+    return IngestResult(
+        record=record,
+        created=True,
+        replaced_file_id=replaced.file_id if replaced else None,
+    )
+
+
+def _remove_blobs(ctx: ServiceContext, file_id: str, blob_key: str) -> None:
+    """Bytes and renderings of an instance whose index row is already gone."""
+    ctx.store.delete(blob_key)
+    ctx.store.delete_prefix(ids.renderings_prefix(file_id))
+
+
+def _duplicate(sop_instance_uid: str, file_id: str | None) -> DuplicateInstance:
+    where = f" as file {file_id}" if file_id else ""
+    return DuplicateInstance(
+        f"SOP Instance UID {sop_instance_uid} is already stored{where} with different "
+        "content; repeat the upload with ?overwrite=true to replace it"
+    )
+
+
+def ingest_path(ctx: ServiceContext, path: Path, *, overwrite: bool = False) -> IngestResult:
+    """Ingest a file from the local filesystem (the CLI's bulk import), streaming it."""
+    with StagedUpload(ctx.store.staging_dir(), ctx.settings.max_upload_bytes) as staged:
+        with open(path, "rb") as f:
+            while chunk := f.read(1024 * 1024):
+                staged.write(chunk)
+        return ingest_staged(ctx, staged, overwrite=overwrite)

@@ -1,0 +1,68 @@
+"""An upload in progress: bytes streamed to a staging file, hashed and counted as they come.
+
+Nothing is held whole in memory; the size limit is enforced while streaming so an oversized
+upload stops at the limit, not after filling the disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from dicom_file_service.errors import PayloadTooLarge
+
+
+class StagedUpload:
+    """A temporary file in the blob store's staging area. Discarded unless consumed."""
+
+    def __init__(self, staging_dir: Path, max_bytes: int) -> None:
+        fd, name = tempfile.mkstemp(dir=staging_dir, prefix="upload-", suffix=".dcm")
+        self._file = os.fdopen(fd, "wb", buffering=1024 * 1024)
+        self.path = Path(name)
+        self.size = 0
+        self._max = max_bytes
+        self._hash = hashlib.sha256()
+        self._closed = False
+
+    def write(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self.size += len(chunk)
+        if self.size > self._max:
+            raise PayloadTooLarge(
+                f"the upload exceeds the limit of {self._max} bytes "
+                "(setting DICOM_FS_MAX_UPLOAD_BYTES)"
+            )
+        self._hash.update(chunk)
+        self._file.write(chunk)
+
+    def finish(self) -> str:
+        """Close the file; returns the SHA-256 of what was written."""
+        if not self._closed:
+            self._file.close()
+            self._closed = True
+        return self._hash.hexdigest()
+
+    def discard(self) -> None:
+        if not self._closed:
+            self._file.close()
+            self._closed = True
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def __enter__(self) -> StagedUpload:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Whatever happened, the staging file never outlives the request: it is either moved
+        # into the store (then unlinking is a no-op) or it goes.
+        self.discard()
