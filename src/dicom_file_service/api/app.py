@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dicom_file_service import __version__
+from dicom_file_service.api.fast_paths import FastPaths
 from dicom_file_service.api.problems import install_problem_handlers
 from dicom_file_service.api.routes import files, ops
 from dicom_file_service.service.context import ServiceContext
@@ -17,7 +18,7 @@ from dicom_file_service.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> FastPaths:
     """Build the app; the service context is created at start-up and closed at shutdown."""
     settings = settings or Settings()
 
@@ -40,4 +41,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(files.router)
     app.include_router(ops.router)
-    return app
+    return FastPaths(app, app.state)

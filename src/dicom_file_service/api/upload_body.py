@@ -122,7 +122,7 @@ async def _read_multipart(
     state = _FormState(staged)
     parser = MultipartParser(
         boundary,
-        {  # type: ignore[arg-type]
+        {
             "on_part_begin": state.on_part_begin,
             "on_header_field": state.on_header_field,
             "on_header_value": state.on_header_value,

@@ -14,7 +14,11 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import QueuePool
+
+from dicom_file_service.errors import IndexUnavailable
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x44434D46  # "DCMF"
@@ -26,9 +30,31 @@ def _normalise_url(url: str) -> str:
     return url
 
 
+def _convert_operational_errors(engine: Engine) -> None:
+    """Driver failures (unreachable server, disk I/O, lock timeouts) become IndexUnavailable.
+
+    Constraint violations stay as they are: the repository turns those into DuplicateKey.
+    """
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        exc = context.sqlalchemy_exception
+        if isinstance(exc, OperationalError) or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated
+        ):
+            raise IndexUnavailable(
+                f"the index database is unavailable ({type(context.original_exception).__name__})"
+            ) from context.original_exception
+
+
 def create_index_engine(url: str) -> Engine:
     """An engine for the index with the per-backend settings this service relies on."""
-    url = _normalise_url(url)
+    engine = _create_engine(_normalise_url(url))
+    _convert_operational_errors(engine)
+    return engine
+
+
+def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         db_path = url.split("///", 1)[-1]
         if db_path and db_path != ":memory:":

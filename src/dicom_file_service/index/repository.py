@@ -46,7 +46,7 @@ _SUMMARY_COLUMNS = [getattr(instances.c, f) for f in InstanceRecord.__dataclass_
 
 
 def _record(row: Row[Any]) -> InstanceRecord:
-    return InstanceRecord(*row)
+    return InstanceRecord(**row._mapping)
 
 
 def insert_instance(conn: Connection, values: dict[str, Any]) -> int:

@@ -33,6 +33,11 @@ class ServiceContext:
     store: BlobStore
     cpu_pool: ThreadPoolExecutor = field(repr=False)
 
+    @property
+    def index_is_local(self) -> bool:
+        """True for SQLite: point reads are cheap enough to run on the event loop."""
+        return self.engine.dialect.name == "sqlite"
+
     @classmethod
     def create(cls, settings: Settings, *, migrate: bool = True) -> ServiceContext:
         settings.data_dir.mkdir(parents=True, exist_ok=True)

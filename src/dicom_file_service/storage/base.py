@@ -14,7 +14,7 @@ from typing import BinaryIO, Protocol
 
 
 class BlobNotFound(Exception):
-    """The key has no object. Internal to the storage layer's callers (the service maps it)."""
+    """The key has no object (the service maps it to FileNotFound where that is the meaning)."""
 
 
 class BlobStore(Protocol):

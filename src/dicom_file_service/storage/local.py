@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from dicom_file_service.errors import StorageUnavailable
 from dicom_file_service.storage.base import BlobNotFound
 
 _STAGING = ".staging"
@@ -66,6 +67,14 @@ class LocalBlobStore:
         self._known_dirs.add(parent)
 
     def put_file(self, key: str, path: Path) -> None:
+        try:
+            self._put_file(key, path)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot write to the blob store: {exc.strerror}") from exc
+
+    def _put_file(self, key: str, path: Path) -> None:
         target = self._path(key)
         self._ensure_parent(target)
         if self._fsync:
@@ -88,6 +97,12 @@ class LocalBlobStore:
             _fsync_dir(target.parent)
 
     def put_bytes(self, key: str, data: bytes) -> None:
+        try:
+            self._put_bytes(key, data)
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot write to the blob store: {exc.strerror}") from exc
+
+    def _put_bytes(self, key: str, data: bytes) -> None:
         target = self._path(key)
         self._ensure_parent(target)
         fd, tmp = tempfile.mkstemp(dir=self._staging, prefix="put-")

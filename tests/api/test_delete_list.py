@@ -1,0 +1,54 @@
+"""DELETE removes bytes, index row and renderings; GET /dicom-image lists and paginates."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.api.dicom_factory import copy_with_new_uid
+from tests.api.test_upload import UPLOAD_FIELDS, assert_problem, post_raw
+from tests.conftest import Server
+from tests.datafiles import test_file
+
+
+def test_delete_removes_everything(server: Server, client: httpx.Client) -> None:
+    file_id = post_raw(client, copy_with_new_uid(test_file("CT_small.dcm"))).json()["file_id"]
+    assert client.get(f"/dicom-image/{file_id}/png").status_code == 200
+    objects = server.data_dir / "blobs" / "objects"
+    assert list(objects.rglob(f"{file_id}*"))
+    r = client.delete(f"/dicom-image/{file_id}")
+    assert r.status_code == 204 and r.content == b""
+    assert list(objects.rglob(f"{file_id}*")) == []
+    for path in ("", "/png", "/metadata", "?dicom_tag=PatientName"):
+        assert_problem(client.get(f"/dicom-image/{file_id}{path}"), 404, "file_not_found")
+    assert_problem(client.delete(f"/dicom-image/{file_id}"), 404, "file_not_found")
+
+
+def test_list_is_newest_first_paginated_and_filtered(client: httpx.Client) -> None:
+    patient = "LIST-TEST-PATIENT"
+    ids = [
+        post_raw(client, copy_with_new_uid(test_file("CT_small.dcm"), PatientID=patient)).json()[
+            "file_id"
+        ]
+        for _ in range(5)
+    ]
+    page1 = client.get("/dicom-image", params={"limit": 2, "patient_id": patient}).json()
+    assert [i["file_id"] for i in page1["items"]] == ids[::-1][:2]
+    assert set(page1["items"][0]) == UPLOAD_FIELDS
+    page2 = client.get(
+        "/dicom-image", params={"limit": 2, "patient_id": patient, "cursor": page1["next_cursor"]}
+    ).json()
+    page3 = client.get(
+        "/dicom-image", params={"limit": 2, "patient_id": patient, "cursor": page2["next_cursor"]}
+    ).json()
+    assert [i["file_id"] for i in page2["items"] + page3["items"]] == ids[::-1][2:]
+    assert page3["next_cursor"] is None
+    none = client.get("/dicom-image", params={"modality": "XX-NONE"}).json()
+    assert none == {"items": [], "next_cursor": None}
+
+
+def test_list_rejects_bad_cursor_and_limit(client: httpx.Client) -> None:
+    assert_problem(
+        client.get("/dicom-image", params={"cursor": "garbage!"}), 400, "invalid_parameter"
+    )
+    assert_problem(client.get("/dicom-image", params={"limit": 0}), 400, "invalid_parameter")
+    assert_problem(client.get("/dicom-image", params={"limit": 100000}), 400, "invalid_parameter")

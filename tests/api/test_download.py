@@ -1,0 +1,60 @@
+"""GET /dicom-image/{id}: the stored bytes unchanged, with ETag, Range and a filename."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.api.dicom_factory import copy_with_new_uid
+from tests.api.test_upload import assert_problem, post_raw
+from tests.datafiles import test_file
+
+
+@pytest.fixture
+def stored(client: httpx.Client) -> tuple[dict[str, object], bytes]:
+    data = copy_with_new_uid(test_file("CT_small.dcm"))
+    return post_raw(client, data).json(), data
+
+
+def test_download_returns_the_bytes_with_headers(
+    client: httpx.Client, stored: tuple[dict[str, object], bytes]
+) -> None:
+    body, data = stored
+    r = client.get(f"/dicom-image/{body['file_id']}")
+    assert r.status_code == 200
+    assert r.content == data
+    assert r.headers["content-type"] == "application/dicom"
+    assert r.headers["content-length"] == str(len(data))
+    assert r.headers["etag"] == f'"{body["sha256"]}"'
+    assert r.headers["content-disposition"] == (
+        f'attachment; filename="{body["sop_instance_uid"]}.dcm"'
+    )
+    assert r.headers["accept-ranges"] == "bytes"
+
+
+def test_range_requests_return_partial_content(
+    client: httpx.Client, stored: tuple[dict[str, object], bytes]
+) -> None:
+    body, data = stored
+    r = client.get(f"/dicom-image/{body['file_id']}", headers={"range": "bytes=128-131"})
+    assert r.status_code == 206
+    assert r.content == data[128:132] == b"DICM"
+    assert r.headers["content-range"] == f"bytes 128-131/{len(data)}"
+    r = client.get(f"/dicom-image/{body['file_id']}", headers={"range": "bytes=-10"})
+    assert r.status_code == 206 and r.content == data[-10:]
+
+
+def test_if_none_match_gives_304(
+    client: httpx.Client, stored: tuple[dict[str, object], bytes]
+) -> None:
+    body, _ = stored
+    etag = client.get(f"/dicom-image/{body['file_id']}").headers["etag"]
+    r = client.get(f"/dicom-image/{body['file_id']}", headers={"if-none-match": etag})
+    assert r.status_code == 304 and r.content == b""
+
+
+@pytest.mark.parametrize(
+    "file_id", ["AAAAAAAAAAAAAAAAAAAAAA", "nope", "..%2F..%2Fetc%2Fpasswd", "a" * 300]
+)
+def test_unknown_ids_are_404_file_not_found(client: httpx.Client, file_id: str) -> None:
+    assert_problem(client.get(f"/dicom-image/{file_id}"), 404, "file_not_found")

@@ -1,0 +1,152 @@
+"""?dicom_tag= in every form of API.md, and /metadata."""
+
+from __future__ import annotations
+
+import httpx
+import pydicom
+import pytest
+
+from tests.api.dicom_factory import copy_with_new_uid
+from tests.api.test_upload import assert_problem, post_raw
+from tests.conftest import Server
+from tests.datafiles import test_file
+
+
+@pytest.fixture(scope="module")
+def ct(server: Server) -> str:
+    with server.client() as c:
+        return str(post_raw(c, copy_with_new_uid(test_file("CT_small.dcm"))).json()["file_id"])
+
+
+@pytest.fixture(scope="module")
+def rtplan(server: Server) -> str:
+    with server.client() as c:
+        data = test_file("rtplan.dcm").read_bytes()
+        return str(
+            c.post(
+                "/dicom-image", content=data, headers={"content-type": "application/dicom"}
+            ).json()["file_id"]
+        )
+
+
+def tag(client: httpx.Client, file_id: str, *selectors: str) -> httpx.Response:
+    return client.get(f"/dicom-image/{file_id}", params=[("dicom_tag", s) for s in selectors])
+
+
+PATIENT_NAME = {
+    "tag": "(0010,0010)",
+    "keyword": "PatientName",
+    "name": "Patient's Name",
+    "vr": "PN",
+    "vm": 1,
+    "value": "CompressedSamples^CT1",
+}
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        "(0010,0010)",
+        "0010,0010",
+        "00100010",
+        "0x00100010",
+        "PatientName",
+        "patientname",
+        "( 0010 , 0010 )",
+        "0X00100010",
+    ],
+)
+def test_every_selector_form_gives_the_same_answer(
+    client: httpx.Client, ct: str, selector: str
+) -> None:
+    r = tag(client, ct, selector)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert {k: r.json()[k] for k in PATIENT_NAME} == PATIENT_NAME
+
+
+def test_repeated_parameter_gives_a_list_in_request_order(client: httpx.Client, ct: str) -> None:
+    r = tag(client, ct, "Modality", "(0028,0010)", "ImagePositionPatient")
+    assert r.status_code == 200
+    modality, rows, position = r.json()
+    assert modality["value"] == "CT"
+    assert rows["keyword"] == "Rows" and rows["value"] == 128 and rows["vr"] == "US"
+    assert position["vm"] == 3
+    assert position["value"] == [-158.135803, -179.035797, -75.699997]
+
+
+def test_file_meta_and_private_tags(client: httpx.Client, ct: str) -> None:
+    ts = tag(client, ct, "(0002,0010)").json()
+    assert ts["value"] == "1.2.840.10008.1.2.1" and ts["keyword"] == "TransferSyntaxUID"
+    ds = pydicom.dcmread(test_file("CT_small.dcm"))
+    private = next(e for e in ds if e.tag.is_private and e.VR not in ("OB", "UN", "SQ"))
+    group, elem = private.tag.group, private.tag.element
+    r = tag(client, ct, f"({group:04X},{elem:04X})")
+    assert r.status_code == 200, r.text
+    assert r.json()["tag"] == f"({group:04X},{elem:04X})"
+
+
+def test_sequence_paths(client: httpx.Client, rtplan: str) -> None:
+    ds = pydicom.dcmread(test_file("rtplan.dcm"))
+    expected = ds.BeamSequence[0].BeamName
+    for selector in ("BeamSequence[0].BeamName", "(300A,00B0)[0].(300A,00C2)"):
+        r = tag(client, rtplan, selector)
+        assert r.status_code == 200, r.text
+        assert r.json()["value"] == expected
+        assert r.json()["keyword"] == "BeamName"
+    seq = tag(client, rtplan, "BeamSequence").json()
+    assert seq["vr"] == "SQ"
+    assert len(seq["value"]) == len(ds.BeamSequence)
+    assert seq["value"][0]["BeamName"] == expected
+
+
+def test_bulk_data_is_a_reference_not_bytes(client: httpx.Client, ct: str) -> None:
+    r = tag(client, ct, "PixelData").json()
+    assert r["value"]["length"] == 128 * 128 * 2
+    assert ct in r["value"]["bulk_data_uri"]
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        "(0010,001)",
+        "XYZ",
+        "NotAKeyword",
+        "0010-0010",
+        "(0010,0010)[",
+        "",
+        "(gggg,0010)",
+        "BeamSequence[-1].BeamName",
+        "a" * 1000,
+    ],
+)
+def test_invalid_selectors_are_400_listing_the_forms(
+    client: httpx.Client, ct: str, selector: str
+) -> None:
+    body = assert_problem(tag(client, ct, selector), 400, "invalid_tag")
+    assert "(0010,0010)" in str(body["detail"])
+
+
+def test_absent_attribute_is_tag_not_found(client: httpx.Client, ct: str, rtplan: str) -> None:
+    assert_problem(tag(client, ct, "(0018,9999)"), 404, "tag_not_found")
+    assert_problem(tag(client, rtplan, "BeamSequence[999].BeamName"), 404, "tag_not_found")
+
+
+def test_unknown_file_is_file_not_found_not_tag_not_found(client: httpx.Client) -> None:
+    r = tag(client, "AAAAAAAAAAAAAAAAAAAAAA", "PatientName")
+    assert_problem(r, 404, "file_not_found")
+
+
+def test_metadata_is_dicom_json_with_bulk_data_uris(client: httpx.Client, ct: str) -> None:
+    r = client.get(f"/dicom-image/{ct}/metadata")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/dicom+json")
+    (dataset,) = r.json()
+    assert dataset["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": "CompressedSamples^CT1"}]}
+    assert dataset["00280010"] == {"vr": "US", "Value": [128]}
+    assert "BulkDataURI" in dataset["7FE00010"] and "InlineBinary" not in dataset["7FE00010"]
+    roundtrip = pydicom.Dataset.from_json(dataset, bulk_data_uri_handler=lambda *_: b"")
+    assert roundtrip.PatientName == "CompressedSamples^CT1"
+    assert_problem(
+        client.get("/dicom-image/AAAAAAAAAAAAAAAAAAAAAA/metadata"), 404, "file_not_found"
+    )

@@ -1,0 +1,214 @@
+"""POST /dicom-image: storing files, duplicates, and every kind of bad upload."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api.dicom_factory import changed_content, copy_with_new_uid, without
+from tests.conftest import Server, start_server, stop_server
+from tests.datafiles import test_file
+
+CT = test_file("CT_small.dcm")
+UPLOAD_FIELDS = {
+    "file_id",
+    "sop_instance_uid",
+    "series_instance_uid",
+    "study_instance_uid",
+    "sop_class_uid",
+    "transfer_syntax_uid",
+    "size",
+    "sha256",
+}
+
+
+def post_form(client: httpx.Client, data: bytes, **params: str) -> httpx.Response:
+    return client.post("/dicom-image", files={"file": ("IM000001", data)}, params=params)
+
+
+def post_raw(
+    client: httpx.Client, data: bytes, content_type: str = "application/dicom", **params: str
+) -> httpx.Response:
+    return client.post(
+        "/dicom-image", content=data, params=params, headers={"content-type": content_type}
+    )
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert isinstance(body["detail"], str) and len(body["detail"]) > 10
+    assert body["title"] and body["type"]
+    return body  # type: ignore[no-any-return]
+
+
+def test_multipart_upload_is_stored_and_described(client: httpx.Client) -> None:
+    data = copy_with_new_uid(CT)
+    r = post_form(client, data)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert set(body) == UPLOAD_FIELDS
+    assert r.headers["location"] == f"/dicom-image/{body['file_id']}"
+    assert body["size"] == len(data)
+    assert body["sha256"] == hashlib.sha256(data).hexdigest()
+    assert body["study_instance_uid"] == "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
+    assert body["transfer_syntax_uid"] == "1.2.840.10008.1.2.1"
+    assert body["sop_class_uid"] == "1.2.840.10008.5.1.4.1.1.2"
+    assert client.get(f"/dicom-image/{body['file_id']}").content == data
+
+
+def test_raw_application_dicom_upload(client: httpx.Client) -> None:
+    data = copy_with_new_uid(CT)
+    r = post_raw(client, data)
+    assert r.status_code == 201, r.text
+    assert r.json()["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_file_ids_are_opaque_and_unguessable(client: httpx.Client) -> None:
+    ids = {post_raw(client, copy_with_new_uid(CT)).json()["file_id"] for _ in range(3)}
+    assert len(ids) == 3
+    for file_id in ids:
+        assert len(file_id) >= 22 and "/" not in file_id and "." not in file_id
+
+
+def test_identical_bytes_again_return_200_and_the_same_id(client: httpx.Client) -> None:
+    data = copy_with_new_uid(CT)
+    first = post_form(client, data)
+    again = post_raw(client, data)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+
+
+def test_other_bytes_under_a_stored_uid_are_a_conflict(client: httpx.Client) -> None:
+    data = copy_with_new_uid(CT)
+    first = post_form(client, data).json()
+    other = changed_content(data, PatientName="Other^Name")
+    conflict = post_form(client, other)
+    body = assert_problem(conflict, 409, "duplicate_sop_instance")
+    assert "overwrite=true" in str(body["detail"])
+    # Nothing stored was altered.
+    assert client.get(f"/dicom-image/{first['file_id']}").content == data
+
+    replaced = post_form(client, other, overwrite="true")
+    assert replaced.status_code == 201
+    new = replaced.json()
+    assert new["file_id"] != first["file_id"]
+    assert new["sop_instance_uid"] == first["sop_instance_uid"]
+    assert client.get(f"/dicom-image/{new['file_id']}").content == other
+    assert_problem(client.get(f"/dicom-image/{first['file_id']}"), 404, "file_not_found")
+
+
+def test_empty_body_is_rejected(client: httpx.Client) -> None:
+    assert_problem(post_raw(client, b""), 400, "empty_upload")
+    assert_problem(post_form(client, b""), 400, "empty_upload")
+
+
+def test_missing_file_field_is_rejected(client: httpx.Client) -> None:
+    r = client.post("/dicom-image", files={"upload": ("IM000001", CT.read_bytes())})
+    assert_problem(r, 400, "missing_file_field")
+    r = client.post(
+        "/dicom-image",
+        data={"note": "no file here"},
+        headers={"content-type": "multipart/form-data; boundary=xyz"},
+    )
+    assert r.status_code == 400
+
+
+def test_two_file_parts_are_rejected(client: httpx.Client) -> None:
+    r = client.post(
+        "/dicom-image", files=[("file", ("a", CT.read_bytes())), ("file", ("b", CT.read_bytes()))]
+    )
+    assert_problem(r, 400, "malformed_body")
+
+
+def test_not_dicom_is_rejected(client: httpx.Client) -> None:
+    assert_problem(post_form(client, b"hello, I am a text file\n" * 50), 422, "invalid_dicom")
+    assert_problem(post_raw(client, bytes(range(256)) * 64), 422, "invalid_dicom")
+
+
+def test_truncated_file_is_rejected_and_nothing_stored(client: httpx.Client) -> None:
+    data = copy_with_new_uid(CT)
+    before = client.get("/dicom-image", params={"limit": 1000}).json()["items"]
+    for cut in (200, 1000, len(data) // 2, len(data) - 10):
+        assert_problem(post_form(client, data[:cut]), 422, "invalid_dicom")
+    after = client.get("/dicom-image", params={"limit": 1000}).json()["items"]
+    assert after == before
+
+
+@pytest.mark.parametrize("missing", ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
+def test_missing_identity_is_rejected(client: httpx.Client, missing: str) -> None:
+    data = without(CT, missing)
+    body = assert_problem(post_form(client, data), 422, "missing_identity")
+    assert "UID" in str(body["detail"])
+
+
+def test_wrong_content_type_is_415(client: httpx.Client) -> None:
+    assert_problem(post_raw(client, CT.read_bytes(), "text/plain"), 415, "unsupported_media_type")
+    r = client.post("/dicom-image", json={"file": "x"})
+    assert_problem(r, 415, "unsupported_media_type")
+
+
+def test_broken_multipart_is_rejected(client: httpx.Client) -> None:
+    body = b'--xyz\r\nContent-Disposition: form-data; name="file"\r\n\r\n' + CT.read_bytes()
+    r = client.post(
+        "/dicom-image", content=body, headers={"content-type": "multipart/form-data; boundary=xyz"}
+    )
+    assert_problem(r, 400, "malformed_body")
+    r = client.post(
+        "/dicom-image", content=b"whatever", headers={"content-type": "multipart/form-data"}
+    )
+    assert_problem(r, 400, "malformed_body")
+
+
+@pytest.fixture(scope="module")
+def small_limit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(
+        tmp_path_factory.mktemp("small") / "data", {"DICOM_FS_MAX_UPLOAD_BYTES": "20000"}
+    )
+    yield srv
+    stop_server(srv)
+
+
+def test_uploads_over_the_limit_are_413_and_leave_nothing(small_limit_server: Server) -> None:
+    with small_limit_server.client() as c:
+        data = CT.read_bytes()  # ~39 KB, over the 20,000-byte limit
+        assert_problem(post_raw(c, data), 413, "payload_too_large")
+        assert_problem(post_form(c, data), 413, "payload_too_large")
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while streaming
+            for i in range(0, len(data), 4096):
+                yield data[i : i + 4096]
+
+        r = c.post("/dicom-image", content=chunks(), headers={"content-type": "application/dicom"})
+        assert_problem(r, 413, "payload_too_large")
+        assert c.get("/dicom-image").json()["items"] == []
+    staging = small_limit_server.data_dir / "blobs" / ".staging"
+    assert list(staging.iterdir()) == []
+
+
+def test_staging_is_empty_after_rejections(server: Server, client: httpx.Client) -> None:
+    post_form(client, b"garbage" * 100)
+    post_raw(client, b"")
+    staging = server.data_dir / "blobs" / ".staging"
+    assert [p.name for p in staging.iterdir() if p.name.startswith("upload-")] == []
+
+
+def test_uploaded_blob_is_under_a_sharded_opaque_key(server: Server, client: httpx.Client) -> None:
+    file_id = post_raw(client, copy_with_new_uid(CT)).json()["file_id"]
+    expected = server.data_dir / "blobs" / "objects" / "instances" / file_id[:2] / file_id[2:4]
+    assert (expected / file_id).is_file()
+
+
+def test_every_file_in_a_folder_upload_roundtrips(client: httpx.Client, tmp_path: Path) -> None:
+    for name in ("MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm", "emri_small.dcm"):
+        data = test_file(name).read_bytes()
+        r = post_form(client, data)
+        assert r.status_code in (200, 201), r.text
+        assert client.get(f"/dicom-image/{r.json()['file_id']}").content == data

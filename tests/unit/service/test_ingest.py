@@ -1,0 +1,100 @@
+"""Ingest ordering under faults: nothing acknowledged is lost, nothing half-done remains."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dicom_file_service.errors import DuplicateInstance, IndexUnavailable, StorageUnavailable
+from dicom_file_service.index import repository as repo
+from dicom_file_service.service import files as files_service
+from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.ingest import ingest_path
+from dicom_file_service.settings import Settings
+from tests.api.dicom_factory import changed_content, copy_with_new_uid
+from tests.datafiles import test_file
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[ServiceContext]:
+    context = ServiceContext.create(Settings(data_dir=tmp_path / "data"))
+    yield context
+    context.close()
+
+
+def _file(tmp_path: Path, data: bytes, name: str = "in.dcm") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def _objects(ctx: ServiceContext) -> list[Path]:
+    root = ctx.settings.data_dir / "blobs" / "objects"
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def _staging(ctx: ServiceContext) -> list[Path]:
+    return list(ctx.store.staging_dir().iterdir())
+
+
+def test_a_failed_blob_write_leaves_no_index_row(
+    ctx: ServiceContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(key: str, path: Path) -> None:
+        raise StorageUnavailable("cannot write to the blob store: No space left on device")
+
+    monkeypatch.setattr(ctx.store, "put_file", disk_full)
+    with pytest.raises(StorageUnavailable):
+        ingest_path(ctx, _file(tmp_path, copy_with_new_uid(test_file("CT_small.dcm"))))
+    assert files_service.list_files(ctx, limit=10, cursor=None, filters={}).items == []
+    assert _staging(ctx) == []
+
+
+def test_a_failed_index_write_removes_the_blob(
+    ctx: ServiceContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def db_down(*_args: object, **_kwargs: object) -> int:
+        raise IndexUnavailable("the index database is unavailable (OperationalError)")
+
+    monkeypatch.setattr(repo, "insert_instance", db_down)
+    with pytest.raises(IndexUnavailable):
+        ingest_path(ctx, _file(tmp_path, copy_with_new_uid(test_file("CT_small.dcm"))))
+    assert _objects(ctx) == []
+    assert _staging(ctx) == []
+
+
+def test_a_rejected_duplicate_leaves_the_stored_file_untouched(
+    ctx: ServiceContext, tmp_path: Path
+) -> None:
+    data = copy_with_new_uid(test_file("CT_small.dcm"))
+    first = ingest_path(ctx, _file(tmp_path, data))
+    with pytest.raises(DuplicateInstance):
+        ingest_path(ctx, _file(tmp_path, changed_content(data, PatientID="X"), "b.dcm"))
+    assert len(_objects(ctx)) == 1
+    blob = ctx.store.local_path(first.record.blob_key)
+    assert blob is not None and blob.read_bytes() == data
+
+
+def test_the_database_settles_a_race_between_two_uploads_of_one_instance(
+    ctx: ServiceContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pre-check misses a concurrent insert; the unique constraint still holds."""
+    data = copy_with_new_uid(test_file("CT_small.dcm"))
+    ingest_path(ctx, _file(tmp_path, data))
+    monkeypatch.setattr(repo, "get_by_sop_instance_uid", lambda *_a, **_k: None)
+    with pytest.raises(DuplicateInstance):
+        ingest_path(ctx, _file(tmp_path, changed_content(data, PatientID="Y"), "c.dcm"))
+    assert len(_objects(ctx)) == 1
+
+
+def test_an_abandoned_upload_is_swept_at_start_up(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", pending_upload_ttl_seconds=60)
+    ServiceContext.create(settings).close()
+    leftover = settings.data_dir / "blobs" / ".staging" / "upload-crashed.dcm"
+    leftover.write_bytes(b"half an upload")
+    os.utime(leftover, (0, 0))
+    ServiceContext.create(settings).close()
+    assert not leftover.exists()
