@@ -50,8 +50,16 @@ def start_server(data_dir: Path, env_extra: dict[str, str] | None = None) -> Ser
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "dicom_file_service.cli", "serve",
-            "--port", str(port), "--data-dir", str(data_dir), "--log-level", "warning",
+            sys.executable,
+            "-m",
+            "dicom_file_service.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--log-level",
+            "warning",
         ],
         stdout=log_file,
         stderr=subprocess.STDOUT,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,8 @@ from dicom_file_service.storage import BlobNotFound, BlobStore, LocalBlobStore
 
 
 @pytest.fixture(params=["local"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
-    yield LocalBlobStore(tmp_path / "blobs")
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    return LocalBlobStore(tmp_path / "blobs")
 
 
 def _staged(store: BlobStore, data: bytes) -> Path:
@@ -90,4 +89,3 @@ def test_sweep_removes_only_old_staging_files(store: BlobStore) -> None:
 
 def test_no_partial_object_is_visible_after_a_failed_put(store: BlobStore) -> None:
     """A put that fails half-way leaves the key absent, not torn."""
-

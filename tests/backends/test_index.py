@@ -86,10 +86,9 @@ def test_a_failed_insert_keeps_the_rest_of_the_transaction(engine: Engine) -> No
 
 
 def test_nothing_is_written_when_the_caller_rolls_back(engine: Engine) -> None:
-    with engine.connect().execution_options(**WRITE_OPTIONS) as conn:
-        with conn.begin() as tx:
-            repo.insert_instance(conn, _values(1))
-            tx.rollback()
+    with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin() as tx:
+        repo.insert_instance(conn, _values(1))
+        tx.rollback()
     with engine.connect() as conn:
         assert repo.get_by_file_id(conn, "file000000000000000001") is None
 
