@@ -11,6 +11,7 @@ from sqlalchemy import Engine, inspect
 
 from dicom_file_service.index import repository as repo
 from dicom_file_service.index.db import WRITE_OPTIONS, create_index_engine, upgrade
+from dicom_file_service.index.hot_reads import HeaderReader
 
 
 @pytest.fixture
@@ -62,8 +63,6 @@ def test_insert_then_read_back(engine: Engine) -> None:
         assert rec is not None
         assert rec.sop_instance_uid == "1.2.3.1"
         assert repo.get_by_sop_instance_uid(conn, "1.2.3.1") == rec
-        header = repo.get_header(conn, rec.file_id)
-        assert header == (b'{"00080018":{"vr":"UI","Value":["1.2.3"]}}', b"{}")
         assert repo.get_by_file_id(conn, "nope") is None
 
 
@@ -122,3 +121,19 @@ def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: Any) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     eng.dispose()
+
+
+def test_hot_header_reader_sees_inserts_and_deletes_at_once(engine: Engine) -> None:
+    reader = HeaderReader(engine)
+    try:
+        assert reader.read("file000000000000000001") is None
+        _insert(engine, _values(1))
+        assert reader.read("file000000000000000001") == (
+            b'{"00080018":{"vr":"UI","Value":["1.2.3"]}}',
+            b"{}",
+        )
+        with engine.connect() as conn, conn.begin():
+            repo.delete_by_file_id(conn, "file000000000000000001")
+        assert reader.read("file000000000000000001") is None
+    finally:
+        reader.close()

@@ -72,14 +72,6 @@ def get_by_sop_instance_uid(conn: Connection, sop_instance_uid: str) -> Instance
     return _record(row) if row else None
 
 
-def get_header(conn: Connection, file_id: str) -> tuple[bytes, bytes] | None:
-    """The stored DICOM JSON header and bulk-length map (orjson bytes) of one instance."""
-    row = conn.execute(
-        select(instances.c.header, instances.c.bulk_lengths).where(instances.c.file_id == file_id)
-    ).first()
-    return (bytes(row[0]), bytes(row[1])) if row else None
-
-
 def delete_by_file_id(conn: Connection, file_id: str) -> bool:
     result = conn.execute(delete(instances).where(instances.c.file_id == file_id))
     return bool(result.rowcount)

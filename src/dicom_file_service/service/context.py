@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from dicom_file_service.errors import ServiceError
 from dicom_file_service.index.db import create_index_engine, upgrade
+from dicom_file_service.index.hot_reads import HeaderReader
 from dicom_file_service.settings import Settings
 from dicom_file_service.storage import BlobStore, open_blob_store
 
@@ -32,6 +33,7 @@ class ServiceContext:
     engine: Engine
     store: BlobStore
     cpu_pool: ThreadPoolExecutor = field(repr=False)
+    headers: HeaderReader = field(repr=False)
 
     @property
     def index_is_local(self) -> bool:
@@ -50,7 +52,13 @@ class ServiceContext:
         pool = ThreadPoolExecutor(
             max_workers=settings.render_workers, thread_name_prefix="dicom-cpu"
         )
-        return cls(settings=settings, engine=engine, store=store, cpu_pool=pool)
+        return cls(
+            settings=settings,
+            engine=engine,
+            store=store,
+            cpu_pool=pool,
+            headers=HeaderReader(engine),
+        )
 
     async def run_cpu(self, fn: Callable[[], T], *, time_limit: float | None = None) -> T:
         """Run CPU-heavy work (parse, decode, render) off the event loop, in the bounded pool."""
@@ -69,4 +77,5 @@ class ServiceContext:
 
     def close(self) -> None:
         self.cpu_pool.shutdown(wait=False, cancel_futures=True)
+        self.headers.close()
         self.engine.dispose()

@@ -35,8 +35,7 @@ def load_header(ctx: ServiceContext, file_id: str) -> tuple[bytes, bytes]:
     """The stored DICOM JSON header and bulk lengths (orjson bytes)."""
     if not ids.is_valid_file_id(file_id):
         raise _not_found(file_id)
-    with ctx.engine.connect() as conn:
-        found = repo.get_header(conn, file_id)
+    found = ctx.headers.read(file_id)
     if found is None:
         raise _not_found(file_id)
     return found
