@@ -9,6 +9,7 @@ broken connection is discarded and the read retried once.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -52,10 +53,8 @@ class HeaderReader:
             with self._lock:
                 if conn in self._all:
                     self._all.remove(conn)
-            try:
+            with contextlib.suppress(Exception):  # already broken: nothing more to release
                 conn.invalidate()
-            except Exception:  # already broken: nothing more to release
-                pass
 
     def read(self, file_id: str) -> tuple[bytes, bytes] | None:
         params: Any = (file_id,) if self._positional else {"file_id": file_id}
@@ -81,7 +80,5 @@ class HeaderReader:
         with self._lock:
             conns, self._all = self._all, []
         for conn in conns:
-            try:
+            with contextlib.suppress(Exception):  # at shutdown: nothing to do about a failure
                 conn.close()
-            except Exception:  # closing at shutdown: nothing to do about a failure
-                pass
