@@ -1,0 +1,54 @@
+"""Arrays to PNG bytes: 8-bit grayscale, 8-bit RGB and 16-bit grayscale.
+
+PNGs are served to browsers and cached, so encoding speed matters more than the last few
+percent of size: zlib level 1 is several times faster than Pillow's default (6) and gives
+files only slightly larger on medical images.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, PngImagePlugin
+
+#: zlib level for PNG: fast, since renderings are served at once and cached.
+DEFAULT_COMPRESS_LEVEL = 1
+
+
+def encode_png(
+    arr: NDArray[Any],
+    *,
+    compress_level: int = DEFAULT_COMPRESS_LEVEL,
+    text: Mapping[str, str] | None = None,
+) -> bytes:
+    """Encode ``arr`` as PNG.
+
+    Accepts uint8 (H, W) → 8-bit grayscale, uint8 (H, W, 3) → 8-bit RGB, uint16 (H, W) →
+    16-bit grayscale. ``text`` is written as tEXt chunks (e.g. how to read 16-bit values).
+    """
+    image = to_image(arr)
+    info = None
+    if text:
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
+    out = io.BytesIO()
+    image.save(out, format="PNG", compress_level=compress_level, pnginfo=info)
+    return out.getvalue()
+
+
+def to_image(arr: NDArray[Any]) -> Image.Image:
+    """The Pillow image for an array ``encode_png`` accepts (no copy where Pillow allows)."""
+    arr = np.ascontiguousarray(arr)
+    if arr.dtype == np.uint8 and arr.ndim == 2:
+        return Image.fromarray(arr, mode="L")
+    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
+        return Image.fromarray(arr, mode="RGB")
+    if arr.dtype == np.uint16 and arr.ndim == 2:
+        # Pillow's "I;16" is little-endian 16-bit; the PNG writer converts to big-endian.
+        return Image.frombuffer("I;16", (arr.shape[1], arr.shape[0]), arr.astype("<u2"), "raw")
+    raise ValueError(f"cannot encode an array of {arr.dtype} with shape {arr.shape} as PNG")

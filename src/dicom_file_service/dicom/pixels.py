@@ -1,0 +1,206 @@
+"""Read a file's header and decode exactly one frame of its pixel data.
+
+The header is read up to the pixel data element with ``dcmread(stop_before_pixels=True)``,
+which leaves the file positioned at that element's tag; pydicom's decoder is then handed
+the file itself, so that only the requested frame is read and decoded, never the whole
+multi-frame pixel data (PS3.5 A.4 for encapsulated frames, 8.2 for native ones).
+
+Every failure of pydicom or of its decoding plugins is converted here, where it occurs,
+into :class:`UndecodablePixelData` naming the transfer syntax and the reason.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.utils import as_pixel_options
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from dicom_file_service.errors import (
+    FrameOutOfRange,
+    ImageTooLarge,
+    InvalidDicom,
+    NoPixelData,
+    UndecodablePixelData,
+)
+
+#: (7FE0,0008) *Float Pixel Data*, (7FE0,0009) *Double Float Pixel Data*, (7FE0,0010) *Pixel Data*
+_PIXEL_KEYWORDS = {
+    (0x7FE0, 0x0008): "FloatPixelData",
+    (0x7FE0, 0x0009): "DoubleFloatPixelData",
+    (0x7FE0, 0x0010): "PixelData",
+}
+_PIXEL_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN"})
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame and the header that describes it.
+
+    ``photometric`` is the (0028,0004) *Photometric Interpretation* of ``pixels`` as decoded,
+    which differs from the header's when the decoder already converted YCbCr to RGB.
+    """
+
+    header: Dataset
+    pixels: np.ndarray[Any, np.dtype[Any]]
+    photometric: str
+    transfer_syntax: UID
+    index: int  # 0-based
+
+
+def read_header(f: BinaryIO) -> Dataset:
+    """Everything before the pixel data; ``f`` is left at the pixel data element's tag."""
+    try:
+        return dcmread(f, stop_before_pixels=True, force=True)
+    except Exception as exc:  # pydicom raises many types on malformed input
+        raise InvalidDicom(f"cannot read the DICOM header: {exc}") from exc
+
+
+def frame_count(ds: Dataset) -> int:
+    """(0028,0008) *Number of Frames*, 1 when absent, empty or invalid (PS3.3 C.7.6.6)."""
+    try:
+        value = ds.get("NumberOfFrames")
+        count = int(value) if value not in (None, "") else 1
+    except (TypeError, ValueError):
+        return 1
+    return count if count > 0 else 1
+
+
+def transfer_syntax(ds: Dataset) -> UID:
+    """(0002,0010) *Transfer Syntax UID*, else the encoding pydicom found the dataset in."""
+    meta = getattr(ds, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    if uid:
+        return UID(str(uid))
+    implicit, little = ds.original_encoding
+    if implicit:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little or little is None else ExplicitVRBigEndian
+
+
+def decode_frame(f: BinaryIO, ds: Dataset, frame: int, *, max_pixels: int) -> Frame:
+    """Decode the 1-based ``frame`` of the file ``f`` whose header ``read_header`` returned.
+
+    Checks, in order: there is pixel data (else :class:`NoPixelData`), the frame exists
+    (:class:`FrameOutOfRange`), (0028,0010) *Rows* x (0028,0011) *Columns* x (0028,0002)
+    *Samples per Pixel* fits ``max_pixels`` (:class:`ImageTooLarge`); only then decodes.
+    """
+    tsyntax = transfer_syntax(ds)
+    if tsyntax == DeflatedExplicitVRLittleEndian:
+        # The deflated stream cannot be read by offset: inflate the whole dataset.
+        f.seek(0)
+        try:
+            full = dcmread(f, force=True)
+        except Exception as exc:
+            raise UndecodablePixelData(f"{_ts_name(tsyntax)}: cannot inflate: {exc}") from exc
+        keyword = next((k for k in _PIXEL_KEYWORDS.values() if k in full), None)
+        pixel_vr = None
+    else:
+        full = None
+        keyword, pixel_vr = _pixel_element_header(f, ds)
+    if keyword is None:
+        raise NoPixelData("the file has no Pixel Data, Float Pixel Data or Double Float Pixel Data")
+
+    count = frame_count(ds)
+    if "NumberOfFrames" in ds and _invalid_number_of_frames(ds):
+        ds.NumberOfFrames = count  # pydicom's decoders would fail on the invalid value
+    if not 1 <= frame <= count:
+        raise FrameOutOfRange(f"frame {frame} is out of range: the image has frames 1 to {count}")
+    _check_size(ds, tsyntax, max_pixels)
+
+    opts: dict[str, Any] = {}
+    try:
+        decoder = get_decoder(tsyntax)
+        if full is None:
+            opts = as_pixel_options(
+                ds, transfer_syntax_uid=tsyntax, pixel_keyword=keyword, number_of_frames=count
+            )
+            if pixel_vr is not None:
+                opts["pixel_vr"] = pixel_vr
+            arr, props = decoder.as_array(f, index=frame - 1, raw=False, **opts)
+        else:
+            arr, props = decoder.as_array(full, index=frame - 1, raw=False)
+    except NotImplementedError as exc:
+        raise UndecodablePixelData(
+            f"{_ts_name(tsyntax)}: no decoder for this transfer syntax ({exc})"
+        ) from exc
+    except Exception as exc:  # decoders and plugins raise anything on bad streams
+        raise UndecodablePixelData(
+            f"{_ts_name(tsyntax)}: decoding failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    photometric = str(props.get("photometric_interpretation") or _header_photometric(ds))
+    return Frame(
+        header=ds, pixels=arr, photometric=photometric, transfer_syntax=tsyntax, index=frame - 1
+    )
+
+
+def _invalid_number_of_frames(ds: Dataset) -> bool:
+    try:
+        return int(ds.NumberOfFrames) < 1
+    except (TypeError, ValueError):
+        return True
+
+
+def _pixel_element_header(f: BinaryIO, ds: Dataset) -> tuple[str | None, str | None]:
+    """Read the pixel data element's tag (and VR) and leave ``f`` at the start of its value.
+
+    Whether the element has an explicit VR is read from the element itself, not from the
+    transfer syntax: files exist whose dataset is implicit VR under an explicit VR transfer
+    syntax, and pydicom reads them (PS3.5 7.1.2, 7.1.3 give the two layouts).
+    """
+    data = f.read(8)
+    if len(data) < 8:
+        return None, None
+    endian = ">" if ds.original_encoding[1] is False else "<"
+    group, elem = struct.unpack(f"{endian}HH", data[:4])
+    keyword = _PIXEL_KEYWORDS.get((group, elem))
+    if keyword is None:
+        return None, None
+    vr = data[4:6]
+    if vr not in _PIXEL_VRS:
+        return keyword, None  # implicit VR: the 4 bytes after the tag were the length
+    f.read(4)  # explicit VR: 2 reserved bytes, then a 4-byte length
+    return keyword, vr.decode("ascii")
+
+
+def _check_size(ds: Dataset, tsyntax: UID, max_pixels: int) -> None:
+    try:
+        rows = int(ds.Rows)
+        columns = int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel") or 1)
+    except Exception as exc:
+        raise UndecodablePixelData(
+            f"{_ts_name(tsyntax)}: (0028,0010) Rows, (0028,0011) Columns or (0028,0002) "
+            "Samples per Pixel is missing or invalid"
+        ) from exc
+    if rows <= 0 or columns <= 0:
+        raise UndecodablePixelData(f"{_ts_name(tsyntax)}: Rows and Columns must be positive")
+    size = rows * columns * samples
+    if size > max_pixels:
+        raise ImageTooLarge(
+            f"one frame is {rows} x {columns} x {samples} = {size} samples, "
+            f"more than the limit of {max_pixels}"
+        )
+
+
+def _header_photometric(ds: Dataset) -> str:
+    return str(ds.get("PhotometricInterpretation") or "").strip().upper()
+
+
+def _ts_name(uid: UID) -> str:
+    name = uid.name if uid.is_valid else ""
+    if name and name != str(uid):
+        return f"transfer syntax {name} ({uid})"
+    return f"transfer syntax {uid}"
