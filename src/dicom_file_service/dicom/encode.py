@@ -43,12 +43,13 @@ def encode_png(
 
 def to_image(arr: NDArray[Any]) -> Image.Image:
     """The Pillow image for an array ``encode_png`` accepts (no copy where Pillow allows)."""
-    arr = np.ascontiguousarray(arr)
-    if arr.dtype == np.uint8 and arr.ndim == 2:
-        return Image.fromarray(arr, mode="L")
-    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
-        return Image.fromarray(arr, mode="RGB")
-    if arr.dtype == np.uint16 and arr.ndim == 2:
+    unsigned = arr.dtype.kind == "u"
+    if unsigned and arr.dtype.itemsize == 1 and arr.ndim == 2:
+        return Image.fromarray(np.ascontiguousarray(arr), mode="L")
+    if unsigned and arr.dtype.itemsize == 1 and arr.ndim == 3 and arr.shape[2] == 3:
+        return Image.fromarray(np.ascontiguousarray(arr), mode="RGB")
+    if unsigned and arr.dtype.itemsize == 2 and arr.ndim == 2:
         # Pillow's "I;16" is little-endian 16-bit; the PNG writer converts to big-endian.
-        return Image.frombuffer("I;16", (arr.shape[1], arr.shape[0]), arr.astype("<u2"), "raw")
+        data = np.ascontiguousarray(arr, dtype="<u2")
+        return Image.frombuffer("I;16", (arr.shape[1], arr.shape[0]), data, "raw", "I;16", 0, 1)
     raise ValueError(f"cannot encode an array of {arr.dtype} with shape {arr.shape} as PNG")
