@@ -2,7 +2,10 @@
 
 PNGs are served to browsers and cached, so encoding speed matters more than the last few
 percent of size: zlib level 1 is several times faster than Pillow's default (6) and gives
-files only slightly larger on medical images.
+files only slightly larger on medical images. Grayscale images are deflated with the Z_RLE
+strategy: on the test images it is both faster and 5-25 % smaller than the default
+strategy (long runs of equal filtered bytes); on colour images it is larger, so they keep
+the default.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from PIL import Image, PngImagePlugin
 
 #: zlib level for PNG: fast, since renderings are served at once and cached.
 DEFAULT_COMPRESS_LEVEL = 1
+_Z_RLE = 3  # zlib's Z_RLE strategy (Pillow's ``compress_type``)
+_Z_DEFAULT_STRATEGY = 0
 
 
 def encode_png(
@@ -36,8 +41,11 @@ def encode_png(
         info = PngImagePlugin.PngInfo()
         for key, value in text.items():
             info.add_text(key, value)
+    strategy = _Z_DEFAULT_STRATEGY if image.mode == "RGB" else _Z_RLE
     out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=compress_level, pnginfo=info)
+    image.save(
+        out, format="PNG", compress_level=compress_level, compress_type=strategy, pnginfo=info
+    )
     return out.getvalue()
 
 
