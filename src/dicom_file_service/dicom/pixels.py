@@ -90,8 +90,11 @@ def transfer_syntax(ds: Dataset) -> UID:
     return ExplicitVRLittleEndian if little or little is None else ExplicitVRBigEndian
 
 
-def decode_frame(f: BinaryIO, ds: Dataset, frame: int, *, max_pixels: int) -> Frame:
+def decode_frame(f: BinaryIO, ds: Dataset, frame: int, *, max_pixels: int, start: int = 0) -> Frame:
     """Decode the 1-based ``frame`` of the file ``f`` whose header ``read_header`` returned.
+
+    ``start`` is the offset in ``f`` where the DICOM file begins (for deflated files, which
+    are read again from there).
 
     Checks, in order: there is pixel data (else :class:`NoPixelData`), the frame exists
     (:class:`FrameOutOfRange`), (0028,0010) *Rows* x (0028,0011) *Columns* x (0028,0002)
@@ -100,11 +103,13 @@ def decode_frame(f: BinaryIO, ds: Dataset, frame: int, *, max_pixels: int) -> Fr
     tsyntax = transfer_syntax(ds)
     if tsyntax == DeflatedExplicitVRLittleEndian:
         # The deflated stream cannot be read by offset: inflate the whole dataset.
-        f.seek(0)
+        f.seek(start)
         try:
             full = dcmread(f, force=True)
         except Exception as exc:
-            raise UndecodablePixelData(f"{_ts_name(tsyntax)}: cannot inflate: {exc}") from exc
+            raise UndecodablePixelData(
+                f"{_ts_name(tsyntax)}: cannot inflate: {_reason(exc)}"
+            ) from exc
         keyword = next((k for k in _PIXEL_KEYWORDS.values() if k in full), None)
         pixel_vr = None
     else:
@@ -114,13 +119,13 @@ def decode_frame(f: BinaryIO, ds: Dataset, frame: int, *, max_pixels: int) -> Fr
         raise NoPixelData("the file has no Pixel Data, Float Pixel Data or Double Float Pixel Data")
 
     count = frame_count(ds)
-    if "NumberOfFrames" in ds and _invalid_number_of_frames(ds):
-        ds.NumberOfFrames = count  # pydicom's decoders would fail on the invalid value
+    for dataset in (ds, full):
+        if dataset is not None and _invalid_number_of_frames(dataset):
+            dataset.NumberOfFrames = count  # pydicom's decoders would fail on the value
     if not 1 <= frame <= count:
         raise FrameOutOfRange(f"frame {frame} is out of range: the image has frames 1 to {count}")
     _check_size(ds, tsyntax, max_pixels)
 
-    opts: dict[str, Any] = {}
     try:
         decoder = get_decoder(tsyntax)
         if full is None:
@@ -134,11 +139,11 @@ def decode_frame(f: BinaryIO, ds: Dataset, frame: int, *, max_pixels: int) -> Fr
             arr, props = decoder.as_array(full, index=frame - 1, raw=False)
     except NotImplementedError as exc:
         raise UndecodablePixelData(
-            f"{_ts_name(tsyntax)}: no decoder for this transfer syntax ({exc})"
+            f"{_ts_name(tsyntax)}: no decoder for this transfer syntax ({_reason(exc)})"
         ) from exc
     except Exception as exc:  # decoders and plugins raise anything on bad streams
         raise UndecodablePixelData(
-            f"{_ts_name(tsyntax)}: decoding failed: {type(exc).__name__}: {exc}"
+            f"{_ts_name(tsyntax)}: decoding failed: {type(exc).__name__}: {_reason(exc)}"
         ) from exc
     photometric = str(props.get("photometric_interpretation") or _header_photometric(ds))
     return Frame(
@@ -147,10 +152,17 @@ def decode_frame(f: BinaryIO, ds: Dataset, frame: int, *, max_pixels: int) -> Fr
 
 
 def _invalid_number_of_frames(ds: Dataset) -> bool:
+    if "NumberOfFrames" not in ds:
+        return False
     try:
         return int(ds.NumberOfFrames) < 1
     except (TypeError, ValueError):
         return True
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's message on one line (pydicom lists each plugin's failure on its own)."""
+    return " ".join(str(exc).split())
 
 
 def _pixel_element_header(f: BinaryIO, ds: Dataset) -> tuple[str | None, str | None]:

@@ -124,6 +124,7 @@ def _render_source(
 
 def _render(f: BinaryIO, options: RenderOptions, max_pixels: int) -> tuple[NDArray[Any], int]:
     """The output array and, for 16 bits, the offset added to the modality values."""
+    start = f.tell()
     header = read_header(f)
     photometric = str(header.get("PhotometricInterpretation") or "").strip().upper()
     samples = header.get("SamplesPerPixel") or 1
@@ -132,7 +133,7 @@ def _render(f: BinaryIO, options: RenderOptions, max_pixels: int) -> tuple[NDArr
             f"bit_depth=16 is for grayscale images; this one is {photometric or 'colour'}: "
             "ask for bit_depth=8"
         )
-    frame = decode_frame(f, header, options.frame, max_pixels=max_pixels)
+    frame = decode_frame(f, header, options.frame, max_pixels=max_pixels, start=start)
     try:
         image, offset = _to_output(frame, options)
         return _downscale(image, options.width, options.height), offset

@@ -95,8 +95,11 @@ def grayscale_pipeline(ds: Dataset, frame_index: int, photometric: str) -> Grays
         found_slope = _first_float(source.get("RescaleSlope"))
         found_intercept = _first_float(source.get("RescaleIntercept"))
         if found_slope is not None or found_intercept is not None:
-            slope = found_slope if found_slope not in (None, 0.0) else 1.0
-            intercept = found_intercept if found_intercept is not None else 0.0
+            # A missing half defaults to the identity; a zero slope is invalid and, as in
+            # DCMTK, voids the whole rescale.
+            if found_slope != 0.0:
+                slope = 1.0 if found_slope is None else found_slope
+                intercept = found_intercept or 0.0
             break
     modality_lut = _lut(ds, "ModalityLUTSequence", signed)
 

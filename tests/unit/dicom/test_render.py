@@ -193,6 +193,24 @@ def test_modality_lut_sequence() -> None:
     np.testing.assert_array_equal(render("mlut_18.dcm"), expected.astype(np.uint8))
 
 
+def test_bits_above_bits_stored_are_ignored_and_signed_values_sign_extended(
+    tmp_path: Path,
+) -> None:
+    true = np.arange(-32, 32, dtype=np.int16).reshape(8, 8) * 60  # fits 12 bits signed
+    garbage = (true.astype(np.uint16) & 0x0FFF) | 0xA000  # e.g. overlay bits up high
+
+    def twelve_bit_signed(ds: Dataset) -> None:
+        ds.Rows = ds.Columns = 8
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 1
+        ds.PixelData = garbage.tobytes()
+        del ds.RescaleSlope, ds.RescaleIntercept
+
+    ours = render(
+        copy_with("CT_small.dcm", tmp_path, twelve_bit_signed), window_center=0, window_width=4000
+    )
+    np.testing.assert_array_equal(ours, linear(true.astype(np.float64), 0, 4000))
+
+
 def test_enhanced_multiframe_uses_the_functional_groups() -> None:
     # eCT_Supplemental: rescale -1024 and window 49 / 102 only in the Shared Functional Groups
     ds = dcmread(datafile("eCT_Supplemental.dcm"))
