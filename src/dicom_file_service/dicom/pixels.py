@@ -141,7 +141,11 @@ def decode_frame(f: BinaryIO, ds: Dataset, frame: int, *, max_pixels: int, start
         raise UndecodablePixelData(
             f"{_ts_name(tsyntax)}: no decoder for this transfer syntax ({_reason(exc)})"
         ) from exc
-    except Exception as exc:  # decoders and plugins raise anything on bad streams
+    except BaseException as exc:  # decoders and plugins raise anything on bad streams
+        # Rust-based plugins (pylibjpeg-rle) panic with pyo3's PanicException, which is a
+        # BaseException; interpreter exits and interrupts are let through.
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise
         raise UndecodablePixelData(
             f"{_ts_name(tsyntax)}: decoding failed: {type(exc).__name__}: {_reason(exc)}"
         ) from exc

@@ -30,7 +30,8 @@ from PIL import Image
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.pixels import apply_color_lut, get_decoder
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.processing import apply_color_lut
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -197,6 +198,7 @@ def _difference(ours: np.ndarray, theirs: np.ndarray) -> tuple[np.ndarray, np.nd
 def _dcmtk_render(path: Path, header: Dataset, tmp_path: Path) -> np.ndarray:
     source = _uncompressed_frame(path, tmp_path / "frame1.dcm")
     out = tmp_path / "dcmtk.pnm"
+    assert DCMJ2PNM is not None
     command = [DCMJ2PNM, "+F", "1", "-O", "+op", *_voi_arguments(header), str(source), str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and out.exists(), f"dcmj2pnm failed: {done.stderr}"

@@ -55,7 +55,7 @@ def test_non_contiguous_and_big_endian_arrays_encode_correctly() -> None:
 def test_text_chunks_are_written() -> None:
     png = encode_png(np.zeros((2, 2), dtype=np.uint16), text={"dicom:offset": "32768"})
     with decode(png) as image:
-        assert image.text == {"dicom:offset": "32768"}
+        assert image.info["dicom:offset"] == "32768"
 
 
 def test_a_higher_compress_level_gives_a_smaller_png() -> None:

@@ -22,6 +22,7 @@ from dicom_file_service.errors import (
     ImageTooLarge,
     InvalidParameter,
     NoPixelData,
+    ServiceError,
     UndecodablePixelData,
 )
 from tests.datafiles import test_file as datafile
@@ -164,7 +165,8 @@ def _voi_lut_expected(ds: Dataset) -> np.ndarray:
     lut = np.asarray(item.LUTData, dtype=np.int64)
     index = np.clip(ds.pixel_array.astype(np.int64) - first, 0, entries - 1)
     # C.11.2.1.1: the LUT's 2^bits output range spread over 256 levels
-    return (lut[index] * 256 // 2**bits).astype(np.uint8)
+    expected: np.ndarray = (lut[index] * 256 // 2**bits).astype(np.uint8)
+    return expected
 
 
 def test_voi_lut_sequence(tmp_path: Path) -> None:
@@ -313,6 +315,41 @@ def test_undecodable_pixel_data_names_the_transfer_syntax() -> None:
         render("MR_truncated.dcm")
 
 
+def test_a_decoder_panic_is_undecodable_pixel_data() -> None:
+    # pylibjpeg-rle is Rust: a corrupt segment makes it panic (a BaseException, not Exception)
+    path = datafile("MR_small_RLE.dcm")
+    with path.open("rb") as f:
+        dcmread(f, stop_before_pixels=True)
+        pixel_data_at = f.tell()
+    data = bytearray(path.read_bytes())
+    data[pixel_data_at + 121] = 0x81  # a run length pointing past the end of the segment
+    with pytest.raises(UndecodablePixelData, match=r"RLE Lossless.*PanicException"):
+        render(io.BytesIO(bytes(data)))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning:pydicom")
+@pytest.mark.parametrize(
+    "name", ["CT_small.dcm", "emri_small_jpeg_2k_lossless.dcm", "OBXXXX1A_rle.dcm", "vlut_04.dcm"]
+)
+def test_corrupt_files_raise_only_domain_errors(name: str) -> None:
+    rng = np.random.default_rng(7)
+    data = datafile(name).read_bytes()
+    outcomes = set()
+    for attempt in range(24):
+        corrupt = bytearray(data)
+        if attempt % 2:
+            corrupt = corrupt[: int(rng.integers(0, len(data)))]
+        else:
+            for at in rng.integers(0, len(data), size=int(rng.integers(1, 16))):
+                corrupt[at] = int(rng.integers(0, 256))
+        try:
+            render(io.BytesIO(bytes(corrupt)), frame=1 + attempt % 2)
+            outcomes.add("rendered")
+        except ServiceError as exc:
+            outcomes.add(exc.code)
+    assert len(outcomes) > 1  # the corruptions did reach the decoder and the checks
+
+
 def test_downscale_keeps_the_aspect_ratio_and_never_upscales() -> None:
     assert render("US1_UNCR.dcm").shape == (480, 640, 3)
     assert render("US1_UNCR.dcm", width=160).shape == (120, 160, 3)
@@ -329,7 +366,7 @@ def test_bit_depth_16_gives_a_16_bit_png_of_the_modality_values() -> None:
     png = render_png(datafile("CT_small.dcm"), RenderOptions(bit_depth=16), max_pixels=LIMIT)
     with Image.open(io.BytesIO(png)) as image:
         assert image.mode == "I;16"
-        assert image.text["dicom:offset"] == "32768"
+        assert image.info["dicom:offset"] == "32768"
         values = np.asarray(image).astype(np.int64)
     np.testing.assert_array_equal(values - 32768, modality("CT_small.dcm").astype(np.int64))
     # unsigned data without rescale: the stored values themselves, MONOCHROME1 not inverted
