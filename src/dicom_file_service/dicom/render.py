@@ -39,7 +39,9 @@ _MONOCHROME = frozenset({"MONOCHROME1", "MONOCHROME2"})
 class RenderOptions:
     """What to render: a frame, its VOI, its size and the PNG's bit depth.
 
-    Invalid combinations raise :class:`InvalidParameter` at construction.
+    The window override is LINEAR (C.11.2.1.2.1) and replaces the file's VOI; ``voi`` and the
+    window apply to grayscale 8-bit output only (colour images and 16-bit modality values
+    have no VOI). Invalid combinations raise :class:`InvalidParameter` at construction.
     """
 
     frame: int = 1  # 1-based
@@ -190,5 +192,5 @@ def _downscale(arr: NDArray[Any], width: int | None, height: int | None) -> NDAr
 
 def _num(value: float) -> str:
     """Shortest round-trip form; integers without '.0'; no '-0'."""
-    value = value + 0.0
-    return str(int(value)) if value.is_integer() else repr(value)
+    value = float(value) + 0.0
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
