@@ -133,6 +133,10 @@ def test_the_lists_name_only_files_that_exist() -> None:
     names = {name for name, _ in CASES}
     assert set(UNDECODABLE) <= names
     assert set(DCMTK_DIFFERS) <= names
+    # each twin is itself checked directly (against DCMTK, or another way), not via a twin
+    assert set(TWINS) <= set(DCMTK_DIFFERS)
+    assert not set(TWINS.values()) & (set(TWINS) | set(UNDECODABLE))
+    assert set(TWINS.values()) <= names
     assert len(CASES) > 150  # both sources were found
 
 

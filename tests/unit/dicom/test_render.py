@@ -221,6 +221,23 @@ def test_enhanced_multiframe_uses_the_functional_groups() -> None:
     np.testing.assert_array_equal(render("eCT_Supplemental.dcm"), linear(hu, 49, 102))
 
 
+def test_float_pixel_data_renders_min_max(tmp_path: Path) -> None:
+    values = np.linspace(-1.5, 3.5, 40, dtype=np.float32).reshape(2, 4, 5)
+    values[1] *= -1
+
+    def float_frames(ds: Dataset) -> None:
+        del ds.PixelData, ds.RescaleSlope, ds.RescaleIntercept, ds.PixelRepresentation
+        ds.Rows, ds.Columns, ds.NumberOfFrames = 4, 5, 2
+        ds.BitsAllocated, ds.BitsStored = 32, 32
+        ds.FloatPixelData = values.tobytes()
+
+    path = copy_with("CT_small.dcm", tmp_path, float_frames)
+    for frame in (1, 2):
+        x = values[frame - 1].astype(np.float64)
+        expected = np.floor((x - x.min()) / (x.max() - x.min()) * 255).astype(np.uint8)
+        np.testing.assert_array_equal(render(path, frame=frame), expected)
+
+
 # --- colour ------------------------------------------------------------------------------
 
 
