@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import pytest
@@ -33,6 +34,7 @@ class Server:
     data_dir: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    log_file: BinaryIO
 
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=60, **kwargs)  # type: ignore[arg-type]
@@ -69,14 +71,17 @@ def start_server(data_dir: Path, env_extra: dict[str, str] | None = None) -> Ser
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            log_file.close()
             raise RuntimeError(f"server exited: {log_path.read_text()}")
         try:
             if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                return Server(base_url, data_dir, process, log_path)
+                return Server(base_url, data_dir, process, log_path, log_file)
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
     process.kill()
+    process.wait()
+    log_file.close()
     raise RuntimeError(f"server did not become ready: {log_path.read_text()}")
 
 
@@ -87,6 +92,7 @@ def stop_server(server: Server) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+    server.log_file.close()
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ def pydicom_data_dir() -> Path:
     return Path(data_store.__file__).parent / "data"
 
 
-def test_file(name: str) -> Path:
+def data_file(name: str) -> Path:
     """The path of a named test file from either source."""
     for root in (pydicom_test_dir(), pydicom_data_dir()):
         for candidate in root.rglob(name):

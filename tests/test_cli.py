@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.datafiles import test_file
+from tests.datafiles import data_file
 
 
 def run_cli(*args: str, env_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -27,8 +27,8 @@ def test_import_walks_folders_in_parallel_and_summarises(tmp_path: Path) -> None
     src = tmp_path / "incoming" / "nested"
     src.mkdir(parents=True)
     for name in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm"):
-        shutil.copy(test_file(name), src / name)
-    shutil.copy(test_file("CT_small.dcm"), src.parent / "CT_small_again.dcm")  # same bytes
+        shutil.copy(data_file(name), src / name)
+    shutil.copy(data_file("CT_small.dcm"), src.parent / "CT_small_again.dcm")  # same bytes
     (src / "notes.txt").write_text("not a DICOM file")
     data = tmp_path / "data"
 
@@ -70,7 +70,7 @@ def test_render_writes_the_same_png_as_the_service_would(tmp_path: Path) -> None
     out = tmp_path / "ct.png"
     done = run_cli(
         "render",
-        str(test_file("CT_small.dcm")),
+        str(data_file("CT_small.dcm")),
         "-o",
         str(out),
         "--window-center",
@@ -87,7 +87,7 @@ def test_render_writes_the_same_png_as_the_service_would(tmp_path: Path) -> None
 
 def test_render_reports_errors_plainly(tmp_path: Path) -> None:
     done = run_cli(
-        "render", str(test_file("rtplan.dcm")), "-o", str(tmp_path / "x.png"), env_dir=tmp_path
+        "render", str(data_file("rtplan.dcm")), "-o", str(tmp_path / "x.png"), env_dir=tmp_path
     )
     assert done.returncode != 0
     assert "no_pixel_data" in done.stderr

@@ -7,11 +7,11 @@ import httpx
 from tests.api.dicom_factory import copy_with_new_uid
 from tests.api.test_upload import UPLOAD_FIELDS, assert_problem, post_raw
 from tests.conftest import Server
-from tests.datafiles import test_file
+from tests.datafiles import data_file
 
 
 def test_delete_removes_everything(server: Server, client: httpx.Client) -> None:
-    file_id = post_raw(client, copy_with_new_uid(test_file("CT_small.dcm"))).json()["file_id"]
+    file_id = post_raw(client, copy_with_new_uid(data_file("CT_small.dcm"))).json()["file_id"]
     assert client.get(f"/dicom-image/{file_id}/png").status_code == 200
     objects = server.data_dir / "blobs" / "objects"
     assert list(objects.rglob(f"{file_id}*"))
@@ -26,7 +26,7 @@ def test_delete_removes_everything(server: Server, client: httpx.Client) -> None
 def test_list_is_newest_first_paginated_and_filtered(client: httpx.Client) -> None:
     patient = "LIST-TEST-PATIENT"
     ids = [
-        post_raw(client, copy_with_new_uid(test_file("CT_small.dcm"), PatientID=patient)).json()[
+        post_raw(client, copy_with_new_uid(data_file("CT_small.dcm"), PatientID=patient)).json()[
             "file_id"
         ]
         for _ in range(5)

@@ -7,12 +7,12 @@ import pytest
 
 from tests.api.dicom_factory import copy_with_new_uid
 from tests.api.test_upload import assert_problem, post_raw
-from tests.datafiles import test_file
+from tests.datafiles import data_file
 
 
 @pytest.fixture
 def stored(client: httpx.Client) -> tuple[dict[str, object], bytes]:
-    data = copy_with_new_uid(test_file("CT_small.dcm"))
+    data = copy_with_new_uid(data_file("CT_small.dcm"))
     return post_raw(client, data).json(), data
 
 
@@ -53,8 +53,12 @@ def test_if_none_match_gives_304(
     assert r.status_code == 304 and r.content == b""
 
 
-@pytest.mark.parametrize(
-    "file_id", ["AAAAAAAAAAAAAAAAAAAAAA", "nope", "..%2F..%2Fetc%2Fpasswd", "a" * 300]
-)
+@pytest.mark.parametrize("file_id", ["AAAAAAAAAAAAAAAAAAAAAA", "nope", "a" * 300])
 def test_unknown_ids_are_404_file_not_found(client: httpx.Client, file_id: str) -> None:
     assert_problem(client.get(f"/dicom-image/{file_id}"), 404, "file_not_found")
+
+
+def test_path_tricks_reach_no_file(client: httpx.Client) -> None:
+    r = client.get("/dicom-image/..%2F..%2Fetc%2Fpasswd")
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/problem+json"

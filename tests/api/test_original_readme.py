@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import Server
-from tests.datafiles import test_file
+from tests.datafiles import data_file
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 
@@ -28,7 +28,7 @@ def curl(*args: str, cwd: Path) -> bytes:
 
 
 def test_the_four_commands_of_the_original_readme(server: Server, tmp_path: Path) -> None:
-    shutil.copy(test_file("CT_small.dcm"), tmp_path / "IM000001")
+    shutil.copy(data_file("CT_small.dcm"), tmp_path / "IM000001")
     base = server.base_url
 
     # 1. Upload: JSON containing the generated file id.

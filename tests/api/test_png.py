@@ -12,11 +12,11 @@ from PIL import Image
 from tests.api.dicom_factory import copy_with_new_uid
 from tests.api.test_upload import assert_problem, post_raw
 from tests.conftest import Server
-from tests.datafiles import test_file
+from tests.datafiles import data_file
 
 
 def upload(client: httpx.Client, name: str) -> str:
-    r = post_raw(client, copy_with_new_uid(test_file(name)))
+    r = post_raw(client, copy_with_new_uid(data_file(name)))
     assert r.status_code == 201, r.text
     return str(r.json()["file_id"])
 
@@ -81,7 +81,7 @@ def test_colour_and_multiframe(client: httpx.Client) -> None:
 def test_no_pixel_data_is_422(client: httpx.Client) -> None:
     r = client.post(
         "/dicom-image",
-        content=test_file("rtplan.dcm").read_bytes(),
+        content=data_file("rtplan.dcm").read_bytes(),
         headers={"content-type": "application/dicom"},
     )
     file_id = r.json()["file_id"]

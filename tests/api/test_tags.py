@@ -9,19 +9,19 @@ import pytest
 from tests.api.dicom_factory import copy_with_new_uid
 from tests.api.test_upload import assert_problem, post_raw
 from tests.conftest import Server
-from tests.datafiles import test_file
+from tests.datafiles import data_file
 
 
 @pytest.fixture(scope="module")
 def ct(server: Server) -> str:
     with server.client() as c:
-        return str(post_raw(c, copy_with_new_uid(test_file("CT_small.dcm"))).json()["file_id"])
+        return str(post_raw(c, copy_with_new_uid(data_file("CT_small.dcm"))).json()["file_id"])
 
 
 @pytest.fixture(scope="module")
 def rtplan(server: Server) -> str:
     with server.client() as c:
-        data = test_file("rtplan.dcm").read_bytes()
+        data = data_file("rtplan.dcm").read_bytes()
         return str(
             c.post(
                 "/dicom-image", content=data, headers={"content-type": "application/dicom"}
@@ -78,7 +78,7 @@ def test_repeated_parameter_gives_a_list_in_request_order(client: httpx.Client, 
 def test_file_meta_and_private_tags(client: httpx.Client, ct: str) -> None:
     ts = tag(client, ct, "(0002,0010)").json()
     assert ts["value"] == "1.2.840.10008.1.2.1" and ts["keyword"] == "TransferSyntaxUID"
-    ds = pydicom.dcmread(test_file("CT_small.dcm"))
+    ds = pydicom.dcmread(data_file("CT_small.dcm"))
     private = next(e for e in ds if e.tag.is_private and e.VR not in ("OB", "UN", "SQ"))
     group, elem = private.tag.group, private.tag.element
     r = tag(client, ct, f"({group:04X},{elem:04X})")
@@ -87,7 +87,7 @@ def test_file_meta_and_private_tags(client: httpx.Client, ct: str) -> None:
 
 
 def test_sequence_paths(client: httpx.Client, rtplan: str) -> None:
-    ds = pydicom.dcmread(test_file("rtplan.dcm"))
+    ds = pydicom.dcmread(data_file("rtplan.dcm"))
     expected = ds.BeamSequence[0].BeamName
     for selector in ("BeamSequence[0].BeamName", "(300A,00B0)[0].(300A,00C2)"):
         r = tag(client, rtplan, selector)

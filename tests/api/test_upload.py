@@ -11,9 +11,9 @@ import pytest
 
 from tests.api.dicom_factory import changed_content, copy_with_new_uid, without
 from tests.conftest import Server, start_server, stop_server
-from tests.datafiles import test_file
+from tests.datafiles import data_file
 
-CT = test_file("CT_small.dcm")
+CT = data_file("CT_small.dcm")
 UPLOAD_FIELDS = {
     "file_id",
     "sop_instance_uid",
@@ -208,7 +208,7 @@ def test_uploaded_blob_is_under_a_sharded_opaque_key(server: Server, client: htt
 
 def test_every_file_in_a_folder_upload_roundtrips(client: httpx.Client, tmp_path: Path) -> None:
     for name in ("MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm", "emri_small.dcm"):
-        data = test_file(name).read_bytes()
+        data = data_file(name).read_bytes()
         r = post_form(client, data)
         assert r.status_code in (200, 201), r.text
         assert client.get(f"/dicom-image/{r.json()['file_id']}").content == data

@@ -25,7 +25,7 @@ from dicom_file_service.errors import (
     ServiceError,
     UndecodablePixelData,
 )
-from tests.datafiles import test_file as datafile
+from tests.datafiles import data_file as datafile
 
 LIMIT = 50_000_000
 

@@ -15,7 +15,7 @@ from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.ingest import ingest_path
 from dicom_file_service.settings import Settings
 from tests.api.dicom_factory import changed_content, copy_with_new_uid
-from tests.datafiles import test_file
+from tests.datafiles import data_file
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_a_failed_blob_write_leaves_no_index_row(
 
     monkeypatch.setattr(ctx.store, "put_file", disk_full)
     with pytest.raises(StorageUnavailable):
-        ingest_path(ctx, _file(tmp_path, copy_with_new_uid(test_file("CT_small.dcm"))))
+        ingest_path(ctx, _file(tmp_path, copy_with_new_uid(data_file("CT_small.dcm"))))
     assert files_service.list_files(ctx, limit=10, cursor=None, filters={}).items == []
     assert _staging(ctx) == []
 
@@ -61,7 +61,7 @@ def test_a_failed_index_write_removes_the_blob(
 
     monkeypatch.setattr(repo, "insert_instance", db_down)
     with pytest.raises(IndexUnavailable):
-        ingest_path(ctx, _file(tmp_path, copy_with_new_uid(test_file("CT_small.dcm"))))
+        ingest_path(ctx, _file(tmp_path, copy_with_new_uid(data_file("CT_small.dcm"))))
     assert _objects(ctx) == []
     assert _staging(ctx) == []
 
@@ -69,7 +69,7 @@ def test_a_failed_index_write_removes_the_blob(
 def test_a_rejected_duplicate_leaves_the_stored_file_untouched(
     ctx: ServiceContext, tmp_path: Path
 ) -> None:
-    data = copy_with_new_uid(test_file("CT_small.dcm"))
+    data = copy_with_new_uid(data_file("CT_small.dcm"))
     first = ingest_path(ctx, _file(tmp_path, data))
     with pytest.raises(DuplicateInstance):
         ingest_path(ctx, _file(tmp_path, changed_content(data, PatientID="X"), "b.dcm"))
@@ -82,7 +82,7 @@ def test_the_database_settles_a_race_between_two_uploads_of_one_instance(
     ctx: ServiceContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pre-check misses a concurrent insert; the unique constraint still holds."""
-    data = copy_with_new_uid(test_file("CT_small.dcm"))
+    data = copy_with_new_uid(data_file("CT_small.dcm"))
     ingest_path(ctx, _file(tmp_path, data))
     monkeypatch.setattr(repo, "get_by_sop_instance_uid", lambda *_a, **_k: None)
     with pytest.raises(DuplicateInstance):

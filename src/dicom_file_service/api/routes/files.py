@@ -159,7 +159,7 @@ async def get_png(
     voi: Literal["file", "minmax"] = "file",
     width: Annotated[int | None, Query(ge=1, le=65535)] = None,
     height: Annotated[int | None, Query(ge=1, le=65535)] = None,
-    bit_depth: Literal[8, 16] = 8,
+    bit_depth: Annotated[int, Query(description="8, or 16 for the modality values")] = 8,
 ) -> Response:
     ctx = service_context(request)
     if (window_center is None) != (window_width is None):
@@ -171,7 +171,7 @@ async def get_png(
         voi=voi,
         width=width,
         height=height,
-        bit_depth=bit_depth,
+        bit_depth=bit_depth,  # type: ignore[arg-type]  # RenderOptions validates: 8 or 16
     )
     etag = rendering_service.rendering_etag(file_id, options)
     headers = {"etag": etag, "cache-control": IMMUTABLE}

@@ -1,0 +1,413 @@
+"""Read and validate a stored DICOM file; capture its identity and its header as DICOM JSON.
+
+The file may be gigabytes: the header is read with pydicom up to the pixel data, values larger
+than 1 KiB are deferred (never loaded), and the pixel data element is validated by walking its
+framing (defined length, or the items of an encapsulated sequence) without reading its value.
+pydicom is lenient by design; an archive must not be: a value that runs past the end of the
+file, an unterminated sequence, or a file that is not DICOM at all is refused with a precise
+``InvalidDicom`` rather than stored half-readable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import warnings
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import orjson
+from pydicom import config as pydicom_config
+from pydicom import dcmread
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from dicom_file_service.dicom.dicom_json import BULK_THRESHOLD, dataset_to_json
+from dicom_file_service.errors import InvalidDicom, MissingIdentity
+
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+_UNDEFINED = 0xFFFFFFFF
+_ITEM, _SEQ_DELIM = 0xFFFEE000, 0xFFFEE0DD
+_IMPLICIT_LE, _EXPLICIT_LE, _EXPLICIT_BE = (
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.2",
+)
+_MAX_UID = 64
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+# (0028,0002) Samples per Pixel, (0028,0004) Photometric Interpretation, (0028,0010) Rows,
+# (0028,0011) Columns, (0028,0100) Bits Allocated: present only with pixel data (PS3.3 C.7.6.3).
+_IMAGE_PIXEL_KEYS = ("00280002", "00280004", "00280010", "00280011", "00280100")
+
+
+@dataclass(frozen=True)
+class ParsedInstance:
+    """What the index keeps of a file: identity, a few query fields, the whole header."""
+
+    sop_instance_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    patient_id: str | None
+    patient_name: str | None
+    modality: str | None
+    study_date: str | None
+    number_of_frames: int
+    has_pixel_data: bool
+    header: dict[str, Any]
+    bulk_lengths: dict[str, int]
+
+
+def header_json_bytes(header: dict[str, Any]) -> bytes:
+    """The header serialised once, at ingest, to be stored and served as is."""
+    return orjson.dumps(header)
+
+
+def parse_file(path: str | os.PathLike[str], *, bulk_data_uri_prefix: str) -> ParsedInstance:
+    """Validate the file at ``path`` and capture what the index needs. Raises InvalidDicom."""
+    try:
+        return _parse(path, bulk_data_uri_prefix)
+    except (InvalidDicom, MissingIdentity):
+        raise
+    except Exception as exc:  # pydicom raises many kinds on malformed input
+        raise InvalidDicom(f"the file cannot be parsed as DICOM: {_reason(exc)}") from exc
+
+
+def _parse(path: str | os.PathLike[str], bulk_data_uri_prefix: str) -> ParsedInstance:
+    size = os.path.getsize(path)
+    # pydicom's warnings on odd values are not our errors; the global mode is idempotent.
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+    with open(path, "rb") as f, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = _read_header(f, size)
+        if _is_deflated(ds):
+            ds, pixel = _read_deflated(f)
+        elif f.tell() < size:
+            pixel = _check_pixel_element(f, ds, size)
+            _check_trailing_elements(f, ds, size)
+        else:
+            pixel = None
+            _check_dataset_end(ds, size)
+        _check_deferred_values(ds, size)
+        try:
+            header, bulk_lengths = dataset_to_json(ds, bulk_data_uri_prefix)
+        except InvalidDicom:
+            raise
+        except Exception as exc:  # a value pydicom read but cannot convert
+            raise InvalidDicom(f"the header cannot be read: {_reason(exc)}") from exc
+    if pixel is None and any(k in header for k in _IMAGE_PIXEL_KEYS):
+        raise InvalidDicom(
+            "the file describes an image (Image Pixel module: Rows, Columns, ...) but ends "
+            "before its Pixel Data (7FE0,0010): it is truncated"
+        )
+    if pixel is not None:
+        tag, vr, length = pixel
+        key = f"{tag:08X}"
+        header[key] = {"vr": vr, "BulkDataURI": f"{bulk_data_uri_prefix}/{key}"}
+        bulk_lengths[key] = length
+    return _instance(ds, header, bulk_lengths, has_pixels=pixel is not None)
+
+
+def _read_header(f: BinaryIO, size: int) -> Dataset:
+    if size < 8:
+        raise InvalidDicom(f"the file is only {size} bytes long: not a DICOM file")
+    f.seek(128)
+    has_preamble = size >= 132 and f.read(4) == b"DICM"
+    f.seek(0)
+    try:
+        ds = dcmread(f, force=not has_preamble, stop_before_pixels=True, defer_size=BULK_THRESHOLD)
+    except InvalidDicomError as exc:
+        raise InvalidDicom(f"not a DICOM file: {_reason(exc)}") from exc
+    except (EOFError, struct.error) as exc:
+        raise InvalidDicom("the file is truncated: it ends inside the header") from exc
+    except Exception as exc:  # pydicom raises many kinds on malformed input
+        raise InvalidDicom(f"the header cannot be parsed: {_reason(exc)}") from exc
+    if has_preamble and len(ds) == 0:
+        raise InvalidDicom(
+            "the file has a DICOM preamble and file meta information but no dataset after "
+            "it: it is truncated"
+        )
+    if not has_preamble and (len(ds) == 0 or "SOPInstanceUID" not in ds):
+        raise InvalidDicom(
+            "not a DICOM file: no 128-byte preamble followed by 'DICM', and the bytes do not "
+            "parse as a DICOM dataset"
+        )
+    return ds
+
+
+def _is_deflated(ds: Dataset) -> bool:
+    meta = getattr(ds, "file_meta", None)
+    return meta is not None and str(meta.get("TransferSyntaxUID", "")) == _DEFLATED
+
+
+def _read_deflated(f: BinaryIO) -> tuple[Dataset, tuple[int, str, int] | None]:
+    """Deflated files can't be read by offset: pydicom inflates them whole (they are small)."""
+    f.seek(0)
+    try:
+        ds = dcmread(f, defer_size=None)
+        for tag in _PIXEL_TAGS:
+            if tag in ds:
+                elem = ds[tag]
+                return ds, (tag, elem.VR, len(elem.value or b""))
+    except Exception as exc:  # zlib and pydicom errors on a corrupt deflated stream
+        raise InvalidDicom(f"the deflated dataset cannot be inflated: {_reason(exc)}") from exc
+    return ds, None
+
+
+def _check_dataset_end(ds: Dataset, size: int) -> None:
+    """pydicom silently drops a final element cut inside its header: the bytes must add up.
+
+    Elements lie in ascending tag order (PS3.5 7.1), so the last one must end the file.
+    """
+    keys = list(ds.keys())
+    if not keys:
+        return
+    raw = ds.get_item(keys[-1])
+    tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
+    if tell is None or length is None:
+        return  # already converted by pydicom: its extent is not recorded
+    if length == _UNDEFINED:
+        if raw.value is None:
+            return  # deferred: its end is not known without reading it
+        end = tell + len(raw.value) + 8  # the value, then its delimitation item
+    else:
+        end = tell + length
+    if end < size:
+        raise InvalidDicom(
+            f"the file ends with {size - end} byte(s) that are not a complete element: "
+            "it is truncated"
+        )
+
+
+def _check_trailing_elements(f: BinaryIO, ds: Dataset, size: int) -> None:
+    """Elements after the pixel data (padding, signatures) must lie wholly inside the file."""
+    pos = f.tell()
+    implicit = bool(ds.original_encoding[0])
+    endian = "<" if ds.original_encoding[1] is not False else ">"
+    while pos < size:
+        f.seek(pos)
+        head = f.read(8)
+        if len(head) < 8:
+            raise InvalidDicom("the file is truncated: it ends inside an element header")
+        if implicit:
+            (length,) = struct.unpack(endian + "I", head[4:8])
+            value_at = pos + 8
+        elif head[4:6] in (
+            b"OB",
+            b"OW",
+            b"OF",
+            b"OD",
+            b"OL",
+            b"OV",
+            b"UN",
+            b"UT",
+            b"SQ",
+            b"UC",
+            b"UR",
+        ):
+            more = f.read(4)
+            if len(more) < 4:
+                raise InvalidDicom("the file is truncated: it ends inside an element header")
+            (length,) = struct.unpack(endian + "I", more)
+            value_at = pos + 12
+        else:
+            (length,) = struct.unpack(endian + "H", head[6:8])
+            value_at = pos + 8
+        if length == _UNDEFINED:
+            return  # a sequence after the pixel data: not walked, pydicom never reads it
+        if value_at + length > size:
+            raise InvalidDicom("the file is truncated: its last element runs past the end")
+        pos = value_at + length
+
+
+def _check_deferred_values(ds: Dataset, size: int) -> None:
+    """A deferred (large) value must lie wholly inside the file; inline ones were read whole."""
+    for tag in list(ds.keys()):
+        raw: Any = ds.get_item(tag)
+        if raw is None or not hasattr(raw, "value_tell"):
+            continue  # converted by pydicom already, so read whole
+        length = raw.length
+        if length == _UNDEFINED:
+            continue
+        if raw.value is None and raw.value_tell + length > size:
+            raise InvalidDicom(
+                f"the file is truncated: element ({tag >> 16:04X},{tag & 0xFFFF:04X}) declares "
+                f"{length} bytes but the file ends {raw.value_tell + length - size} bytes short"
+            )
+        if raw.value is not None and len(raw.value) < length:
+            raise InvalidDicom(
+                f"the file is truncated inside element ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+            )
+
+
+def _check_pixel_element(f: BinaryIO, ds: Dataset, size: int) -> tuple[int, str, int] | None:
+    """Walk the pixel data element's framing; returns (tag, VR, value length) or None."""
+    start = f.tell()
+    implicit = bool(ds.original_encoding[0]) if ds.original_encoding[0] is not None else False
+    little = ds.original_encoding[1] is not False
+    endian = "<" if little else ">"
+    head = f.read(8)
+    if len(head) < 8:
+        raise InvalidDicom("the file is truncated: it ends inside the pixel data element header")
+    group, element = struct.unpack(endian + "HH", head[:4])
+    tag = (group << 16) | element
+    if tag not in _PIXEL_TAGS:
+        f.seek(start)
+        return None
+    if implicit:
+        vr = dictionary_VR(tag) if tag != 0x7FE00010 else _pixel_vr(ds)
+        (length,) = struct.unpack(endian + "I", head[4:8])
+        value_at = start + 8
+    else:
+        vr = head[4:6].decode("ascii", "replace")
+        if vr in ("OB", "OW", "OF", "OD", "OL", "OV", "UN", "UT", "SQ", "UC", "UR"):
+            more = f.read(4)
+            if len(more) < 4:
+                raise InvalidDicom("the file is truncated: it ends inside the pixel data header")
+            (length,) = struct.unpack(endian + "I", more)
+            value_at = start + 12
+        else:
+            (length,) = struct.unpack(endian + "H", head[6:8])
+            value_at = start + 8
+    if length != _UNDEFINED:
+        if value_at + length > size:
+            raise InvalidDicom(
+                f"the file is truncated: Pixel Data declares {length} bytes but only "
+                f"{size - value_at} remain"
+            )
+        _check_pixel_size(ds, length)
+        f.seek(value_at + length)
+        return tag, vr, length
+    walked = _walk_encapsulated(f, value_at, size, endian)
+    f.seek(value_at + walked + 8)
+    return tag, vr, walked
+
+
+def _walk_encapsulated(f: BinaryIO, at: int, size: int, endian: str) -> int:
+    """Follow the items of encapsulated pixel data to its Sequence Delimitation Item."""
+    pos = at
+    while True:
+        f.seek(pos)
+        head = f.read(8)
+        if len(head) < 8:
+            raise InvalidDicom(
+                "the file is truncated: the encapsulated pixel data has no sequence delimiter"
+            )
+        group, element, length = struct.unpack(endian + "HHI", head)
+        tag = (group << 16) | element
+        if tag == _SEQ_DELIM:
+            return pos - at
+        if tag != _ITEM or length == _UNDEFINED:
+            raise InvalidDicom(
+                f"the encapsulated pixel data is malformed at byte {pos}: expected an item "
+                f"tag (FFFE,E000), found ({group:04X},{element:04X})"
+            )
+        pos += 8 + length
+        if pos > size:
+            raise InvalidDicom(
+                "the file is truncated: an encapsulated pixel data fragment runs past the end"
+            )
+
+
+def _pixel_vr(ds: Dataset) -> str:
+    bits = ds.get("BitsAllocated", 16)
+    return "OB" if isinstance(bits, int) and bits <= 8 else "OW"
+
+
+def _check_pixel_size(ds: Dataset, length: int) -> None:
+    """Native pixel data shorter than its attributes say cannot be rendered: refuse it now."""
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        bits = int(ds.BitsAllocated)
+        spp = int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return  # without these the image is not renderable anyway; the renderer says so
+    expected_bits = rows * cols * spp * frames * bits
+    expected = (expected_bits + 7) // 8
+    if length + 1 < expected:
+        raise InvalidDicom(
+            f"Pixel Data holds {length} bytes but Rows, Columns, Samples per Pixel, Number of "
+            f"Frames and Bits Allocated call for {expected}: the file is truncated or corrupt"
+        )
+
+
+def _instance(
+    ds: Dataset, header: dict[str, Any], bulk_lengths: dict[str, int], *, has_pixels: bool
+) -> ParsedInstance:
+    missing = [
+        name
+        for name, key in (
+            ("SOP Instance UID (0008,0018)", "00080018"),
+            ("Study Instance UID (0020,000D)", "0020000D"),
+            ("Series Instance UID (0020,000E)", "0020000E"),
+        )
+        if not _first(header, key)
+    ]
+    if missing:
+        raise MissingIdentity(
+            f"the file has no {', '.join(missing)}: it cannot be stored without its identity"
+        )
+    sop = _uid(header, "00080018", "SOP Instance UID")
+    study = _uid(header, "0020000D", "Study Instance UID")
+    series = _uid(header, "0020000E", "Series Instance UID")
+    sop_class = _first(header, "00080016") or _first(header, "00020002") or ""
+    ts = _first(header, "00020010") or _inferred_syntax(ds)
+    frames = 0
+    if has_pixels:
+        try:
+            frames = max(1, int(str(_first(header, "00280008") or 1).strip()))
+        except ValueError:
+            frames = 1
+    name = _first(header, "00100010")
+    patient_name = name.get("Alphabetic") if isinstance(name, dict) else None
+    return ParsedInstance(
+        sop_instance_uid=sop,
+        series_instance_uid=series,
+        study_instance_uid=study,
+        sop_class_uid=str(sop_class)[:_MAX_UID],
+        transfer_syntax_uid=str(ts)[:_MAX_UID],
+        patient_id=_text(_first(header, "00100020"), 64),
+        patient_name=_text(patient_name, 324),
+        modality=_text(_first(header, "00080060"), 16),
+        study_date=_text(_first(header, "00080020"), 8),
+        number_of_frames=frames,
+        has_pixel_data=has_pixels,
+        header=header,
+        bulk_lengths=bulk_lengths,
+    )
+
+
+def _first(header: dict[str, Any], key: str) -> Any:
+    values = header.get(key, {}).get("Value")
+    return values[0] if values else None
+
+
+def _uid(header: dict[str, Any], key: str, name: str) -> str:
+    value = str(_first(header, key)).strip().rstrip("\x00")
+    if len(value) > _MAX_UID or not _UID.match(value):
+        raise InvalidDicom(f"{name} {value[:80]!r} is not a valid UID (digits and dots, ≤ 64)")
+    return value
+
+
+def _text(value: Any, limit: int) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text[:limit] if text else None
+
+
+def _inferred_syntax(ds: Dataset) -> str:
+    implicit, little = ds.original_encoding
+    if implicit:
+        return _IMPLICIT_LE
+    return _EXPLICIT_LE if little is not False else _EXPLICIT_BE
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]
