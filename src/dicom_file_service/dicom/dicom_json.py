@@ -53,6 +53,8 @@ def _convert(
         raw = ds.get_item(tag)
         vr = _vr_of(raw, int(tag))
         length = getattr(raw, "length", None)
+        if length is None and isinstance(getattr(raw, "value", None), bytes | bytearray):
+            length = len(raw.value)  # already converted by pydicom: measure the value itself
         where = f"{path}{key}"
         if (
             vr in _BULK_VRS

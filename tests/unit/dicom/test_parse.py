@@ -1,0 +1,174 @@
+"""parse_file: identity, DICOM JSON header, bulk locations, and refusing what is not DICOM."""
+
+from __future__ import annotations
+
+import base64
+import random
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from dicom_file_service.dicom.parse import header_json_bytes, parse_file
+from dicom_file_service.errors import InvalidDicom, MissingIdentity
+from tests.api.dicom_factory import without
+from tests.datafiles import all_candidate_files
+from tests.datafiles import data_file as datafile
+
+PREFIX = "/dicom-image/ID/bulkdata"
+
+
+def test_identity_and_query_fields_of_ct_small() -> None:
+    p = parse_file(datafile("CT_small.dcm"), bulk_data_uri_prefix=PREFIX)
+    ds = pydicom.dcmread(datafile("CT_small.dcm"))
+    assert p.sop_instance_uid == ds.SOPInstanceUID
+    assert p.study_instance_uid == ds.StudyInstanceUID
+    assert p.series_instance_uid == ds.SeriesInstanceUID
+    assert p.sop_class_uid == ds.SOPClassUID
+    assert p.transfer_syntax_uid == "1.2.840.10008.1.2.1"
+    assert p.patient_name == "CompressedSamples^CT1"
+    assert p.modality == "CT"
+    assert p.number_of_frames == 1
+    assert p.has_pixel_data
+
+
+def test_header_is_dicom_json_with_file_meta_and_pixel_data_as_bulk() -> None:
+    p = parse_file(datafile("CT_small.dcm"), bulk_data_uri_prefix=PREFIX)
+    assert p.header["00020010"] == {"vr": "UI", "Value": ["1.2.840.10008.1.2.1"]}
+    assert p.header["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": "CompressedSamples^CT1"}]}
+    assert p.header["00280010"] == {"vr": "US", "Value": [128]}
+    assert p.header["7FE00010"] == {"vr": "OW", "BulkDataURI": f"{PREFIX}/7FE00010"}
+    # Pixel Data and a 2,068-byte private OB value are bulk; everything else is inline.
+    assert p.bulk_lengths == {"7FE00010": 128 * 128 * 2, "00431029": 2068}
+    assert p.header["00431029"] == {"vr": "OB", "BulkDataURI": f"{PREFIX}/00431029"}
+    assert list(p.header) == sorted(p.header)
+
+
+def test_header_round_trips_through_pydicom() -> None:
+    for name in ("CT_small.dcm", "rtplan.dcm", "MR_small_bigendian.dcm"):
+        p = parse_file(datafile(name), bulk_data_uri_prefix=PREFIX)
+        back = pydicom.Dataset.from_json(p.header, bulk_data_uri_handler=lambda *_: b"")
+        ds = pydicom.dcmread(datafile(name), stop_before_pixels=True)
+        for elem in ds:
+            if elem.VR in ("OB", "OW", "UN", "SQ") or elem.tag.is_private:
+                continue
+            assert back[elem.tag].value == elem.value, (name, elem.tag)
+
+
+def test_encapsulated_pixel_data_length_is_the_framed_length() -> None:
+    path = datafile("JPEG2000.dcm")
+    p = parse_file(path, bulk_data_uri_prefix=PREFIX)
+    ds = pydicom.dcmread(path)
+    assert p.bulk_lengths["7FE00010"] == len(ds.PixelData)
+    assert p.transfer_syntax_uid == "1.2.840.10008.1.2.4.91"
+
+
+def test_multiframe_and_deflated_files() -> None:
+    assert (
+        parse_file(datafile("emri_small.dcm"), bulk_data_uri_prefix=PREFIX).number_of_frames == 10
+    )
+    deflated = parse_file(datafile("image_dfl.dcm"), bulk_data_uri_prefix=PREFIX)
+    assert deflated.transfer_syntax_uid == "1.2.840.10008.1.2.1.99"
+    assert deflated.has_pixel_data
+
+
+def test_sequences_nest_and_small_binary_is_inline() -> None:
+    p = parse_file(datafile("rtplan.dcm"), bulk_data_uri_prefix=PREFIX)
+    beams = p.header["300A00B0"]["Value"]
+    assert beams[0]["300A00C2"]["Value"] == [
+        pydicom.dcmread(datafile("rtplan.dcm")).BeamSequence[0].BeamName
+    ]
+    ct = parse_file(datafile("CT_small.dcm"), bulk_data_uri_prefix=PREFIX)
+    inline = [e for e in ct.header.values() if "InlineBinary" in e]
+    assert inline
+    assert all(len(base64.b64decode(e["InlineBinary"])) <= 1024 for e in inline)
+
+
+def test_header_bytes_are_compact_json() -> None:
+    p = parse_file(datafile("CT_small.dcm"), bulk_data_uri_prefix=PREFIX)
+    assert header_json_bytes(p.header).startswith(b'{"00020000"')
+
+
+@pytest.mark.parametrize("cut", [10, 131, 200, 1000, 6000, 20000, 39000])
+def test_truncated_files_are_invalid(tmp_path: Path, cut: int) -> None:
+    path = tmp_path / "cut.dcm"
+    path.write_bytes(datafile("CT_small.dcm").read_bytes()[:cut])
+    with pytest.raises(InvalidDicom, match="truncated|only|not a DICOM"):
+        parse_file(path, bulk_data_uri_prefix=PREFIX)
+
+
+def test_unterminated_encapsulated_pixel_data_is_invalid(tmp_path: Path) -> None:
+    data = datafile("JPEG2000.dcm").read_bytes()
+    path = tmp_path / "cut.dcm"
+    path.write_bytes(data[:-8])  # drop the Sequence Delimitation Item
+    with pytest.raises(InvalidDicom, match="delimiter|truncated"):
+        parse_file(path, bulk_data_uri_prefix=PREFIX)
+
+
+def test_text_and_random_bytes_are_not_dicom(tmp_path: Path) -> None:
+    for content in (b"hello world\n" * 100, bytes(random.Random(1).randbytes(5000)), b""):
+        path = tmp_path / "x"
+        path.write_bytes(content)
+        with pytest.raises(InvalidDicom):
+            parse_file(path, bulk_data_uri_prefix=PREFIX)
+
+
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [
+        ("SOPInstanceUID", r"SOP Instance UID \(0008,0018\)"),
+        ("StudyInstanceUID", r"Study Instance UID \(0020,000D\)"),
+        ("SeriesInstanceUID", r"Series Instance UID \(0020,000E\)"),
+    ],
+)
+def test_missing_identity_names_the_attribute(tmp_path: Path, missing: str, named: str) -> None:
+    path = tmp_path / "x.dcm"
+    path.write_bytes(without(datafile("CT_small.dcm"), missing))
+    with pytest.raises(MissingIdentity, match=named):
+        parse_file(path, bulk_data_uri_prefix=PREFIX)
+
+
+def test_invalid_uid_is_refused(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(datafile("CT_small.dcm"))
+    ds.SOPInstanceUID = "not-a-uid"
+    path = tmp_path / "x.dcm"
+    ds.save_as(path)
+    with pytest.raises(InvalidDicom, match="not a valid UID"):
+        parse_file(path, bulk_data_uri_prefix=PREFIX)
+
+
+def test_corrupted_files_raise_only_domain_errors(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    path = tmp_path / "fuzz.dcm"
+    for name in (
+        "CT_small.dcm",
+        "JPEG2000.dcm",
+        "rtplan.dcm",
+        "MR_small_RLE.dcm",
+        "image_dfl.dcm",
+        "MR_small_bigendian.dcm",
+    ):
+        data = datafile(name).read_bytes()
+        for i in range(40):
+            blob = bytearray(data)
+            if i % 2:
+                blob = blob[: rng.randrange(1, len(blob))]
+            else:
+                for _ in range(rng.randrange(1, 12)):
+                    blob[rng.randrange(len(blob))] = rng.randrange(256)
+            path.write_bytes(bytes(blob))
+            try:
+                parse_file(path, bulk_data_uri_prefix=PREFIX)
+            except (InvalidDicom, MissingIdentity):
+                pass
+
+
+def test_every_bundled_file_parses_or_is_refused_cleanly() -> None:
+    outcomes = {"ok": 0, "refused": 0}
+    for path in all_candidate_files():
+        try:
+            parse_file(path, bulk_data_uri_prefix=PREFIX)
+            outcomes["ok"] += 1
+        except (InvalidDicom, MissingIdentity):
+            outcomes["refused"] += 1
+    assert outcomes["ok"] >= 200
