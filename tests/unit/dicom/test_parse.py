@@ -93,7 +93,7 @@ def test_header_bytes_are_compact_json() -> None:
 def test_truncated_files_are_invalid(tmp_path: Path, cut: int) -> None:
     path = tmp_path / "cut.dcm"
     path.write_bytes(datafile("CT_small.dcm").read_bytes()[:cut])
-    with pytest.raises(InvalidDicom, match="truncated|only|not a DICOM"):
+    with pytest.raises(InvalidDicom, match=r"truncated|only|not a DICOM"):
         parse_file(path, bulk_data_uri_prefix=PREFIX)
 
 
@@ -101,7 +101,7 @@ def test_unterminated_encapsulated_pixel_data_is_invalid(tmp_path: Path) -> None
     data = datafile("JPEG2000.dcm").read_bytes()
     path = tmp_path / "cut.dcm"
     path.write_bytes(data[:-8])  # drop the Sequence Delimitation Item
-    with pytest.raises(InvalidDicom, match="delimiter|truncated"):
+    with pytest.raises(InvalidDicom, match=r"delimiter|truncated"):
         parse_file(path, bulk_data_uri_prefix=PREFIX)
 
 
