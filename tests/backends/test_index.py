@@ -40,6 +40,7 @@ def _values(n: int, **over: Any) -> dict[str, Any]:
         "blob_key": f"instances/fi/le/file{n:018d}",
         "created_at": time.time(),
         "header": b'{"00080018":{"vr":"UI","Value":["1.2.3"]}}',
+        "header_index": b"",
         "bulk_lengths": b"{}",
     }
     values.update(over)
@@ -130,6 +131,7 @@ def test_hot_header_reader_sees_inserts_and_deletes_at_once(engine: Engine) -> N
         _insert(engine, _values(1))
         assert reader.read("file000000000000000001") == (
             b'{"00080018":{"vr":"UI","Value":["1.2.3"]}}',
+            b"",
             b"{}",
         )
         with engine.connect() as conn, conn.begin():

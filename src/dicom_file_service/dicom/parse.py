@@ -17,7 +17,6 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-import orjson
 from pydicom import config as pydicom_config
 from pydicom import dcmread
 from pydicom.datadict import dictionary_VR
@@ -60,11 +59,6 @@ class ParsedInstance:
     has_pixel_data: bool
     header: dict[str, Any]
     bulk_lengths: dict[str, int]
-
-
-def header_json_bytes(header: dict[str, Any]) -> bytes:
-    """The header serialised once, at ingest, to be stored and served as is."""
-    return orjson.dumps(header)
 
 
 def parse_file(path: str | os.PathLike[str], *, bulk_data_uri_prefix: str) -> ParsedInstance:

@@ -104,6 +104,15 @@ def parse_selector(text: str) -> TagPath:
     return TagPath(tuple(steps))
 
 
+def required_keys(path: TagPath) -> list[str]:
+    """The top-level header keys ``lookup`` needs for ``path`` (with a private creator's)."""
+    tag = path.steps[0][0]
+    keys = [f"{tag:08X}"]
+    if tag >> 16 & 1 and tag & 0xFFFF >= 0x1000 and len(path.steps) == 1:
+        keys.append(f"{tag >> 16:04X}00{tag >> 8 & 0xFF:02X}")
+    return keys
+
+
 def lookup(
     header: Mapping[str, Any], path: TagPath, bulk_lengths: Mapping[str, int]
 ) -> dict[str, Any]:

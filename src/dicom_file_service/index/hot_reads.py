@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, bindparam, select
 
@@ -19,12 +19,18 @@ from dicom_file_service.errors import IndexUnavailable
 from dicom_file_service.index.tables import instances
 
 
+class StoredHeader(NamedTuple):
+    json: bytes  # the DICOM JSON object, as served by /metadata
+    spans: bytes  # byte spans of its top-level elements (dicom.header_index)
+    bulk_lengths: bytes  # JSON {bulk path: length}
+
+
 class HeaderReader:
-    """``read(file_id)`` → (header JSON bytes, bulk-length JSON bytes) or None."""
+    """``read(file_id)`` → the stored header (JSON, span index, bulk lengths) or None."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        stmt = select(instances.c.header, instances.c.bulk_lengths).where(
+        stmt = select(instances.c.header, instances.c.header_index, instances.c.bulk_lengths).where(
             instances.c.file_id == bindparam("file_id")
         )
         compiled = stmt.compile(dialect=engine.dialect)
@@ -56,7 +62,7 @@ class HeaderReader:
             with contextlib.suppress(Exception):  # already broken: nothing more to release
                 conn.invalidate()
 
-    def read(self, file_id: str) -> tuple[bytes, bytes] | None:
+    def read(self, file_id: str) -> StoredHeader | None:
         params: Any = (file_id,) if self._positional else {"file_id": file_id}
         for attempt in (1, 2):
             try:
@@ -73,7 +79,9 @@ class HeaderReader:
                         f"the index database is unavailable ({type(exc).__name__})"
                     ) from exc
                 continue
-            return (bytes(row[0]), bytes(row[1])) if row is not None else None
+            if row is None:
+                return None
+            return StoredHeader(bytes(row[0]), bytes(row[1]), bytes(row[2]))
         return None  # pragma: no cover - the loop always returns or raises
 
     def close(self) -> None:

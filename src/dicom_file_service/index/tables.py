@@ -44,6 +44,7 @@ instances = Table(
     Column("blob_key", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("header", LargeBinary, nullable=False),
+    Column("header_index", LargeBinary, nullable=False),
     Column("bulk_lengths", LargeBinary, nullable=False),
 )
 

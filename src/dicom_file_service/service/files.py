@@ -8,10 +8,12 @@ from typing import Any
 
 import orjson
 
-from dicom_file_service.dicom.tags import lookup, parse_selector
+from dicom_file_service.dicom.header_index import select
+from dicom_file_service.dicom.tags import lookup, parse_selector, required_keys
 from dicom_file_service.errors import FileNotFound, InvalidParameter
 from dicom_file_service.index import repository as repo
 from dicom_file_service.index.db import WRITE_OPTIONS
+from dicom_file_service.index.hot_reads import StoredHeader
 from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.records import file_summary
@@ -31,8 +33,8 @@ def get_record(ctx: ServiceContext, file_id: str) -> repo.InstanceRecord:
     return record
 
 
-def load_header(ctx: ServiceContext, file_id: str) -> tuple[bytes, bytes]:
-    """The stored DICOM JSON header and bulk lengths (orjson bytes)."""
+def load_header(ctx: ServiceContext, file_id: str) -> StoredHeader:
+    """The stored DICOM JSON header, its span index and bulk lengths."""
     if not ids.is_valid_file_id(file_id):
         raise _not_found(file_id)
     found = ctx.headers.read(file_id)
@@ -48,16 +50,16 @@ def get_attributes(ctx: ServiceContext, file_id: str, selectors: list[str]) -> l
             f"at most {ctx.settings.max_tags_per_request} dicom_tag parameters per request"
         )
     paths = [parse_selector(s) for s in selectors]
-    header_bytes, bulk_bytes = load_header(ctx, file_id)
-    header = orjson.loads(header_bytes)
-    bulk = orjson.loads(bulk_bytes)
+    stored = load_header(ctx, file_id)
+    keys = {key for p in paths for key in required_keys(p)}
+    header = select(stored.json, stored.spans, keys)  # parse only what the paths need
+    bulk = orjson.loads(stored.bulk_lengths)
     return [lookup(header, p, bulk) for p in paths]
 
 
 def metadata_json(ctx: ServiceContext, file_id: str) -> bytes:
     """The header as a DICOM JSON array of one dataset (the shape WADO-RS metadata uses)."""
-    header_bytes, _ = load_header(ctx, file_id)
-    return b"[" + header_bytes + b"]"
+    return b"[" + load_header(ctx, file_id).json + b"]"
 
 
 def delete_file(ctx: ServiceContext, file_id: str) -> None:

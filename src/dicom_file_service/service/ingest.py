@@ -15,7 +15,8 @@ from pathlib import Path
 
 import orjson
 
-from dicom_file_service.dicom.parse import ParsedInstance, header_json_bytes, parse_file
+from dicom_file_service.dicom.header_index import encode_header
+from dicom_file_service.dicom.parse import ParsedInstance, parse_file
 from dicom_file_service.errors import DuplicateInstance, EmptyUpload
 from dicom_file_service.index import repository as repo
 from dicom_file_service.index.db import WRITE_OPTIONS
@@ -67,6 +68,7 @@ def _index(
     size: int,
     overwrite: bool,
 ) -> IngestResult:
+    header_json, header_index = encode_header(parsed.header)
     values = {
         "file_id": file_id,
         "sop_instance_uid": parsed.sop_instance_uid,
@@ -83,7 +85,8 @@ def _index(
         "sha256": sha256,
         "blob_key": blob_key,
         "created_at": time.time(),
-        "header": header_json_bytes(parsed.header),
+        "header": header_json,
+        "header_index": header_index,
         "bulk_lengths": orjson.dumps(parsed.bulk_lengths),
     }
     replaced: repo.InstanceRecord | None = None

@@ -7,10 +7,12 @@ import contextlib
 import random
 from pathlib import Path
 
+import orjson
 import pydicom
 import pytest
 
-from dicom_file_service.dicom.parse import header_json_bytes, parse_file
+from dicom_file_service.dicom.header_index import encode_header, select
+from dicom_file_service.dicom.parse import parse_file
 from dicom_file_service.errors import InvalidDicom, MissingIdentity
 from tests.api.dicom_factory import without
 from tests.datafiles import all_candidate_files
@@ -85,9 +87,14 @@ def test_sequences_nest_and_small_binary_is_inline() -> None:
     assert all(len(base64.b64decode(e["InlineBinary"])) <= 1024 for e in inline)
 
 
-def test_header_bytes_are_compact_json() -> None:
-    p = parse_file(datafile("CT_small.dcm"), bulk_data_uri_prefix=PREFIX)
-    assert header_json_bytes(p.header).startswith(b'{"00020000"')
+def test_stored_header_is_compact_json_with_an_index_of_every_element() -> None:
+    for name in ("CT_small.dcm", "rtplan.dcm", "JPEG2000.dcm"):
+        p = parse_file(datafile(name), bulk_data_uri_prefix=PREFIX)
+        json_bytes, index = encode_header(p.header)
+        assert orjson.loads(json_bytes) == p.header
+        assert json_bytes.startswith(b'{"00020000"')
+        for key, element in p.header.items():
+            assert select(json_bytes, index, [key, "FFFFFFFF"]) == {key: element}
 
 
 @pytest.mark.parametrize("cut", [10, 131, 200, 1000, 6000, 20000, 39000])

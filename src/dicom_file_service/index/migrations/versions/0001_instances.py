@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("blob_key", sa.String(128), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("header", sa.LargeBinary(), nullable=False),
+        sa.Column("header_index", sa.LargeBinary(), nullable=False),
         sa.Column("bulk_lengths", sa.LargeBinary(), nullable=False),
     )
     op.create_index("ix_instances_study", "instances", ["study_instance_uid"])
