@@ -14,7 +14,7 @@ import base64
 from typing import Any
 
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 
 BULK_THRESHOLD = 1024
@@ -69,11 +69,29 @@ def _convert(
         out[key] = _element(ds, tag, vr, prefix, where, bulk)
 
 
+def _converted(ds: Dataset, tag: Any) -> DataElement:
+    """The element's value decoded. A raw element read whole is converted directly, skipping
+    ``Dataset.__getitem__``'s bookkeeping (a third of a parse); deferred values and VRs that
+    need the dataset to be resolved (``US or SS``) take pydicom's full path."""
+    raw = ds.get_item(tag)
+    if (
+        isinstance(raw, RawDataElement)
+        and raw.value is not None
+        and raw.VR is not None
+        and " " not in raw.VR
+        and int(tag) != 0x00080005
+    ):
+        charset = ds.original_character_set or ds._character_set
+        return convert_raw_data_element(raw, encoding=charset, ds=ds)
+    elem: DataElement = ds[tag]
+    return elem
+
+
 def _element(
     ds: Dataset, tag: Any, vr: str, prefix: str, where: str, bulk: dict[str, int]
 ) -> dict[str, Any]:
     try:
-        elem: DataElement = ds[tag]
+        elem = _converted(ds, tag)
     except Exception:
         # pydicom cannot interpret the value: keep its bytes, as UN, rather than fail the file.
         raw_value = getattr(ds.get_item(tag), "value", None) or b""
