@@ -150,3 +150,19 @@ def test_metadata_is_dicom_json_with_bulk_data_uris(client: httpx.Client, ct: st
     assert_problem(
         client.get("/dicom-image/AAAAAAAAAAAAAAAAAAAAAA/metadata"), 404, "file_not_found"
     )
+
+
+def test_bulk_data_uris_resolve_to_the_element_bytes(client: httpx.Client, ct: str) -> None:
+    ds = pydicom.dcmread(data_file("CT_small.dcm"))
+    pixel = tag(client, ct, "PixelData").json()["value"]
+    r = client.get(pixel["bulk_data_uri"])
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.content == ds.PixelData
+    assert len(r.content) == pixel["length"]
+    private = tag(client, ct, "(0043,1029)").json()["value"]
+    assert client.get(private["bulk_data_uri"]).content == ds[0x00431029].value
+    assert_problem(client.get(f"/dicom-image/{ct}/bulkdata/00100010"), 404, "tag_not_found")
+    assert_problem(
+        client.get(f"/dicom-image/{ct}/bulkdata/7FE00010/0/7FE00010"), 404, "tag_not_found"
+    )

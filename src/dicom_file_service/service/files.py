@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from dicom_file_service.dicom.header_index import select
+from dicom_file_service.dicom.parse import read_bulk_value
 from dicom_file_service.dicom.tags import lookup, parse_selector, required_keys
 from dicom_file_service.errors import FileNotFound, InvalidParameter
 from dicom_file_service.index import repository as repo
@@ -60,6 +61,13 @@ def get_attributes(ctx: ServiceContext, file_id: str, selectors: list[str]) -> l
 def metadata_json(ctx: ServiceContext, file_id: str) -> bytes:
     """The header as a DICOM JSON array of one dataset (the shape WADO-RS metadata uses)."""
     return b"[" + load_header(ctx, file_id).json + b"]"
+
+
+def bulk_value(ctx: ServiceContext, file_id: str, location: str) -> bytes:
+    """The bytes behind a BulkDataURI of the stored header (read from the stored file)."""
+    record = get_record(ctx, file_id)
+    with ctx.store.open(record.blob_key) as f:
+        return read_bulk_value(f, location.upper())
 
 
 def delete_file(ctx: ServiceContext, file_id: str) -> None:

@@ -141,6 +141,20 @@ async def get_metadata(request: Request, file_id: str) -> Response:
 
 
 @router.get(
+    "/dicom-image/{file_id}/bulkdata/{location:path}",
+    summary="The value of a bulk data element named by a BulkDataURI of /metadata",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def get_bulk_data(request: Request, file_id: str, location: str) -> Response:
+    ctx = service_context(request)
+    data = await ctx.run_cpu(lambda: files_service.bulk_value(ctx, file_id, location))
+    return Response(
+        data, media_type="application/octet-stream", headers={"cache-control": IMMUTABLE}
+    )
+
+
+@router.get(
     "/dicom-image/{file_id}/png",
     summary="A PNG for browser viewing",
     description=(
