@@ -120,7 +120,7 @@ class Peer:
 
     def peak_rss_mb(self) -> dict[str, float]:
         """VmHWM of the server process and its children, in MB."""
-        pids = [self.process.pid] + _children(self.process.pid)
+        pids = [self.process.pid, *_children(self.process.pid)]
         out = {}
         for pid in pids:
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
