@@ -194,3 +194,33 @@ def _num(value: float) -> str:
     """Shortest round-trip form; integers without '.0'; no '-0'."""
     value = float(value) + 0.0
     return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def warm_up() -> None:
+    """Render a tiny image made in memory, once per process, before the first request.
+
+    The first rendering in a process pays for lazy imports and decoder discovery in pydicom
+    and Pillow (about 15 ms); a server does this at start-up instead of on a user's request.
+    """
+    import io
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = UID("1.2.3")
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = UID("1.2.3")
+    ds.Rows = ds.Columns = 4
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    ds.WindowCenter, ds.WindowWidth = 40, 400
+    ds.PixelData = np.arange(16, dtype="<u2").tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    buf.seek(0)
+    render_png(buf, RenderOptions(), max_pixels=64)

@@ -48,7 +48,7 @@ def render_blocking(ctx: ServiceContext, file_id: str, options: RenderOptions) -
     if local is not None and local.is_file():
         return Rendering(etag=etag, path=local, data=None)
     png = _render_from_store(ctx, record.blob_key, options)
-    ctx.store.put_bytes(key, png)
+    ctx.store.put_bytes(key, png, durable=False)  # a cache: it can be rendered again
     return Rendering(etag=etag, path=None, data=png)
 
 

@@ -28,8 +28,9 @@ class BlobStore(Protocol):
         """Store the file at ``path`` under ``key``, durably, consuming (moving) the file."""
         ...
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        """Store ``data`` under ``key`` durably and atomically."""
+    def put_bytes(self, key: str, data: bytes, *, durable: bool = True) -> None:
+        """Store ``data`` under ``key`` atomically; ``durable=False`` skips the flush to disk
+        (for derived data such as renderings, which can be made again)."""
         ...
 
     def open(self, key: str) -> BinaryIO:

@@ -96,20 +96,20 @@ class LocalBlobStore:
         if self._fsync:
             _fsync_dir(target.parent)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, *, durable: bool = True) -> None:
         try:
-            self._put_bytes(key, data)
+            self._put_bytes(key, data, durable=durable and self._fsync)
         except OSError as exc:
             raise StorageUnavailable(f"cannot write to the blob store: {exc.strerror}") from exc
 
-    def _put_bytes(self, key: str, data: bytes) -> None:
+    def _put_bytes(self, key: str, data: bytes, *, durable: bool) -> None:
         target = self._path(key)
         self._ensure_parent(target)
         fd, tmp = tempfile.mkstemp(dir=self._staging, prefix="put-")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-                if self._fsync:
+                if durable:
                     f.flush()
                     os.fsync(f.fileno())
             os.replace(tmp, target)
@@ -117,7 +117,7 @@ class LocalBlobStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        if self._fsync:
+        if durable:
             _fsync_dir(target.parent)
 
     def open(self, key: str) -> BinaryIO:

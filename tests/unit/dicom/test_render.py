@@ -441,3 +441,9 @@ def test_cache_key_is_distinct_for_distinct_options() -> None:
 def test_invalid_options_are_rejected(options: dict[str, Any]) -> None:
     with pytest.raises(InvalidParameter):
         RenderOptions(**options)
+
+
+def test_warm_up_renders_without_a_file() -> None:
+    from dicom_file_service.dicom.render import warm_up
+
+    warm_up()  # exercises the whole pipeline on an image made in memory; must not raise
