@@ -73,8 +73,7 @@ def _convert(
 
 _PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 _TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UC", "UI"})
-_SINGLE_PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
-_TEXT_VRS = frozenset({"LT", "ST", "UT", "UR"})
+_SINGLE_TEXT_VRS = frozenset({"LT", "ST", "UT", "UR"})
 _CHARSET_VRS = frozenset({"LO", "LT", "SH", "ST", "UC", "UT", "PN"})
 _BINARY_NUMBERS = {
     "US": "H",
