@@ -62,3 +62,14 @@ def test_path_tricks_reach_no_file(client: httpx.Client) -> None:
     r = client.get("/dicom-image/..%2F..%2Fetc%2Fpasswd")
     assert r.status_code == 404
     assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_bad_ranges(client: httpx.Client, stored: tuple[dict[str, object], bytes]) -> None:
+    body, data = stored
+    url = f"/dicom-image/{body['file_id']}"
+    ignored = client.get(url, headers={"range": "junk"})
+    assert ignored.status_code == 200
+    assert ignored.content == data
+    assert_problem(
+        client.get(url, headers={"range": "bytes=9999999-"}), 416, "range_not_satisfiable"
+    )

@@ -170,7 +170,8 @@ def test_broken_multipart_is_rejected(client: httpx.Client) -> None:
 @pytest.fixture(scope="module")
 def small_limit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_server(
-        tmp_path_factory.mktemp("small") / "data", {"DICOM_FS_MAX_UPLOAD_BYTES": "20000"}
+        tmp_path_factory.mktemp("small") / "data",
+        {"DICOM_FS_MAX_UPLOAD_BYTES": "20000", "DICOM_FS_MAX_DECODED_PIXELS": "1000"},
     )
     yield srv
     stop_server(srv)
@@ -212,3 +213,13 @@ def test_every_file_in_a_folder_upload_roundtrips(client: httpx.Client, tmp_path
         r = post_form(client, data)
         assert r.status_code in (200, 201), r.text
         assert client.get(f"/dicom-image/{r.json()['file_id']}").content == data
+
+
+def test_frames_over_the_pixel_budget_are_refused(small_limit_server: Server) -> None:
+    with small_limit_server.client() as c:
+        r = post_raw(c, data_file("MR_small.dcm").read_bytes())  # 64 x 64 > 1,000 samples
+        assert r.status_code == 201, r.text
+        body = assert_problem(
+            c.get(f"/dicom-image/{r.json()['file_id']}/png"), 422, "image_too_large"
+        )
+        assert "4096" in str(body["detail"])

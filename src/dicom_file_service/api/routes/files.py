@@ -10,12 +10,20 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    MalformedRangeHeader,
+    RangeNotSatisfiable,
+    Response,
+    StreamingResponse,
+)
+from starlette.types import Receive, Scope, Send
 
 from dicom_file_service.api.deps import service_context
 from dicom_file_service.api.upload_body import check_declared_length, read_upload
 from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.errors import InvalidParameter
+from dicom_file_service.errors import RangeNotSatisfiable as RangeNotSatisfiableError
 from dicom_file_service.service import files as files_service
 from dicom_file_service.service import rendering as rendering_service
 from dicom_file_service.service.ingest import ingest_staged
@@ -123,6 +131,17 @@ async def get_file(
         return Response(status_code=304, headers={"etag": etag})
     local = ctx.store.local_path(record.blob_key)
     if local is not None:
+        range_header = request.headers.get("range")
+        if range_header is None:
+            return FileResponse(local, media_type="application/dicom", headers=headers)
+        try:
+            FileResponse._parse_range_header(range_header, record.size)
+        except MalformedRangeHeader:  # RFC 9110 14.2: an invalid Range is ignored
+            return _WholeFileResponse(local, media_type="application/dicom", headers=headers)
+        except RangeNotSatisfiable as exc:
+            raise RangeNotSatisfiableError(
+                f"the range {range_header!r} lies outside the file's {record.size} bytes"
+            ) from exc
         return FileResponse(local, media_type="application/dicom", headers=headers)
     headers["content-length"] = str(record.size)
     return StreamingResponse(
@@ -205,6 +224,14 @@ async def delete_file(request: Request, file_id: str) -> Response:
     ctx = service_context(request)
     await run_in_threadpool(files_service.delete_file, ctx, file_id)
     return Response(status_code=204)
+
+
+class _WholeFileResponse(FileResponse):
+    """A FileResponse that ignores the request's Range header."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"range"]}
+        await super().__call__(scope, receive, send)
 
 
 def _not_modified(request: Request, etag: str) -> bool:
