@@ -1,15 +1,19 @@
-"""A thin ASGI layer in front of the framework for the hottest read: tag lookups.
+"""A thin ASGI layer in front of the framework for the hottest reads: tag lookups and
+cached renderings.
 
 ``GET /dicom-image/{id}?dicom_tag=...`` is the request a viewer or a pipeline makes thousands
 of times a second. FastAPI's routing, dependency and validation machinery costs more than the
 lookup itself (a bare FastAPI route tops out near half of what a raw ASGI callable does on the
 same machine), so this request is answered here, by the same service function the FastAPI route
 calls; everything else, and the OpenAPI description of this route, stays with FastAPI.
+A PNG request is answered here only when it is a clean cache hit: any parameter that does not
+parse, and any miss, goes on to the FastAPI route, which validates, renders and reports errors.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -18,13 +22,46 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dicom_file_service.api.problems import problem_response, service_error_response
+from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.errors import ServiceError
 from dicom_file_service.service import files as files_service
 from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.rendering import cached_rendering, rendering_etag
 
 log = logging.getLogger(__name__)
 
 _PREFIX = "/dicom-image/"
+_PNG = "/png"
+_MAX_INLINE_PNG = 4 * 1024 * 1024
+IMMUTABLE = "public, max-age=31536000, immutable"
+_PNG_PARAMS: dict[str, Callable[[str], Any]] = {
+    "frame": int,
+    "window_center": float,
+    "window_width": float,
+    "voi": str,
+    "width": int,
+    "height": int,
+    "bit_depth": int,
+}
+
+
+def _render_options(query_string: bytes) -> RenderOptions | None:
+    """The options a PNG query names, or None if anything is unusual (the route decides)."""
+    values: dict[str, Any] = {}
+    for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        convert = _PNG_PARAMS.get(key)
+        if convert is None or key in values:
+            return None
+        try:
+            values[key] = convert(value)
+        except ValueError:
+            return None
+    try:
+        return RenderOptions(**values)
+    except (ServiceError, TypeError, ValueError):
+        return None
+
+
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -36,16 +73,43 @@ class FastPaths:
         self.state = state  # the framework app's state, which holds the service context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "GET"
-            and b"dicom_tag=" in scope["query_string"]
-            and scope["path"].startswith(_PREFIX)
-            and "/" not in scope["path"][len(_PREFIX) :]
-        ):
-            await self._tag_lookup(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path: str = scope["path"]
+            if path.startswith(_PREFIX):
+                rest = path[len(_PREFIX) :]
+                if "/" not in rest and b"dicom_tag=" in scope["query_string"]:
+                    await self._tag_lookup(scope, receive, send)
+                    return
+                if rest.endswith(_PNG) and await self._cached_png(rest[: -len(_PNG)], scope, send):
+                    return
         await self.app(scope, receive, send)
+
+    async def _cached_png(self, file_id: str, scope: Scope, send: Send) -> bool:
+        """Send a cached rendering if there is one for exactly these parameters."""
+        options = _render_options(scope["query_string"])
+        if options is None:
+            return False
+        ctx: ServiceContext = self.state.ctx
+        cached = cached_rendering(ctx, file_id, options)
+        if cached is None:
+            return False
+        try:
+            if cached.stat().st_size > _MAX_INLINE_PNG:
+                return False  # large: FileResponse streams it
+            body = cached.read_bytes()
+        except FileNotFoundError:  # deleted in the meantime
+            return False
+        etag = rendering_etag(file_id, options).encode()
+        headers = [(b"etag", etag), (b"cache-control", IMMUTABLE.encode())]
+        match = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
+        if match is not None and (etag in match or match.strip() == b"*"):
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return True
+        headers += [(b"content-type", b"image/png"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return True
 
     async def _tag_lookup(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: ServiceContext = self.state.ctx

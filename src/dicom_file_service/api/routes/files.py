@@ -20,6 +20,7 @@ from starlette.responses import (
 from starlette.types import Receive, Scope, Send
 
 from dicom_file_service.api.deps import service_context
+from dicom_file_service.api.fast_paths import IMMUTABLE
 from dicom_file_service.api.upload_body import check_declared_length, read_upload
 from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.errors import InvalidParameter
@@ -31,8 +32,6 @@ from dicom_file_service.service.records import file_summary
 from dicom_file_service.service.staging import StagedUpload
 
 router = APIRouter(tags=["files"])
-
-IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 def json_response(content: Any, status_code: int = 200, **headers: str) -> Response:
