@@ -203,7 +203,7 @@ def test_staging_is_empty_after_rejections(server: Server, client: httpx.Client)
 
 def test_uploaded_blob_is_under_a_sharded_opaque_key(server: Server, client: httpx.Client) -> None:
     file_id = post_raw(client, copy_with_new_uid(CT)).json()["file_id"]
-    expected = server.data_dir / "blobs" / "objects" / "instances" / file_id[:2] / file_id[2:4]
+    expected = server.data_dir / "blobs" / "objects" / "instances" / file_id[:2]
     assert (expected / file_id).is_file()
 
 

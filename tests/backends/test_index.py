@@ -75,16 +75,6 @@ def test_the_database_rejects_a_second_row_for_one_sop_instance(engine: Engine) 
         assert repo.get_by_file_id(conn, "file000000000000000002") is None
 
 
-def test_a_failed_insert_keeps_the_rest_of_the_transaction(engine: Engine) -> None:
-    _insert(engine, _values(1))
-    with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
-        with pytest.raises(repo.DuplicateKey):
-            repo.insert_instance(conn, _values(2, sop_instance_uid="1.2.3.1"))
-        repo.insert_instance(conn, _values(3))
-    with engine.connect() as conn:
-        assert repo.get_by_file_id(conn, "file000000000000000003") is not None
-
-
 def test_nothing_is_written_when_the_caller_rolls_back(engine: Engine) -> None:
     with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin() as tx:
         repo.insert_instance(conn, _values(1))

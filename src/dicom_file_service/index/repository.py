@@ -50,10 +50,13 @@ def _record(row: Row[Any]) -> InstanceRecord:
 
 
 def insert_instance(conn: Connection, values: dict[str, Any]) -> int:
-    """Insert one instance row; raises DuplicateKey on a unique-constraint conflict."""
+    """Insert one instance row and return its ``seq``.
+
+    Raises DuplicateKey on a unique-constraint conflict; the caller's transaction is then
+    unusable (PostgreSQL aborts it), so the caller ends it and decides in a new one.
+    """
     try:
-        with conn.begin_nested():
-            result = conn.execute(insert(instances).values(**values))
+        result = conn.execute(insert(instances).values(**values))
     except IntegrityError as exc:
         raise DuplicateKey(str(exc.orig)) from exc
     pk = result.inserted_primary_key

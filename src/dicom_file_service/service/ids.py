@@ -18,12 +18,13 @@ def is_valid_file_id(file_id: str) -> bool:
 
 
 def instance_key(file_id: str) -> str:
-    """Sharded so no directory or prefix grows without bound."""
-    return f"instances/{file_id[:2]}/{file_id[2:4]}/{file_id}"
+    """Sharded on two characters: 4,096 prefixes, so no directory grows without bound (10 M
+    files is ~2,500 a directory) while shards are soon reused rather than created per upload."""
+    return f"instances/{file_id[:2]}/{file_id}"
 
 
 def renderings_prefix(file_id: str) -> str:
-    return f"renderings/{file_id[:2]}/{file_id[2:4]}/{file_id}"
+    return f"renderings/{file_id[:2]}/{file_id}"
 
 
 def rendering_key(file_id: str, cache_key: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -69,7 +70,7 @@ def _index(
     overwrite: bool,
 ) -> IngestResult:
     header_json, header_index = encode_header(parsed.header)
-    values = {
+    values: dict[str, Any] = {
         "file_id": file_id,
         "sop_instance_uid": parsed.sop_instance_uid,
         "series_instance_uid": parsed.series_instance_uid,
@@ -89,31 +90,48 @@ def _index(
         "header_index": header_index,
         "bulk_lengths": orjson.dumps(parsed.bulk_lengths),
     }
+    if not overwrite:
+        # The common case is one INSERT: the unique constraint, not a prior read inside the
+        # transaction, settles a race with a concurrent upload of the same instance.
+        try:
+            with ctx.engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+                seq = repo.insert_instance(conn, values)
+        except repo.DuplicateKey as exc:
+            with ctx.engine.connect() as conn:
+                current = repo.get_by_sop_instance_uid(conn, parsed.sop_instance_uid)
+            if current is not None and current.sha256 == sha256:
+                ctx.store.delete(blob_key)  # an identical upload won the race
+                return IngestResult(record=current, created=False)
+            raise _duplicate(parsed.sop_instance_uid, current.file_id if current else None) from exc
+        return IngestResult(record=_record(seq, values), created=True)
+
     replaced: repo.InstanceRecord | None = None
     with ctx.engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
         current = repo.get_by_sop_instance_uid(conn, parsed.sop_instance_uid)
+        if current is not None and current.sha256 == sha256:
+            ctx.store.delete(blob_key)
+            return IngestResult(record=current, created=False)
         if current is not None:
-            if current.sha256 == sha256:  # an identical upload won the race
-                ctx.store.delete(blob_key)
-                return IngestResult(record=current, created=False)
-            if not overwrite:
-                raise _duplicate(parsed.sop_instance_uid, current.file_id)
             repo.delete_by_file_id(conn, current.file_id)
             replaced = current
         try:
-            repo.insert_instance(conn, values)
+            seq = repo.insert_instance(conn, values)
         except repo.DuplicateKey as exc:  # a concurrent writer on another database session
             raise _duplicate(parsed.sop_instance_uid, None) from exc
-        record = repo.get_by_file_id(conn, file_id)
-    assert record is not None
     if replaced is not None:
         _remove_blobs(ctx, replaced.file_id, replaced.blob_key)
         log.info("instance replaced", extra={"file_id": file_id, "replaced": replaced.file_id})
     return IngestResult(
-        record=record,
+        record=_record(seq, values),
         created=True,
         replaced_file_id=replaced.file_id if replaced else None,
     )
+
+
+def _record(seq: int, values: dict[str, Any]) -> repo.InstanceRecord:
+    """The new row as the repository would read it back, without reading it back."""
+    fields = repo.InstanceRecord.__dataclass_fields__
+    return repo.InstanceRecord(seq=seq, **{k: values[k] for k in fields if k != "seq"})
 
 
 def _remove_blobs(ctx: ServiceContext, file_id: str, blob_key: str) -> None:

@@ -52,13 +52,13 @@ class LocalBlobStore:
     def staging_dir(self) -> Path:
         return self._staging
 
-    def _ensure_parent(self, target: Path) -> None:
+    def _ensure_parent(self, target: Path, *, durable: bool = True) -> None:
         parent = target.parent
         if parent in self._known_dirs:
             return
         created = not parent.exists()
         parent.mkdir(parents=True, exist_ok=True)
-        if created and self._fsync:
+        if created and durable and self._fsync:
             # Make the new directory entries themselves durable, up to the objects root.
             p = parent
             while p != self._objects:
@@ -104,7 +104,7 @@ class LocalBlobStore:
 
     def _put_bytes(self, key: str, data: bytes, *, durable: bool) -> None:
         target = self._path(key)
-        self._ensure_parent(target)
+        self._ensure_parent(target, durable=durable)
         fd, tmp = tempfile.mkstemp(dir=self._staging, prefix="put-")
         try:
             with os.fdopen(fd, "wb") as f:
