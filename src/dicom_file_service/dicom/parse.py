@@ -178,45 +178,56 @@ def _check_dataset_end(ds: Dataset, size: int) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _ElementHeader:
+    tag: int
+    vr: str | None  # None in implicit VR
+    length: int
+    value_at: int  # file offset of the value
+
+
+_LONG_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN", "UT", "SQ", "UC", "UR"})
+
+
+def _encoding(ds: Dataset) -> tuple[bool, str]:
+    """(implicit VR?, struct byte-order character) of the dataset as read."""
+    implicit, little = ds.original_encoding
+    return bool(implicit), "<" if little is not False else ">"
+
+
+def _read_element_header(f: BinaryIO, pos: int, implicit: bool, endian: str) -> _ElementHeader:
+    """The tag, VR and length of the element at ``pos`` (PS3.5 7.1.1–7.1.3)."""
+    f.seek(pos)
+    head = f.read(8)
+    if len(head) < 8:
+        raise InvalidDicom("the file is truncated: it ends inside an element header")
+    group, element = struct.unpack(endian + "HH", head[:4])
+    tag = (group << 16) | element
+    if implicit:
+        (length,) = struct.unpack(endian + "I", head[4:8])
+        return _ElementHeader(tag, None, length, pos + 8)
+    vr = head[4:6].decode("ascii", "replace")
+    if vr in _LONG_VRS:
+        more = f.read(4)
+        if len(more) < 4:
+            raise InvalidDicom("the file is truncated: it ends inside an element header")
+        (length,) = struct.unpack(endian + "I", more)
+        return _ElementHeader(tag, vr, length, pos + 12)
+    (length,) = struct.unpack(endian + "H", head[6:8])
+    return _ElementHeader(tag, vr, length, pos + 8)
+
+
 def _check_trailing_elements(f: BinaryIO, ds: Dataset, size: int) -> None:
     """Elements after the pixel data (padding, signatures) must lie wholly inside the file."""
     pos = f.tell()
-    implicit = bool(ds.original_encoding[0])
-    endian = "<" if ds.original_encoding[1] is not False else ">"
+    implicit, endian = _encoding(ds)
     while pos < size:
-        f.seek(pos)
-        head = f.read(8)
-        if len(head) < 8:
-            raise InvalidDicom("the file is truncated: it ends inside an element header")
-        if implicit:
-            (length,) = struct.unpack(endian + "I", head[4:8])
-            value_at = pos + 8
-        elif head[4:6] in (
-            b"OB",
-            b"OW",
-            b"OF",
-            b"OD",
-            b"OL",
-            b"OV",
-            b"UN",
-            b"UT",
-            b"SQ",
-            b"UC",
-            b"UR",
-        ):
-            more = f.read(4)
-            if len(more) < 4:
-                raise InvalidDicom("the file is truncated: it ends inside an element header")
-            (length,) = struct.unpack(endian + "I", more)
-            value_at = pos + 12
-        else:
-            (length,) = struct.unpack(endian + "H", head[6:8])
-            value_at = pos + 8
-        if length == _UNDEFINED:
+        head = _read_element_header(f, pos, implicit, endian)
+        if head.length == _UNDEFINED:
             return  # a sequence after the pixel data: not walked, pydicom never reads it
-        if value_at + length > size:
+        if head.value_at + head.length > size:
             raise InvalidDicom("the file is truncated: its last element runs past the end")
-        pos = value_at + length
+        pos = head.value_at + head.length
 
 
 def _check_deferred_values(ds: Dataset, size: int) -> None:
@@ -242,32 +253,13 @@ def _check_deferred_values(ds: Dataset, size: int) -> None:
 def _check_pixel_element(f: BinaryIO, ds: Dataset, size: int) -> tuple[int, str, int] | None:
     """Walk the pixel data element's framing; returns (tag, VR, value length) or None."""
     start = f.tell()
-    implicit = bool(ds.original_encoding[0]) if ds.original_encoding[0] is not None else False
-    little = ds.original_encoding[1] is not False
-    endian = "<" if little else ">"
-    head = f.read(8)
-    if len(head) < 8:
-        raise InvalidDicom("the file is truncated: it ends inside the pixel data element header")
-    group, element = struct.unpack(endian + "HH", head[:4])
-    tag = (group << 16) | element
-    if tag not in _PIXEL_TAGS:
+    implicit, endian = _encoding(ds)
+    head = _read_element_header(f, start, implicit, endian)
+    if head.tag not in _PIXEL_TAGS:
         f.seek(start)
         return None
-    if implicit:
-        vr = dictionary_VR(tag) if tag != 0x7FE00010 else _pixel_vr(ds)
-        (length,) = struct.unpack(endian + "I", head[4:8])
-        value_at = start + 8
-    else:
-        vr = head[4:6].decode("ascii", "replace")
-        if vr in ("OB", "OW", "OF", "OD", "OL", "OV", "UN", "UT", "SQ", "UC", "UR"):
-            more = f.read(4)
-            if len(more) < 4:
-                raise InvalidDicom("the file is truncated: it ends inside the pixel data header")
-            (length,) = struct.unpack(endian + "I", more)
-            value_at = start + 12
-        else:
-            (length,) = struct.unpack(endian + "H", head[6:8])
-            value_at = start + 8
+    tag, length, value_at = head.tag, head.length, head.value_at
+    vr = head.vr or (_pixel_vr(ds) if tag == 0x7FE00010 else dictionary_VR(tag))
     if length != _UNDEFINED:
         if value_at + length > size:
             raise InvalidDicom(
