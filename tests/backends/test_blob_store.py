@@ -89,3 +89,10 @@ def test_sweep_removes_only_old_staging_files(store: BlobStore) -> None:
 
 def test_no_partial_object_is_visible_after_a_failed_put(store: BlobStore) -> None:
     """A put that fails half-way leaves the key absent, not torn."""
+
+
+def test_prepared_prefixes_exist_and_puts_under_them_work(store: BlobStore) -> None:
+    store.prepare_prefixes(["instances/Ab", "instances/Cd"])
+    store.prepare_prefixes(["instances/Ab"])  # idempotent
+    store.put_bytes("instances/Ab/AbCdEf", b"x")
+    assert store.exists("instances/Ab/AbCdEf")

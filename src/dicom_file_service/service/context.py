@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from dicom_file_service.errors import ServiceError
 from dicom_file_service.index.db import create_index_engine, upgrade
 from dicom_file_service.index.hot_reads import HeaderReader
+from dicom_file_service.service import ids
 from dicom_file_service.settings import Settings
 from dicom_file_service.storage import BlobStore, open_blob_store
 
@@ -47,6 +48,7 @@ class ServiceContext:
         if migrate:
             upgrade(engine)
         store = open_blob_store(settings.resolved_storage_url())
+        store.prepare_prefixes(ids.instance_shards())
         # Uploads abandoned by a crash or a dropped connection are swept at start-up.
         store.sweep_staging(older_than_seconds=settings.pending_upload_ttl_seconds)
         pool = ThreadPoolExecutor(

@@ -61,6 +61,12 @@ class BlobStore(Protocol):
         """The object's path on this machine when the backend has one (zero-copy reads)."""
         ...
 
+    def prepare_prefixes(self, prefixes: list[str]) -> None:
+        """Create the key prefixes the service will write under (directories on a local
+        disk, durably, once), so that no write pays for creating one. A no-op where
+        prefixes are not real (object stores)."""
+        ...
+
     def sweep_staging(self, older_than_seconds: float) -> int:
         """Remove abandoned uploads from the staging area; returns how many went."""
         ...

@@ -162,6 +162,21 @@ class LocalBlobStore:
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
 
+    def prepare_prefixes(self, prefixes: list[str]) -> None:
+        parents: set[Path] = set()
+        for prefix in prefixes:
+            directory = self._path(prefix)
+            if not directory.is_dir():
+                directory.mkdir(parents=True, exist_ok=True)
+                parents.add(directory.parent)
+            self._known_dirs.add(directory)
+        if self._fsync:
+            for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+                p = parent
+                while p != self._objects.parent:
+                    _fsync_dir(p)
+                    p = p.parent
+
     def sweep_staging(self, older_than_seconds: float) -> int:
         cutoff = time.time() - older_than_seconds
         removed = 0
