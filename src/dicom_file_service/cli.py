@@ -170,6 +170,32 @@ def render(
     click.echo(f"wrote {output} ({len(png)} bytes)")
 
 
+@main.command(name="sweep")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--older-than",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="grace period in seconds [default: DICOM_FS_PENDING_UPLOAD_TTL_SECONDS]",
+)
+def sweep_command(data_dir: Path | None, older_than: float | None) -> None:
+    """Remove abandoned uploads and blobs no index row refers to (left by a crash)."""
+    from dicom_file_service.service.context import ServiceContext
+    from dicom_file_service.service.sweep import sweep
+
+    if data_dir is not None:
+        os.environ["DICOM_FS_DATA_DIR"] = str(data_dir.resolve())
+    ctx = ServiceContext.create(Settings())
+    try:
+        report = sweep(ctx, older_than_seconds=older_than)
+    finally:
+        ctx.close()
+    click.echo(
+        f"checked {report.blobs_checked} blobs: removed {report.orphans_removed} unreferenced, "
+        f"{report.staged_removed} abandoned uploads"
+    )
+
+
 @main.group()
 def db() -> None:
     """Index database administration."""

@@ -96,3 +96,12 @@ def test_prepared_prefixes_exist_and_puts_under_them_work(store: BlobStore) -> N
     store.prepare_prefixes(["instances/Ab"])  # idempotent
     store.put_bytes("instances/Ab/AbCdEf", b"x")
     assert store.exists("instances/Ab/AbCdEf")
+
+
+def test_list_keys_names_every_object_under_a_prefix(store: BlobStore) -> None:
+    store.put_bytes("instances/Ab/AbX", b"1")
+    store.put_bytes("instances/Cd/CdY", b"2")
+    store.put_bytes("renderings/Ab/AbX/k.png", b"3")
+    listed = dict(store.list_keys("instances"))
+    assert set(listed) == {"instances/Ab/AbX", "instances/Cd/CdY"}
+    assert all(t > 0 for t in listed.values())

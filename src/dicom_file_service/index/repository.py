@@ -75,6 +75,12 @@ def get_by_sop_instance_uid(conn: Connection, sop_instance_uid: str) -> Instance
     return _record(row) if row else None
 
 
+def referenced_blob_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` an index row refers to."""
+    stmt = select(instances.c.blob_key).where(instances.c.blob_key.in_(list(keys)))
+    return set(conn.execute(stmt).scalars())
+
+
 def delete_by_file_id(conn: Connection, file_id: str) -> bool:
     result = conn.execute(delete(instances).where(instances.c.file_id == file_id))
     return bool(result.rowcount)

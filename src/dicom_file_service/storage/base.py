@@ -61,6 +61,10 @@ class BlobStore(Protocol):
         """The object's path on this machine when the backend has one (zero-copy reads)."""
         ...
 
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """(key, modification time as a Unix timestamp) of every object under ``prefix``."""
+        ...
+
     def prepare_prefixes(self, prefixes: list[str]) -> None:
         """Create the key prefixes the service will write under (directories on a local
         disk, durably, once), so that no write pays for creating one. A no-op where

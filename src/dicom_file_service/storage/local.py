@@ -162,6 +162,17 @@ class LocalBlobStore:
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
 
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, float]]:
+        top = self._path(prefix.rstrip("/"))
+        for root, _dirs, names in os.walk(top):
+            for name in names:
+                path = Path(root) / name
+                try:
+                    mtime = path.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                yield path.relative_to(self._objects).as_posix(), mtime
+
     def prepare_prefixes(self, prefixes: list[str]) -> None:
         parents: set[Path] = set()
         for prefix in prefixes:

@@ -98,3 +98,22 @@ def test_an_abandoned_upload_is_swept_at_start_up(tmp_path: Path) -> None:
     os.utime(leftover, (0, 0))
     ServiceContext.create(settings).close()
     assert not leftover.exists()
+
+
+def test_sweep_removes_blobs_no_row_refers_to_and_keeps_the_rest(
+    ctx: ServiceContext, tmp_path: Path
+) -> None:
+    from dicom_file_service.service import ids
+    from dicom_file_service.service.sweep import sweep
+
+    kept = ingest_path(ctx, _file(tmp_path, copy_with_new_uid(data_file("CT_small.dcm"))))
+    orphan_key = ids.instance_key(ids.new_file_id())  # as a crash before the INSERT leaves it
+    ctx.store.put_bytes(orphan_key, b"bytes of an upload that was never indexed")
+    young = sweep(ctx, older_than_seconds=3600)  # both are new: nothing may go yet
+    assert young.orphans_removed == 0
+    assert ctx.store.exists(orphan_key)
+    report = sweep(ctx, older_than_seconds=0)
+    assert report.blobs_checked == 2
+    assert report.orphans_removed == 1
+    assert not ctx.store.exists(orphan_key)
+    assert ctx.store.exists(kept.record.blob_key)
