@@ -129,6 +129,13 @@ class DuplicateInstance(ServiceError):
     title = "SOP Instance already stored"
 
 
+class RequestTimeout(ServiceError):
+    """The client took longer than the configured limit to send its request."""
+
+    code = "request_timeout"
+    title = "Request took too long"
+
+
 class RangeNotSatisfiable(ServiceError):
     code = "range_not_satisfiable"
     title = "Range not satisfiable"

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
         description="Samples (rows x columns x samples) one rendered frame may decode to.",
     )
     render_timeout_seconds: float = Field(default=60.0, gt=0)
+    upload_timeout_seconds: float = Field(
+        default=600.0, gt=0, description="Time a client has to send one upload's body."
+    )
     render_workers: int = Field(default=2, ge=1, description="Threads that decode and render.")
     max_tags_per_request: int = Field(default=64, ge=1)
     list_max_limit: int = Field(default=1000, ge=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,7 +172,11 @@ def test_broken_multipart_is_rejected(client: httpx.Client) -> None:
 def small_limit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_server(
         tmp_path_factory.mktemp("small") / "data",
-        {"DICOM_FS_MAX_UPLOAD_BYTES": "20000", "DICOM_FS_MAX_DECODED_PIXELS": "1000"},
+        {
+            "DICOM_FS_MAX_UPLOAD_BYTES": "20000",
+            "DICOM_FS_MAX_DECODED_PIXELS": "1000",
+            "DICOM_FS_UPLOAD_TIMEOUT_SECONDS": "1",
+        },
     )
     yield srv
     stop_server(srv)
@@ -223,3 +228,14 @@ def test_frames_over_the_pixel_budget_are_refused(small_limit_server: Server) ->
             c.get(f"/dicom-image/{r.json()['file_id']}/png"), 422, "image_too_large"
         )
         assert "4096" in str(body["detail"])
+
+
+def test_an_upload_that_trickles_past_the_deadline_is_408(small_limit_server: Server) -> None:
+    def trickle() -> Iterator[bytes]:
+        for _ in range(4):
+            time.sleep(0.5)
+            yield b"\x00" * 16
+
+    with small_limit_server.client() as c:
+        r = c.post("/dicom-image", content=trickle(), headers={"content-type": "application/dicom"})
+        assert_problem(r, 408, "request_timeout")

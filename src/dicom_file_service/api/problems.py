@@ -39,6 +39,7 @@ STATUS: dict[type[e.ServiceError], int] = {
     e.NotFound: 404,
     e.DuplicateInstance: 409,
     e.RangeNotSatisfiable: 416,
+    e.RequestTimeout: 408,
     e.Unavailable: 503,
     e.ServiceError: 503,
 }

@@ -5,6 +5,7 @@ Routes are thin: parse the request, call one service function, shape the respons
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -23,7 +24,7 @@ from dicom_file_service.api.deps import service_context
 from dicom_file_service.api.fast_paths import IMMUTABLE
 from dicom_file_service.api.upload_body import check_declared_length, read_upload
 from dicom_file_service.dicom.render import RenderOptions
-from dicom_file_service.errors import InvalidParameter
+from dicom_file_service.errors import InvalidParameter, RequestTimeout
 from dicom_file_service.errors import RangeNotSatisfiable as RangeNotSatisfiableError
 from dicom_file_service.service import files as files_service
 from dicom_file_service.service import rendering as rendering_service
@@ -64,7 +65,15 @@ async def upload(
     max_bytes = ctx.settings.max_upload_bytes
     check_declared_length(request.headers.get("content-length"), max_bytes)
     with StagedUpload(ctx.store.staging_dir(), max_bytes) as staged:
-        await read_upload(request.headers.get("content-type"), request.stream(), staged)
+        limit = ctx.settings.upload_timeout_seconds
+        try:
+            async with asyncio.timeout(limit):
+                await read_upload(request.headers.get("content-type"), request.stream(), staged)
+        except TimeoutError as exc:
+            raise RequestTimeout(
+                f"the upload was not received within {limit:.0f} s "
+                "(setting DICOM_FS_UPLOAD_TIMEOUT_SECONDS)"
+            ) from exc
         result = await ctx.run_cpu(lambda: ingest_staged(ctx, staged, overwrite=overwrite))
     body = file_summary(result.record)
     location = f"/dicom-image/{result.record.file_id}"
