@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import struct
-import warnings
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -74,10 +73,10 @@ def parse_file(path: str | os.PathLike[str], *, bulk_data_uri_prefix: str) -> Pa
 
 def _parse(path: str | os.PathLike[str], bulk_data_uri_prefix: str) -> ParsedInstance:
     size = os.path.getsize(path)
-    # pydicom's warnings on odd values are not our errors; the global mode is idempotent.
+    # pydicom's complaints about odd values are not our errors. Its validation mode is global
+    # but idempotent; ``warnings.catch_warnings`` is not thread-safe, so it is not used here.
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
-    with open(path, "rb") as f, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with open(path, "rb") as f:
         ds = _read_header(f, size)
         if _is_deflated(ds):
             ds, pixel = _read_deflated(f)
@@ -412,17 +411,15 @@ def read_bulk_value(source: BinaryIO, location: str) -> bytes:
     if not all(s.isdigit() for s in steps[1::2]):
         raise TagNotFound(f"{location!r} is not a bulk data location of this file")
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            dataset: Dataset = dcmread(source, force=True, defer_size=BULK_THRESHOLD)
-            for tag_hex, index in zip(steps[0:-1:2], steps[1::2], strict=True):
-                dataset = dataset[int(tag_hex, 16)].value[int(index)]
-            value = dataset[int(steps[-1], 16)].value
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise TagNotFound(f"the file has no bulk data at {location!r}") from exc
-        except Exception as exc:  # the stored file was validated at ingest; be safe anyway
-            raise InvalidDicom(f"the stored file cannot be read: {_reason(exc)}") from exc
+    try:
+        dataset: Dataset = dcmread(source, force=True, defer_size=BULK_THRESHOLD)
+        for tag_hex, index in zip(steps[0:-1:2], steps[1::2], strict=True):
+            dataset = dataset[int(tag_hex, 16)].value[int(index)]
+        value = dataset[int(steps[-1], 16)].value
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise TagNotFound(f"the file has no bulk data at {location!r}") from exc
+    except Exception as exc:  # the stored file was validated at ingest; be safe anyway
+        raise InvalidDicom(f"the stored file cannot be read: {_reason(exc)}") from exc
     if not isinstance(value, bytes | bytearray):
         raise TagNotFound(f"the element at {location!r} is not bulk data")
     return bytes(value)
