@@ -18,6 +18,7 @@ from dicom_file_service.index.hot_reads import StoredHeader
 from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.records import file_summary
+from dicom_file_service.service.removal import remove_instance_bytes
 
 
 def _not_found(file_id: str) -> FileNotFound:
@@ -79,8 +80,7 @@ def delete_file(ctx: ServiceContext, file_id: str) -> None:
         if record is None:
             raise _not_found(file_id)
         repo.delete_by_file_id(conn, file_id)
-    ctx.store.delete(record.blob_key)
-    ctx.store.delete_prefix(ids.renderings_prefix(file_id))
+    remove_instance_bytes(ctx, file_id, record.blob_key)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from dicom_file_service.index.db import WRITE_OPTIONS
 from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.records import IngestResult
+from dicom_file_service.service.removal import remove_instance_bytes
 from dicom_file_service.service.staging import StagedUpload
 
 log = logging.getLogger(__name__)
@@ -53,11 +56,7 @@ def ingest_staged(
 
     blob_key = ids.instance_key(file_id)
     ctx.store.put_file(blob_key, staged.path)
-    try:
-        return _index(ctx, parsed, file_id, blob_key, sha256, staged.size, overwrite)
-    except BaseException:
-        ctx.store.delete(blob_key)
-        raise
+    return _index(ctx, parsed, file_id, blob_key, sha256, staged.size, overwrite)
 
 
 def _index(
@@ -94,32 +93,41 @@ def _index(
         # The common case is one INSERT: the unique constraint, not a prior read inside the
         # transaction, settles a race with a concurrent upload of the same instance.
         try:
-            with ctx.engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+            with (
+                ctx.engine.connect().execution_options(**WRITE_OPTIONS) as conn,
+                _uncommitted_blob_removed(ctx, blob_key),
+                conn.begin(),
+            ):
                 seq = repo.insert_instance(conn, values)
         except repo.DuplicateKey as exc:
             with ctx.engine.connect() as conn:
                 current = repo.get_by_sop_instance_uid(conn, parsed.sop_instance_uid)
             if current is not None and current.sha256 == sha256:
-                ctx.store.delete(blob_key)  # an identical upload won the race
-                return IngestResult(record=current, created=False)
+                return IngestResult(record=current, created=False)  # it won the race
             raise _duplicate(parsed.sop_instance_uid, current.file_id if current else None) from exc
         return IngestResult(record=_record(seq, values), created=True)
 
     replaced: repo.InstanceRecord | None = None
-    with ctx.engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
-        current = repo.get_by_sop_instance_uid(conn, parsed.sop_instance_uid)
-        if current is not None and current.sha256 == sha256:
-            ctx.store.delete(blob_key)
-            return IngestResult(record=current, created=False)
-        if current is not None:
-            repo.delete_by_file_id(conn, current.file_id)
-            replaced = current
-        try:
-            seq = repo.insert_instance(conn, values)
-        except repo.DuplicateKey as exc:  # a concurrent writer on another database session
-            raise _duplicate(parsed.sop_instance_uid, None) from exc
-    if replaced is not None:
-        _remove_blobs(ctx, replaced.file_id, replaced.blob_key)
+    try:
+        with (
+            ctx.engine.connect().execution_options(**WRITE_OPTIONS) as conn,
+            _uncommitted_blob_removed(ctx, blob_key),
+            conn.begin(),
+        ):
+            current = repo.get_by_sop_instance_uid(conn, parsed.sop_instance_uid)
+            if current is not None and current.sha256 == sha256:
+                raise _Identical(current)
+            if current is not None:
+                repo.delete_by_file_id(conn, current.file_id)
+                replaced = current
+            try:
+                seq = repo.insert_instance(conn, values)
+            except repo.DuplicateKey as exc:  # a concurrent writer on another database session
+                raise _duplicate(parsed.sop_instance_uid, None) from exc
+    except _Identical as found:  # nothing written; the new blob was removed
+        return IngestResult(record=found.record, created=False)
+    if replaced is not None:  # committed: the old bytes go, best effort
+        remove_instance_bytes(ctx, replaced.file_id, replaced.blob_key)
         log.info("instance replaced", extra={"file_id": file_id, "replaced": replaced.file_id})
     return IngestResult(
         record=_record(seq, values),
@@ -134,10 +142,26 @@ def _record(seq: int, values: dict[str, Any]) -> repo.InstanceRecord:
     return repo.InstanceRecord(seq=seq, **{k: values[k] for k in fields if k != "seq"})
 
 
-def _remove_blobs(ctx: ServiceContext, file_id: str, blob_key: str) -> None:
-    """Bytes and renderings of an instance whose index row is already gone."""
-    ctx.store.delete(blob_key)
-    ctx.store.delete_prefix(ids.renderings_prefix(file_id))
+class _Identical(Exception):
+    """Byte-identical content is already stored (found inside the overwrite transaction)."""
+
+    def __init__(self, record: repo.InstanceRecord) -> None:
+        super().__init__(record.file_id)
+        self.record = record
+
+
+@contextmanager
+def _uncommitted_blob_removed(ctx: ServiceContext, blob_key: str) -> Iterator[None]:
+    """Remove the new blob if the block (ending in the row's commit) fails.
+
+    Only failures up to and including the commit undo the blob: after the commit the row
+    refers to it and it must stay, whatever happens next.
+    """
+    try:
+        yield
+    except BaseException:
+        ctx.store.delete(blob_key)
+        raise
 
 
 def _duplicate(sop_instance_uid: str, file_id: str | None) -> DuplicateInstance:

@@ -117,3 +117,29 @@ def test_sweep_removes_blobs_no_row_refers_to_and_keeps_the_rest(
     assert report.orphans_removed == 1
     assert not ctx.store.exists(orphan_key)
     assert ctx.store.exists(kept.record.blob_key)
+
+
+def test_a_failure_after_the_commit_never_removes_the_new_file(
+    ctx: ServiceContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overwrite commits, then removing the old bytes fails: the new file must stay whole."""
+    data = copy_with_new_uid(data_file("CT_small.dcm"))
+    old = ingest_path(ctx, _file(tmp_path, data))
+
+    def broken_delete_prefix(prefix: str) -> None:
+        raise OSError("I/O error")
+
+    monkeypatch.setattr(ctx.store, "delete_prefix", broken_delete_prefix)
+    new = ingest_path(
+        ctx, _file(tmp_path, changed_content(data, PatientID="NEW"), "n.dcm"), overwrite=True
+    )
+    assert new.created
+    assert new.replaced_file_id == old.record.file_id
+    assert ctx.store.exists(new.record.blob_key)
+    assert files_service.get_record(ctx, new.record.file_id).sha256 == new.record.sha256
+    identical = ingest_path(
+        ctx, _file(tmp_path, changed_content(data, PatientID="NEW"), "m.dcm"), overwrite=True
+    )
+    assert not identical.created
+    assert identical.record.file_id == new.record.file_id
+    assert len(_objects(ctx)) == 1  # the new file only: the old one and the retry's copy went

@@ -1,0 +1,28 @@
+"""Removing an instance's bytes once its index row is gone (delete, overwrite).
+
+This runs after the transaction that removed the row has committed, so it must never undo
+anything: a failure here is logged, not raised. The file is already gone for every reader,
+and ``sweep`` reclaims a blob that no row refers to.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dicom_file_service.service import ids
+from dicom_file_service.service.context import ServiceContext
+
+log = logging.getLogger(__name__)
+
+
+def remove_instance_bytes(ctx: ServiceContext, file_id: str, blob_key: str) -> None:
+    """Best effort: the stored file and its cached renderings."""
+    try:
+        ctx.store.delete(blob_key)
+        ctx.store.delete_prefix(ids.renderings_prefix(file_id))
+    except Exception:  # any backend failure: the row is gone; sweep reclaims the bytes
+        log.warning(
+            "could not remove the bytes of a deleted instance",
+            exc_info=True,
+            extra={"file_id": file_id},
+        )
