@@ -26,15 +26,17 @@ class StoredHeader(NamedTuple):
 
 
 class HeaderReader:
-    """``read(file_id)`` → the stored header (JSON, span index, bulk lengths) or None."""
+    """``read(file_id)`` → the stored header (JSON, span index, bulk lengths) or None;
+    ``blob_key(file_id)`` → where its bytes are, or None (the file does not exist)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        stmt = select(instances.c.header, instances.c.header_index, instances.c.bulk_lengths).where(
-            instances.c.file_id == bindparam("file_id")
-        )
-        compiled = stmt.compile(dialect=engine.dialect)
+        by_id = instances.c.file_id == bindparam("file_id")
+        header = select(instances.c.header, instances.c.header_index, instances.c.bulk_lengths)
+        compiled = header.where(by_id).compile(dialect=engine.dialect)
         self._sql = str(compiled)
+        blob = select(instances.c.blob_key).where(by_id)
+        self._blob_sql = str(blob.compile(dialect=engine.dialect))
         self._positional = bool(compiled.positional)
         self._local = threading.local()
         self._all: list[Any] = []
@@ -63,13 +65,23 @@ class HeaderReader:
                 conn.invalidate()
 
     def read(self, file_id: str) -> StoredHeader | None:
+        row = self._fetch(self._sql, file_id)
+        if row is None:
+            return None
+        return StoredHeader(bytes(row[0]), bytes(row[1]), bytes(row[2]))
+
+    def blob_key(self, file_id: str) -> str | None:
+        row = self._fetch(self._blob_sql, file_id)
+        return str(row[0]) if row is not None else None
+
+    def _fetch(self, sql: str, file_id: str) -> Any:
         params: Any = (file_id,) if self._positional else {"file_id": file_id}
         for attempt in (1, 2):
             try:
                 cursor = self._connection().cursor()
                 try:
-                    cursor.execute(self._sql, params)
-                    row = cursor.fetchone()
+                    cursor.execute(sql, params)
+                    return cursor.fetchone()
                 finally:
                     cursor.close()
             except self._engine.dialect.loaded_dbapi.Error as exc:
@@ -78,10 +90,6 @@ class HeaderReader:
                     raise IndexUnavailable(
                         f"the index database is unavailable ({type(exc).__name__})"
                     ) from exc
-                continue
-            if row is None:
-                return None
-            return StoredHeader(bytes(row[0]), bytes(row[1]), bytes(row[2]))
         return None  # pragma: no cover - the loop always returns or raises
 
     def close(self) -> None:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dicom_file_service.dicom.render import RenderOptions, render_png
+from dicom_file_service.errors import FileNotFound
 from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
-from dicom_file_service.service.files import get_record
 
 
 @dataclass(frozen=True)
@@ -41,14 +41,20 @@ def cached_rendering(ctx: ServiceContext, file_id: str, options: RenderOptions) 
 
 def render_blocking(ctx: ServiceContext, file_id: str, options: RenderOptions) -> Rendering:
     """Return the cached rendering or make, cache and return it (blocking; run in the pool)."""
-    record = get_record(ctx, file_id)
+    blob_key = ctx.headers.blob_key(file_id) if ids.is_valid_file_id(file_id) else None
+    if blob_key is None:
+        raise FileNotFound(f"no stored file has id {file_id!r}")
     etag = rendering_etag(file_id, options)
     key = ids.rendering_key(file_id, options.cache_key())
     local = ctx.store.local_path(key)
     if local is not None and local.is_file():
         return Rendering(etag=etag, path=local, data=None)
-    png = _render_from_store(ctx, record.blob_key, options)
+    png = _render_from_store(ctx, blob_key, options)
     ctx.store.put_bytes(key, png, durable=False)  # a cache: it can be rendered again
+    if ctx.headers.blob_key(file_id) is None:
+        # Deleted while rendering: its renderings went before this one was written.
+        ctx.store.delete(key)
+        raise FileNotFound(f"no stored file has id {file_id!r}")
     return Rendering(etag=etag, path=None, data=png)
 
 
