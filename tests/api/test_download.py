@@ -73,3 +73,19 @@ def test_bad_ranges(client: httpx.Client, stored: tuple[dict[str, object], bytes
     assert_problem(
         client.get(url, headers={"range": "bytes=9999999-"}), 416, "range_not_satisfiable"
     )
+
+
+def test_head_gives_the_headers_without_the_body(
+    client: httpx.Client, stored: tuple[dict[str, object], bytes]
+) -> None:
+    body, data = stored
+    r = client.head(f"/dicom-image/{body['file_id']}")
+    assert r.status_code == 200
+    assert r.content == b""
+    assert r.headers["content-length"] == str(len(data))
+    assert r.headers["etag"] == f'"{body["sha256"]}"'
+    png = client.get(f"/dicom-image/{body['file_id']}/png")
+    head = client.head(f"/dicom-image/{body['file_id']}/png")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["etag"] == png.headers["etag"]

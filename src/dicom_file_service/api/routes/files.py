@@ -107,8 +107,9 @@ async def list_files(
     return json_response({"items": page.items, "next_cursor": page.next_cursor})
 
 
-@router.get(
+@router.api_route(
     "/dicom-image/{file_id}",
+    methods=["GET", "HEAD"],
     summary="Download the stored file, or one or more header attributes with ?dicom_tag=",
     description=(
         "Without `dicom_tag`: the stored bytes unchanged (`application/dicom`, `ETag`, "
@@ -181,8 +182,9 @@ async def get_bulk_data(request: Request, file_id: str, location: str) -> Respon
     )
 
 
-@router.get(
+@router.api_route(
     "/dicom-image/{file_id}/png",
+    methods=["GET", "HEAD"],
     summary="A PNG for browser viewing",
     description=(
         "Modality LUT → VOI (file window with its VOI LUT Function, VOI LUT Sequence, else "
