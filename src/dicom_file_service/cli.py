@@ -22,6 +22,24 @@ def main() -> None:
     """Store DICOM files; serve their header attributes and browser-ready renderings."""
 
 
+def _settings_for(data_dir: Path | None) -> Settings:
+    """The settings of this run; ``--data-dir`` reaches worker processes via the environment."""
+    if data_dir is not None:
+        os.environ["DICOM_FS_DATA_DIR"] = str(data_dir.resolve())
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def _migrate(settings: Settings) -> None:
+    """Apply migrations once, here, so that workers starting together never race."""
+    from dicom_file_service.index.db import create_index_engine, upgrade
+
+    engine = create_index_engine(settings.resolved_database_url())
+    upgrade(engine)
+    engine.dispose()
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -37,16 +55,7 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int, log_level: 
     """Run the HTTP service (embedded default: SQLite + local disk under ./data)."""
     import uvicorn
 
-    from dicom_file_service.index.db import create_index_engine, upgrade
-
-    if data_dir is not None:
-        # Worker processes build their own Settings from the environment.
-        os.environ["DICOM_FS_DATA_DIR"] = str(data_dir.resolve())
-    settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_index_engine(settings.resolved_database_url())
-    upgrade(engine)  # once, here, so that workers starting together never race
-    engine.dispose()
+    _migrate(_settings_for(data_dir))
     uvicorn.run(
         "dicom_file_service.api.app:create_app",
         factory=True,
@@ -89,15 +98,7 @@ def import_(paths: tuple[Path, ...], data_dir: Path | None, jobs: int, quiet: bo
     """Import DICOM files and folders (recursively), in parallel."""
     from tqdm import tqdm
 
-    from dicom_file_service.index.db import create_index_engine, upgrade
-
-    if data_dir is not None:
-        os.environ["DICOM_FS_DATA_DIR"] = str(data_dir.resolve())
-    settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_index_engine(settings.resolved_database_url())
-    upgrade(engine)
-    engine.dispose()
+    _migrate(_settings_for(data_dir))
 
     files = sorted(_walk(paths))
     counts: Counter[str] = Counter()
@@ -183,9 +184,7 @@ def sweep_command(data_dir: Path | None, older_than: float | None) -> None:
     from dicom_file_service.service.context import ServiceContext
     from dicom_file_service.service.sweep import sweep
 
-    if data_dir is not None:
-        os.environ["DICOM_FS_DATA_DIR"] = str(data_dir.resolve())
-    ctx = ServiceContext.create(Settings())
+    ctx = ServiceContext.create(_settings_for(data_dir))
     try:
         report = sweep(ctx, older_than_seconds=older_than)
     finally:
@@ -204,11 +203,7 @@ def db() -> None:
 @db.command(name="upgrade")
 def db_upgrade() -> None:
     """Apply pending migrations (safe to run from many hosts at once on PostgreSQL)."""
-    from dicom_file_service.index.db import create_index_engine, upgrade
-
-    engine = create_index_engine(Settings().resolved_database_url())
-    upgrade(engine)
-    engine.dispose()
+    _migrate(Settings())
     click.echo("index schema is up to date")
 
 

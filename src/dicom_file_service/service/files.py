@@ -21,27 +21,27 @@ from dicom_file_service.service.records import file_summary
 from dicom_file_service.service.removal import remove_instance_bytes
 
 
-def _not_found(file_id: str) -> FileNotFound:
+def not_found(file_id: str) -> FileNotFound:
     return FileNotFound(f"no stored file has id {file_id!r}")
 
 
 def get_record(ctx: ServiceContext, file_id: str) -> repo.InstanceRecord:
     if not ids.is_valid_file_id(file_id):
-        raise _not_found(file_id)
+        raise not_found(file_id)
     with ctx.engine.connect() as conn:
         record = repo.get_by_file_id(conn, file_id)
     if record is None:
-        raise _not_found(file_id)
+        raise not_found(file_id)
     return record
 
 
 def load_header(ctx: ServiceContext, file_id: str) -> StoredHeader:
     """The stored DICOM JSON header, its span index and bulk lengths."""
     if not ids.is_valid_file_id(file_id):
-        raise _not_found(file_id)
+        raise not_found(file_id)
     found = ctx.headers.read(file_id)
     if found is None:
-        raise _not_found(file_id)
+        raise not_found(file_id)
     return found
 
 
@@ -74,11 +74,11 @@ def bulk_value(ctx: ServiceContext, file_id: str, location: str) -> bytes:
 def delete_file(ctx: ServiceContext, file_id: str) -> None:
     """Index row first (the file disappears at once), then bytes and renderings."""
     if not ids.is_valid_file_id(file_id):
-        raise _not_found(file_id)
+        raise not_found(file_id)
     with ctx.engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
         record = repo.get_by_file_id(conn, file_id)
         if record is None:
-            raise _not_found(file_id)
+            raise not_found(file_id)
         repo.delete_by_file_id(conn, file_id)
     remove_instance_bytes(ctx, file_id, record.blob_key)
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dicom_file_service.dicom.render import RenderOptions, render_png
-from dicom_file_service.errors import FileNotFound
 from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.files import not_found
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def render_blocking(ctx: ServiceContext, file_id: str, options: RenderOptions) -
     """Return the cached rendering or make, cache and return it (blocking; run in the pool)."""
     blob_key = ctx.headers.blob_key(file_id) if ids.is_valid_file_id(file_id) else None
     if blob_key is None:
-        raise FileNotFound(f"no stored file has id {file_id!r}")
+        raise not_found(file_id)
     etag = rendering_etag(file_id, options)
     key = ids.rendering_key(file_id, options.cache_key())
     local = ctx.store.local_path(key)
@@ -54,7 +54,7 @@ def render_blocking(ctx: ServiceContext, file_id: str, options: RenderOptions) -
     if ctx.headers.blob_key(file_id) is None:
         # Deleted while rendering: its renderings went before this one was written.
         ctx.store.delete(key)
-        raise FileNotFound(f"no stored file has id {file_id!r}")
+        raise not_found(file_id)
     return Rendering(etag=etag, path=None, data=png)
 
 
