@@ -17,6 +17,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.s3server import S3Server, make_s3_server
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "DICOM_FS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -140,3 +142,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One SeaweedFS S3 server for the session (each test uses buckets of its own)."""
+    srv = make_s3_server(tmp_path_factory.mktemp("seaweedfs"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def new_bucket_name() -> str:
+    return f"b{uuid.uuid4().hex[:16]}"

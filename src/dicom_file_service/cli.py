@@ -32,12 +32,18 @@ def _settings_for(data_dir: Path | None) -> Settings:
 
 
 def _migrate(settings: Settings) -> None:
-    """Apply migrations once, here, so that workers starting together never race."""
-    from dicom_file_service.index.db import create_index_engine, upgrade
+    """Apply migrations (the index's and the job queue's) once, here, so that workers
+    starting together never race."""
+    from dicom_file_service.index.database import IndexDatabase
+    from dicom_file_service.jobs import open_prerender_queue
 
-    engine = create_index_engine(settings.resolved_database_url())
-    upgrade(engine)
-    engine.dispose()
+    url = settings.resolved_database_url()
+    index = IndexDatabase(url)
+    try:
+        index.upgrade()
+        open_prerender_queue(url, index).prepare()
+    finally:
+        index.close()
 
 
 @main.command()
@@ -193,6 +199,27 @@ def sweep_command(data_dir: Path | None, older_than: float | None) -> None:
         f"checked {report.blobs_checked} blobs: removed {report.orphans_removed} unreferenced, "
         f"{report.staged_removed} abandoned uploads"
     )
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def worker(data_dir: Path | None) -> None:
+    """Run background rendering jobs (DICOM_FS_PRERENDER) until SIGTERM.
+
+    On PostgreSQL, any number of workers on any hosts share procrastinate's durable queue; on
+    the embedded default, ``serve`` renders in-process and a worker is optional.
+    """
+    import logging
+
+    from dicom_file_service.service.context import ServiceContext
+    from dicom_file_service.service.prerender import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    ctx = ServiceContext.create(_settings_for(data_dir), migrate=False)
+    try:
+        run_worker(ctx)
+    finally:
+        ctx.close()
 
 
 @main.group()

@@ -12,7 +12,8 @@ maps them to problem documents through one table (``api/problems.py``), the CLI 
     │   ├── NoPixelData, FrameOutOfRange, UndecodablePixelData, ImageTooLarge
     ├── NotFound: FileNotFound, TagNotFound
     ├── DuplicateInstance
-    └── StorageUnavailable, IndexUnavailable (503)
+    ├── Forbidden: InvalidSignature (403: an expired, tampered or misused signed URL)
+    └── Unavailable (503): StorageUnavailable, IndexUnavailable > CommitOutcomeUnknown
 """
 
 from __future__ import annotations
@@ -154,3 +155,30 @@ class StorageUnavailable(Unavailable):
 class IndexUnavailable(Unavailable):
     code = "index_unavailable"
     title = "Index database unavailable"
+
+
+class CommitOutcomeUnknown(IndexUnavailable):
+    """The connection failed during COMMIT: the row may or may not be stored. Whatever the
+    row would refer to must be kept (sweep settles it against the index later)."""
+
+    code = "commit_outcome_unknown"
+    title = "Index commit outcome unknown"
+
+
+class Forbidden(ServiceError):
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class InvalidSignature(Forbidden):
+    """A signed URL that is expired, tampered with, or used for another object or method."""
+
+    code = "invalid_signature"
+    title = "Invalid or expired signed URL"
+
+
+class UploadNotFound(NotFound):
+    """No object was put for a direct upload (or it expired and was swept)."""
+
+    code = "upload_not_found"
+    title = "Upload not found"

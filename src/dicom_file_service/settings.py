@@ -1,6 +1,9 @@
 """The one settings object, read from the environment (prefix ``DICOM_FS_``).
 
 Defaults are the embedded mode: SQLite index and blobs under ``./data``, nothing to set up.
+Production sets ``DICOM_FS_DATABASE_URL=postgresql://...`` and ``DICOM_FS_STORAGE_URL=s3://...``;
+an S3 store's endpoint and credentials come from the standard AWS variables (``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``), read here with the rest.
 Built once at start-up (``Settings()``) and passed down; no other module reads the environment.
 """
 
@@ -8,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,8 +23,50 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/index.sqlite3"
     )
     storage_url: str | None = Field(
-        default=None, description="Blob store URL; default file://<data_dir>/blobs"
+        default=None,
+        description="Blob store URL: file:///path or s3://bucket/prefix; "
+        "default file://<data_dir>/blobs",
     )
+    scratch_dir: Path | None = Field(
+        default=None,
+        description="Local directory for uploads in progress; default <data_dir>/scratch. "
+        "Safe to lose: nothing in it is acknowledged.",
+    )
+
+    # S3: the standard AWS variables, without our prefix.
+    aws_endpoint_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+    )
+    aws_access_key_id: str | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias="AWS_SECRET_ACCESS_KEY"
+    )
+    aws_region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    s3_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Time one S3 request may take before it is an outage."
+    )
+
+    presign_expiry_seconds: int = Field(
+        default=900, ge=1, le=7 * 24 * 3600, description="Lifetime of presigned URLs."
+    )
+    signing_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the service's own signed URLs (local backend); default: one "
+        "generated once and kept in <data_dir>/signing.key. Every instance must share it.",
+    )
+    public_base_url: str | None = Field(
+        default=None,
+        description="Base URL clients reach the service at, for the service's own signed "
+        "URLs; default: the request's own scheme and host.",
+    )
+
+    prerender: bool = Field(
+        default=False,
+        description="Render each new instance's default PNG and thumbnail in the background.",
+    )
+    thumbnail_size: int = Field(default=128, ge=16, le=1024)
 
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
     max_decoded_pixels: int = Field(
@@ -34,6 +79,10 @@ class Settings(BaseSettings):
         default=600.0, gt=0, description="Time a client has to send one upload's body."
     )
     render_workers: int = Field(default=2, ge=1, description="Threads that decode and render.")
+    db_pool_size: int = Field(default=10, ge=1, description="Index connections kept open.")
+    db_pool_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Wait for a free index connection before a 503."
+    )
     max_tags_per_request: int = Field(default=64, ge=1)
     list_max_limit: int = Field(default=1000, ge=1)
     pending_upload_ttl_seconds: int = Field(default=3600, ge=60)
@@ -47,3 +96,6 @@ class Settings(BaseSettings):
         if self.storage_url:
             return self.storage_url
         return f"file://{(self.data_dir / 'blobs').resolve()}"
+
+    def resolved_scratch_dir(self) -> Path:
+        return (self.scratch_dir or self.data_dir / "scratch").resolve()

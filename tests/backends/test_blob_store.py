@@ -1,53 +1,99 @@
-"""The BlobStore contract, run against every backend."""
+"""The BlobStore contract, run against every backend: local disk and S3 (SeaweedFS)."""
 
 from __future__ import annotations
 
-import os
-import time
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
-from dicom_file_service.storage import BlobNotFound, BlobStore, LocalBlobStore
+from dicom_file_service.errors import StorageUnavailable
+from dicom_file_service.settings import Settings
+from dicom_file_service.storage import (
+    BlobNotFound,
+    BlobRenderCache,
+    BlobStore,
+    LocalBlobStore,
+    open_blob_store,
+)
+from tests.conftest import new_bucket_name
+from tests.s3server import S3Server
 
 
-@pytest.fixture(params=["local"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
-    return LocalBlobStore(tmp_path / "blobs")
+def s3_store(s3_server: S3Server, **overrides: str) -> BlobStore:
+    env = s3_server.env(new_bucket_name(), "prefix/x")
+    env.update(overrides)
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        return open_blob_store(Settings())
 
 
-def _staged(store: BlobStore, data: bytes) -> Path:
-    path = store.staging_dir() / f"upload-{time.monotonic_ns()}"
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    if request.param == "local":
+        yield LocalBlobStore(tmp_path / "blobs")
+        return
+    yield s3_store(request.getfixturevalue("s3_server"))
+
+
+def _file(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "upload.bin"
     path.write_bytes(data)
     return path
 
 
-def test_put_file_moves_the_staged_file_under_the_key(store: BlobStore) -> None:
-    staged = _staged(store, b"DICM" * 1000)
-    store.put_file("instances/ab/cd/abcdef", staged)
-    assert not staged.exists()
-    assert store.exists("instances/ab/cd/abcdef")
-    with store.open("instances/ab/cd/abcdef") as f:
+def test_put_file_stores_the_file_under_the_key(store: BlobStore, tmp_path: Path) -> None:
+    store.put_file("instances/ab/abcdef", _file(tmp_path, b"DICM" * 1000))
+    assert store.exists("instances/ab/abcdef")
+    with store.open_reader("instances/ab/abcdef") as f:
         assert f.read() == b"DICM" * 1000
-    assert store.size("instances/ab/cd/abcdef") == 4000
+    assert store.size("instances/ab/abcdef") == 4000
+
+
+def test_a_large_file_goes_up_whole(store: BlobStore, tmp_path: Path) -> None:
+    """Above the multipart threshold on S3 (8 MiB parts): the object is the file, byte for byte."""
+    data = bytes(range(256)) * (20 * 1024 * 4 + 7)  # 20 MiB and a bit
+    store.put_file("instances/la/large", _file(tmp_path, data))
+    assert store.size("instances/la/large") == len(data)
+    assert store.read_range("instances/la/large", 9_000_000, 9_000_100) == data[9_000_000:9_000_100]
+    assert b"".join(store.iter_range("instances/la/large")) == data
 
 
 def test_put_bytes_then_read_ranges(store: BlobStore) -> None:
     data = bytes(range(256)) * 10
     store.put_bytes("renderings/x/y/z/k.png", data)
+    assert store.get_bytes("renderings/x/y/z/k.png") == data
     assert b"".join(store.iter_range("renderings/x/y/z/k.png")) == data
     assert b"".join(store.iter_range("renderings/x/y/z/k.png", 10, 20)) == data[10:20]
-    chunks = list(store.iter_range("renderings/x/y/z/k.png", 0, None, chunk_size=100))
-    assert [len(c) for c in chunks[:2]] == [100, 100]
-    assert b"".join(chunks) == data
+    assert store.read_range("renderings/x/y/z/k.png", 2550, 2600) == data[2550:]
+    assert store.read_range("renderings/x/y/z/k.png", 2560, 2600) == b""
+
+
+def test_the_reader_seeks_and_reads_only_what_it_is_asked(store: BlobStore) -> None:
+    data = bytes(range(256)) * 4096
+    store.put_bytes("instances/rd/reader", data)
+    with store.open_reader("instances/rd/reader") as f:
+        f.seek(500_000)
+        assert f.read(10) == data[500_000:500_010]
+        f.seek(-5, 2)
+        assert f.read() == data[-5:]
+        assert f.tell() == len(data)
 
 
 def test_missing_objects_are_reported(store: BlobStore) -> None:
-    assert not store.exists("instances/no/ne/none")
+    assert not store.exists("instances/no/none")
     with pytest.raises(BlobNotFound):
-        store.open("instances/no/ne/none")
+        store.open_reader("instances/no/none")
     with pytest.raises(BlobNotFound):
-        store.size("instances/no/ne/none")
+        store.size("instances/no/none")
+    with pytest.raises(BlobNotFound):
+        store.get_bytes("instances/no/none")
+    with pytest.raises(BlobNotFound):
+        store.iter_range("instances/no/none")
+        next(iter(store.iter_range("instances/no/none")))
 
 
 def test_delete_and_delete_prefix_are_idempotent(store: BlobStore) -> None:
@@ -67,35 +113,17 @@ def test_delete_and_delete_prefix_are_idempotent(store: BlobStore) -> None:
 def test_overwriting_a_key_is_atomic(store: BlobStore) -> None:
     store.put_bytes("k/v", b"old")
     store.put_bytes("k/v", b"new")
-    with store.open("k/v") as f:
-        assert f.read() == b"new"
+    assert store.get_bytes("k/v") == b"new"
 
 
-@pytest.mark.parametrize("key", ["", "../escape", "a/../../b", "/abs", "a//b", ".staging/x"])
-def test_keys_cannot_escape_the_store(store: BlobStore, key: str) -> None:
-    with pytest.raises(ValueError, match="invalid blob key"):
-        store.put_bytes(key, b"x")
-
-
-def test_sweep_removes_only_old_staging_files(store: BlobStore) -> None:
-    old = _staged(store, b"abandoned")
-    new = _staged(store, b"in progress")
-    past = time.time() - 7200
-    os.utime(old, (past, past))
-    assert store.sweep_staging(older_than_seconds=3600) == 1
-    assert not old.exists()
-    assert new.exists()
-
-
-def test_no_partial_object_is_visible_after_a_failed_put(store: BlobStore) -> None:
-    """A put that fails half-way leaves the key absent, not torn."""
-
-
-def test_prepared_prefixes_exist_and_puts_under_them_work(store: BlobStore) -> None:
-    store.prepare_prefixes(["instances/Ab", "instances/Cd"])
-    store.prepare_prefixes(["instances/Ab"])  # idempotent
-    store.put_bytes("instances/Ab/AbCdEf", b"x")
-    assert store.exists("instances/Ab/AbCdEf")
+def test_no_partial_object_is_visible_after_a_failed_put(
+    store: BlobStore, tmp_path: Path
+) -> None:
+    """A put whose source fails half-way leaves the key absent, not torn."""
+    source = tmp_path / "vanished-before-it-was-read.bin"
+    with pytest.raises((FileNotFoundError, BlobNotFound, StorageUnavailable)):
+        store.put_file("instances/pa/partial", source)
+    assert not store.exists("instances/pa/partial")
 
 
 def test_list_keys_names_every_object_under_a_prefix(store: BlobStore) -> None:
@@ -105,3 +133,76 @@ def test_list_keys_names_every_object_under_a_prefix(store: BlobStore) -> None:
     listed = dict(store.list_keys("instances"))
     assert set(listed) == {"instances/Ab/AbX", "instances/Cd/CdY"}
     assert all(t > 0 for t in listed.values())
+
+
+def test_the_render_cache_gets_puts_and_deletes_a_files_renderings(store: BlobStore) -> None:
+    cache = BlobRenderCache(store)
+    assert cache.get("AbCdEfGhIjKlMnOpQrStUv", "r1-f1-file-8") is None
+    cache.put("AbCdEfGhIjKlMnOpQrStUv", "r1-f1-file-8", b"\x89PNG one")
+    cache.put("AbCdEfGhIjKlMnOpQrStUv", "r1-f1-file-128x128-8", b"\x89PNG two")
+    cache.put("AbCdEfGhIjKlMnOpQrStUw", "r1-f1-file-8", b"\x89PNG other file")
+    assert cache.get("AbCdEfGhIjKlMnOpQrStUv", "r1-f1-file-8") == b"\x89PNG one"
+    cache.delete_all("AbCdEfGhIjKlMnOpQrStUv")
+    assert cache.get("AbCdEfGhIjKlMnOpQrStUv", "r1-f1-file-8") is None
+    assert cache.get("AbCdEfGhIjKlMnOpQrStUv", "r1-f1-file-128x128-8") is None
+    assert cache.get("AbCdEfGhIjKlMnOpQrStUw", "r1-f1-file-8") == b"\x89PNG other file"
+
+
+def test_the_store_is_ready(store: BlobStore) -> None:
+    store.check()
+
+
+# Local only: keys are paths there.
+@pytest.mark.parametrize("key", ["", "../escape", "a/../../b", "/abs", "a//b", ".staging/x"])
+def test_local_keys_cannot_escape_the_store(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ValueError, match="invalid blob key"):
+        LocalBlobStore(tmp_path / "blobs").put_bytes(key, b"x")
+
+
+def test_local_prefixes_are_prepared_up_front(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs", prefixes=["instances/Ab", "instances/Cd"])
+    assert (tmp_path / "blobs" / "objects" / "instances" / "Ab").is_dir()
+    store.put_bytes("instances/Ab/AbCdEf", b"x")
+    assert store.exists("instances/Ab/AbCdEf")
+
+
+def test_the_local_store_cannot_presign(tmp_path: Path) -> None:
+    assert LocalBlobStore(tmp_path / "b").presign("GET", "k", timedelta(seconds=60)) is None
+
+
+# S3 only: credentials are checked, presigned URLs are bound to one object and method.
+def test_s3_refuses_a_wrong_secret(s3_server: S3Server) -> None:
+    bad = s3_store(s3_server, AWS_SECRET_ACCESS_KEY="not-the-secret")
+    with pytest.raises(StorageUnavailable):
+        bad.put_bytes("instances/ab/x", b"1")
+    with pytest.raises(StorageUnavailable):
+        bad.check()
+
+
+def test_s3_refuses_unsigned_requests(s3_server: S3Server) -> None:
+    store = s3_store(s3_server)
+    store.put_bytes("instances/ab/x", b"secret bytes")
+    url = store.presign("GET", "instances/ab/x", timedelta(seconds=60))
+    assert url is not None
+    unsigned = url.split("?", 1)[0]
+    assert httpx.get(unsigned).status_code == 403
+
+
+def test_s3_presigned_urls_round_trip_and_are_bound_to_their_object(
+    s3_server: S3Server,
+) -> None:
+    store = s3_store(s3_server)
+    put_url = store.presign("PUT", "instances/ps/upload", timedelta(seconds=60))
+    assert put_url is not None
+    put = httpx.put(put_url, content=b"direct", headers={"Content-Type": "application/dicom"})
+    assert put.status_code == 200
+    assert store.get_bytes("instances/ps/upload") == b"direct"
+    get_url = store.presign("GET", "instances/ps/upload", timedelta(seconds=60))
+    assert get_url is not None
+    assert httpx.get(get_url).content == b"direct"
+    for forged in (
+        get_url.replace("instances/ps/upload", "instances/ps/other"),  # another object
+        get_url.replace("X-Amz-Signature=", "X-Amz-Signature=0"),  # tampered
+    ):
+        assert httpx.get(forged).status_code == 403
+    assert httpx.put(get_url, content=b"overwrite").status_code == 403  # GET's URL, PUT

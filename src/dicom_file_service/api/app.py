@@ -13,6 +13,7 @@ from dicom_file_service.api.fast_paths import FastPaths
 from dicom_file_service.api.problems import install_problem_handlers
 from dicom_file_service.api.routes import files, ops
 from dicom_file_service.dicom.render import warm_up
+from dicom_file_service.service import prerender
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.settings import Settings
 
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastPaths:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = ServiceContext.create(settings)
         await ctx.run_cpu(warm_up)  # the first request should not pay for lazy imports
+        prerender.start_in_process(ctx)
         app.state.ctx = ctx
         log.info("service started", extra={"data_dir": str(settings.data_dir)})
         try:

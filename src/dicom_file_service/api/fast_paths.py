@@ -6,7 +6,7 @@ of times a second. FastAPI's routing, dependency and validation machinery costs 
 lookup itself (a bare FastAPI route tops out near half of what a raw ASGI callable does on the
 same machine), so this request is answered here, by the same service function the FastAPI route
 calls; everything else, and the OpenAPI description of this route, stays with FastAPI.
-A PNG request is answered here only when it is a clean cache hit: any parameter that does not
+A PNG request is answered here only when it is a clean render-cache hit: any parameter that does not
 parse, and any miss, goes on to the FastAPI route, which validates, renders and reports errors.
 """
 
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 _PREFIX = "/dicom-image/"
 _PNG = "/png"
-_MAX_INLINE_PNG = 4 * 1024 * 1024
 IMMUTABLE = "public, max-age=31536000, immutable"
 _PNG_PARAMS: dict[str, Callable[[str], Any]] = {
     "frame": int,
@@ -90,14 +89,11 @@ class FastPaths:
         if options is None:
             return False
         ctx: ServiceContext = self.state.ctx
-        cached = cached_rendering(ctx, file_id, options)
-        if cached is None:
-            return False
         try:
-            if cached.stat().st_size > _MAX_INLINE_PNG:
-                return False  # large: FileResponse streams it
-            body = cached.read_bytes()
-        except FileNotFoundError:  # deleted in the meantime
+            body = await run_in_threadpool(cached_rendering, ctx, file_id, options)
+        except ServiceError:  # the store is unavailable: the route reports it
+            return False
+        if body is None:
             return False
         etag = rendering_etag(file_id, options).encode()
         headers = [(b"etag", etag), (b"cache-control", IMMUTABLE.encode())]
@@ -120,12 +116,7 @@ class FastPaths:
             if k == "dicom_tag"
         ]
         try:
-            if ctx.index_is_local:  # an SQLite point read is faster than a thread hop
-                answers = files_service.get_attributes(ctx, file_id, selectors)
-            else:
-                answers = await run_in_threadpool(
-                    files_service.get_attributes, ctx, file_id, selectors
-                )
+            answers = await files_service.get_attributes_async(ctx, file_id, selectors)
         except ServiceError as exc:
             await service_error_response(exc)(scope, receive, send)
             return

@@ -38,6 +38,7 @@ STATUS: dict[type[e.ServiceError], int] = {
     e.TagNotFound: 404,
     e.NotFound: 404,
     e.DuplicateInstance: 409,
+    e.Forbidden: 403,
     e.RangeNotSatisfiable: 416,
     e.RequestTimeout: 408,
     e.Unavailable: 503,

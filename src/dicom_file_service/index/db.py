@@ -47,14 +47,14 @@ def _convert_operational_errors(engine: Engine) -> None:
             ) from context.original_exception
 
 
-def create_index_engine(url: str) -> Engine:
+def create_index_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 10.0) -> Engine:
     """An engine for the index with the per-backend settings this service relies on."""
-    engine = _create_engine(_normalise_url(url))
+    engine = _create_engine(_normalise_url(url), pool_size, pool_timeout)
     _convert_operational_errors(engine)
     return engine
 
 
-def _create_engine(url: str) -> Engine:
+def _create_engine(url: str, pool_size: int, pool_timeout: float) -> Engine:
     if url.startswith("sqlite"):
         db_path = url.split("///", 1)[-1]
         if db_path and db_path != ":memory:":
@@ -62,8 +62,9 @@ def _create_engine(url: str) -> Engine:
         engine = create_engine(
             url,
             poolclass=QueuePool,
-            pool_size=8,
-            max_overflow=16,
+            pool_size=pool_size,
+            max_overflow=2 * pool_size,
+            pool_timeout=pool_timeout,
             connect_args={"check_same_thread": False, "timeout": 30},
         )
 
@@ -86,7 +87,14 @@ def _create_engine(url: str) -> Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=True,  # a connection broken by a database restart is replaced, not used
+        connect_args={"connect_timeout": 5},
+    )
 
 
 WRITE_OPTIONS: dict[str, Any] = {"sqlite_begin": "IMMEDIATE"}

@@ -1,10 +1,19 @@
-"""The one read on the hottest path (header by file id), on a raw DBAPI connection per thread.
+"""The reads on the hottest paths (header and blob key by file id), on raw DBAPI connections.
 
 SQLAlchemy's Connection and Result machinery costs about 120 µs per point read on this
 machine; the same statement on the DBAPI cursor costs about 5 µs. Tag lookups are nothing but
-this read plus a dictionary walk, so this module keeps one pooled DBAPI connection per thread
-and runs the statement SQLAlchemy compiled for the dialect. Errors are converted here, and a
-broken connection is discarded and the read retried once.
+this read plus a dictionary walk, so this module runs the statement SQLAlchemy compiled for
+the dialect on a raw connection taken from a small free list.
+
+Connections belong to the free list, never to a thread: worker threads come and go (anyio
+retires idle ones), and a connection held for a dead thread would never be returned. A read
+takes one from the list (or from the engine's pool when the list is empty) and puts it back;
+the list keeps at most ``keep`` idle, the rest go back to the pool. Errors are converted here
+(pool exhaustion and a lost database are ``IndexUnavailable``), and a broken connection is
+discarded and the read retried once on a fresh one.
+
+Where the database is embedded (SQLite), a point read is cheaper than a hop to a worker
+thread, so ``read_async`` runs it inline; a networked database is read from a worker thread.
 """
 
 from __future__ import annotations
@@ -13,7 +22,10 @@ import contextlib
 import threading
 from typing import Any, NamedTuple
 
+import anyio.to_thread
 from sqlalchemy import Engine, bindparam, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from dicom_file_service.errors import IndexUnavailable
 from dicom_file_service.index.tables import instances
@@ -29,7 +41,7 @@ class HeaderReader:
     """``read(file_id)`` → the stored header (JSON, span index, bulk lengths) or None;
     ``blob_key(file_id)`` → where its bytes are, or None (the file does not exist)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, keep: int = 4) -> None:
         self._engine = engine
         by_id = instances.c.file_id == bindparam("file_id")
         header = select(instances.c.header, instances.c.header_index, instances.c.bulk_lengths)
@@ -38,31 +50,37 @@ class HeaderReader:
         blob = select(instances.c.blob_key).where(by_id)
         self._blob_sql = str(blob.compile(dialect=engine.dialect))
         self._positional = bool(compiled.positional)
-        self._local = threading.local()
-        self._all: list[Any] = []
+        self._postgres = engine.dialect.name == "postgresql"
+        self._inline = engine.dialect.name == "sqlite"
+        self._idle: list[Any] = []
+        self._keep = keep
         self._lock = threading.Lock()
 
-    def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+    def _take(self) -> Any:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        try:
             conn = self._engine.raw_connection()
-            if self._engine.dialect.name == "postgresql":
-                # No transaction left open between reads: each read sees the latest commit.
-                conn.driver_connection.autocommit = True  # type: ignore[union-attr]
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
+        except PoolTimeout as exc:
+            raise IndexUnavailable(
+                "the index database has no free connection (all are busy); retry shortly"
+            ) from exc
+        except DBAPIError as exc:
+            raise IndexUnavailable(
+                f"the index database is unavailable ({type(exc.orig).__name__})"
+            ) from exc
+        if self._postgres:
+            # No transaction left open between reads: each read sees the latest commit.
+            conn.driver_connection.autocommit = True  # type: ignore[union-attr]
         return conn
 
-    def _discard(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            with self._lock:
-                if conn in self._all:
-                    self._all.remove(conn)
-            with contextlib.suppress(Exception):  # already broken: nothing more to release
-                conn.invalidate()
+    def _give_back(self, conn: Any) -> None:
+        with self._lock:
+            if len(self._idle) < self._keep:
+                self._idle.append(conn)
+                return
+        conn.close()  # back to the engine's pool
 
     def read(self, file_id: str) -> StoredHeader | None:
         row = self._fetch(self._sql, file_id)
@@ -70,31 +88,50 @@ class HeaderReader:
             return None
         return StoredHeader(bytes(row[0]), bytes(row[1]), bytes(row[2]))
 
+    async def read_async(self, file_id: str) -> StoredHeader | None:
+        """``read`` for the event loop: inline where it cannot block, else in a thread."""
+        if self._inline:
+            return self.read(file_id)
+        return await anyio.to_thread.run_sync(self.read, file_id)
+
     def blob_key(self, file_id: str) -> str | None:
         row = self._fetch(self._blob_sql, file_id)
         return str(row[0]) if row is not None else None
 
     def _fetch(self, sql: str, file_id: str) -> Any:
         params: Any = (file_id,) if self._positional else {"file_id": file_id}
-        for attempt in (1, 2):
+        error: Exception | None = None
+        for _attempt in (1, 2):
+            conn = self._take()
             try:
-                cursor = self._connection().cursor()
+                cursor = conn.cursor()
                 try:
                     cursor.execute(sql, params)
-                    return cursor.fetchone()
+                    row = cursor.fetchone()
                 finally:
                     cursor.close()
             except self._engine.dialect.loaded_dbapi.Error as exc:
-                self._discard()
-                if attempt == 2:
-                    raise IndexUnavailable(
-                        f"the index database is unavailable ({type(exc).__name__})"
-                    ) from exc
-        return None  # pragma: no cover - the loop always returns or raises
+                error = exc
+                with contextlib.suppress(Exception):  # already broken: nothing to release
+                    conn.invalidate()
+                self._discard_idle()  # a restarted database broke them all alike
+                continue
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    conn.invalidate()
+                raise
+            self._give_back(conn)
+            return row
+        raise IndexUnavailable(
+            f"the index database is unavailable ({type(error).__name__})"
+        ) from error
+
+    def _discard_idle(self) -> None:
+        with self._lock:
+            conns, self._idle = self._idle, []
+        for conn in conns:
+            with contextlib.suppress(Exception):  # broken or at shutdown: nothing to do
+                conn.invalidate()
 
     def close(self) -> None:
-        with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            with contextlib.suppress(Exception):  # at shutdown: nothing to do about a failure
-                conn.close()
+        self._discard_idle()

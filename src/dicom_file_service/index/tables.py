@@ -52,3 +52,16 @@ Index("ix_instances_study", instances.c.study_instance_uid)
 Index("ix_instances_series", instances.c.series_instance_uid)
 Index("ix_instances_patient_id", instances.c.patient_id)
 Index("ix_instances_modality", instances.c.modality)
+
+# Background renderings waiting to be made (the embedded queue; PostgreSQL uses procrastinate's
+# tables). A row is written in the same transaction as its instance, so a crash between the
+# commit and the enqueue loses no job; ``claimed_until`` lets a crashed worker's claim lapse.
+render_outbox = Table(
+    "render_outbox",
+    metadata,
+    Column("seq", _SeqType, primary_key=True, autoincrement=True),
+    Column("file_id", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("claimed_until", Float, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+)

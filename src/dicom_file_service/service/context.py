@@ -9,14 +9,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlalchemy import Engine
-
 from dicom_file_service.errors import ServiceError
-from dicom_file_service.index.db import create_index_engine, upgrade
-from dicom_file_service.index.hot_reads import HeaderReader
+from dicom_file_service.index.database import IndexDatabase
+from dicom_file_service.jobs import PrerenderQueue, open_prerender_queue
 from dicom_file_service.service import ids
 from dicom_file_service.settings import Settings
-from dicom_file_service.storage import BlobStore, open_blob_store
+from dicom_file_service.storage import (
+    BlobRenderCache,
+    BlobStore,
+    RenderCache,
+    ScratchArea,
+    open_blob_store,
+)
 
 T = TypeVar("T")
 
@@ -28,38 +32,44 @@ class RenderTimeout(ServiceError):
 
 @dataclass
 class ServiceContext:
-    """Settings, index engine, blob store and the bounded pool for CPU-heavy work."""
+    """Settings, index, blob store, scratch area, render cache, background-rendering queue
+    and the bounded CPU pool."""
 
     settings: Settings
-    engine: Engine
+    index: IndexDatabase
     store: BlobStore
+    scratch: ScratchArea
+    renders: RenderCache
+    jobs: PrerenderQueue
     cpu_pool: ThreadPoolExecutor = field(repr=False)
-    headers: HeaderReader = field(repr=False)
-
-    @property
-    def index_is_local(self) -> bool:
-        """True for SQLite: point reads are cheap enough to run on the event loop."""
-        return self.engine.dialect.name == "sqlite"
 
     @classmethod
     def create(cls, settings: Settings, *, migrate: bool = True) -> ServiceContext:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_index_engine(settings.resolved_database_url())
+        index = IndexDatabase(
+            settings.resolved_database_url(),
+            pool_size=settings.db_pool_size,
+            pool_timeout=settings.db_pool_timeout_seconds,
+        )
+        jobs = open_prerender_queue(settings.resolved_database_url(), index)
         if migrate:
-            upgrade(engine)
-        store = open_blob_store(settings.resolved_storage_url())
-        store.prepare_prefixes(ids.instance_shards())
+            index.upgrade()
+            jobs.prepare()
+        store = open_blob_store(settings, local_prefixes=ids.instance_shards())
+        scratch = ScratchArea(settings.resolved_scratch_dir())
         # Uploads abandoned by a crash or a dropped connection are swept at start-up.
-        store.sweep_staging(older_than_seconds=settings.pending_upload_ttl_seconds)
+        scratch.sweep(older_than_seconds=settings.pending_upload_ttl_seconds)
         pool = ThreadPoolExecutor(
             max_workers=settings.render_workers, thread_name_prefix="dicom-cpu"
         )
         return cls(
             settings=settings,
-            engine=engine,
+            index=index,
             store=store,
+            scratch=scratch,
+            renders=BlobRenderCache(store),
+            jobs=jobs,
             cpu_pool=pool,
-            headers=HeaderReader(engine),
         )
 
     async def run_cpu(self, fn: Callable[[], T], *, time_limit: float | None = None) -> T:
@@ -78,6 +88,6 @@ class ServiceContext:
             ) from exc
 
     def close(self) -> None:
+        self.jobs.close()
         self.cpu_pool.shutdown(wait=False, cancel_futures=True)
-        self.headers.close()
-        self.engine.dispose()
+        self.index.close()

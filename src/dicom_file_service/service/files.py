@@ -13,12 +13,12 @@ from dicom_file_service.dicom.parse import read_bulk_value
 from dicom_file_service.dicom.tags import lookup, parse_selector, required_keys
 from dicom_file_service.errors import FileNotFound, InvalidParameter
 from dicom_file_service.index import repository as repo
-from dicom_file_service.index.db import WRITE_OPTIONS
 from dicom_file_service.index.hot_reads import StoredHeader
 from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.records import file_summary
 from dicom_file_service.service.removal import remove_instance_bytes
+from dicom_file_service.storage import BlobNotFound
 
 
 def not_found(file_id: str) -> FileNotFound:
@@ -28,7 +28,7 @@ def not_found(file_id: str) -> FileNotFound:
 def get_record(ctx: ServiceContext, file_id: str) -> repo.InstanceRecord:
     if not ids.is_valid_file_id(file_id):
         raise not_found(file_id)
-    with ctx.engine.connect() as conn:
+    with ctx.index.read() as conn:
         record = repo.get_by_file_id(conn, file_id)
     if record is None:
         raise not_found(file_id)
@@ -39,7 +39,17 @@ def load_header(ctx: ServiceContext, file_id: str) -> StoredHeader:
     """The stored DICOM JSON header, its span index and bulk lengths."""
     if not ids.is_valid_file_id(file_id):
         raise not_found(file_id)
-    found = ctx.headers.read(file_id)
+    found = ctx.index.headers.read(file_id)
+    if found is None:
+        raise not_found(file_id)
+    return found
+
+
+async def load_header_async(ctx: ServiceContext, file_id: str) -> StoredHeader:
+    """``load_header`` for the event loop (the index decides whether that needs a thread)."""
+    if not ids.is_valid_file_id(file_id):
+        raise not_found(file_id)
+    found = await ctx.index.headers.read_async(file_id)
     if found is None:
         raise not_found(file_id)
     return found
@@ -47,12 +57,28 @@ def load_header(ctx: ServiceContext, file_id: str) -> StoredHeader:
 
 def get_attributes(ctx: ServiceContext, file_id: str, selectors: list[str]) -> list[dict[str, Any]]:
     """One answer per selector, in request order. Reads only the index, never the file."""
+    _check_selector_count(ctx, selectors)
+    paths = [parse_selector(s) for s in selectors]
+    return _answers(load_header(ctx, file_id), paths)
+
+
+async def get_attributes_async(
+    ctx: ServiceContext, file_id: str, selectors: list[str]
+) -> list[dict[str, Any]]:
+    """``get_attributes`` for the event loop: the hot path of tag lookups."""
+    _check_selector_count(ctx, selectors)
+    paths = [parse_selector(s) for s in selectors]
+    return _answers(await load_header_async(ctx, file_id), paths)
+
+
+def _check_selector_count(ctx: ServiceContext, selectors: list[str]) -> None:
     if len(selectors) > ctx.settings.max_tags_per_request:
         raise InvalidParameter(
             f"at most {ctx.settings.max_tags_per_request} dicom_tag parameters per request"
         )
-    paths = [parse_selector(s) for s in selectors]
-    stored = load_header(ctx, file_id)
+
+
+def _answers(stored: StoredHeader, paths: list[Any]) -> list[dict[str, Any]]:
     keys = {key for p in paths for key in required_keys(p)}
     header = select(stored.json, stored.spans, keys)  # parse only what the paths need
     bulk = orjson.loads(stored.bulk_lengths)
@@ -67,15 +93,18 @@ def metadata_json(ctx: ServiceContext, file_id: str) -> bytes:
 def bulk_value(ctx: ServiceContext, file_id: str, location: str) -> bytes:
     """The bytes behind a BulkDataURI of the stored header (read from the stored file)."""
     record = get_record(ctx, file_id)
-    with ctx.store.open(record.blob_key) as f:
-        return read_bulk_value(f, location.upper())
+    try:
+        with ctx.store.open_reader(record.blob_key) as f:
+            return read_bulk_value(f, location.upper())
+    except BlobNotFound as exc:  # deleted meanwhile
+        raise not_found(file_id) from exc
 
 
 def delete_file(ctx: ServiceContext, file_id: str) -> None:
     """Index row first (the file disappears at once), then bytes and renderings."""
     if not ids.is_valid_file_id(file_id):
         raise not_found(file_id)
-    with ctx.engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+    with ctx.index.transaction() as conn:
         record = repo.get_by_file_id(conn, file_id)
         if record is None:
             raise not_found(file_id)
@@ -111,7 +140,7 @@ def list_files(
     if not 1 <= limit <= ctx.settings.list_max_limit:
         raise InvalidParameter(f"limit must be between 1 and {ctx.settings.list_max_limit}")
     before = _decode_cursor(cursor) if cursor else None
-    with ctx.engine.connect() as conn:
+    with ctx.index.read() as conn:
         rows = repo.list_instances(conn, limit=limit + 1, before_seq=before, filters=filters)
     more = len(rows) > limit
     rows = rows[:limit]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
 from dicom_file_service.service.context import ServiceContext
 
 
@@ -11,8 +9,7 @@ def readiness(ctx: ServiceContext) -> list[str]:
     """What is not ready, as short sentences free of secrets (empty: ready)."""
     problems: list[str] = []
     try:
-        with ctx.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        ctx.index.check()
     except Exception as exc:  # any driver error means "not ready"
         problems.append(f"index unreachable ({type(exc).__name__})")
     try:

@@ -29,11 +29,3 @@ _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 def instance_shards() -> list[str]:
     """Every prefix ``instance_key`` can produce (64 × 64)."""
     return [f"instances/{a}{b}" for a in _ALPHABET for b in _ALPHABET]
-
-
-def renderings_prefix(file_id: str) -> str:
-    return f"renderings/{file_id[:2]}/{file_id}"
-
-
-def rendering_key(file_id: str, cache_key: str) -> str:
-    return f"{renderings_prefix(file_id)}/{cache_key}.png"

@@ -20,11 +20,11 @@ import orjson
 
 from dicom_file_service.dicom.header_index import encode_header
 from dicom_file_service.dicom.parse import ParsedInstance, parse_file
-from dicom_file_service.errors import DuplicateInstance, EmptyUpload
+from dicom_file_service.errors import CommitOutcomeUnknown, DuplicateInstance, EmptyUpload
 from dicom_file_service.index import repository as repo
-from dicom_file_service.index.db import WRITE_OPTIONS
 from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.prerender import enqueue_prerender
 from dicom_file_service.service.records import IngestResult
 from dicom_file_service.service.removal import remove_instance_bytes
 from dicom_file_service.service.staging import StagedUpload
@@ -46,7 +46,7 @@ def ingest_staged(
     file_id = ids.new_file_id()
     parsed = parse_file(staged.path, bulk_data_uri_prefix=bulk_data_prefix(file_id))
 
-    with ctx.engine.connect() as conn:
+    with ctx.index.read() as conn:
         existing = repo.get_by_sop_instance_uid(conn, parsed.sop_instance_uid)
     if existing is not None:
         if existing.sha256 == sha256:
@@ -93,14 +93,12 @@ def _index(
         # The common case is one INSERT: the unique constraint, not a prior read inside the
         # transaction, settles a race with a concurrent upload of the same instance.
         try:
-            with (
-                ctx.engine.connect().execution_options(**WRITE_OPTIONS) as conn,
-                _uncommitted_blob_removed(ctx, blob_key),
-                conn.begin(),
-            ):
+            with _uncommitted_blob_removed(ctx, blob_key), ctx.index.transaction() as conn:
                 seq = repo.insert_instance(conn, values)
+                enqueue_prerender(ctx, conn, file_id)
+            ctx.jobs.committed()
         except repo.DuplicateKey as exc:
-            with ctx.engine.connect() as conn:
+            with ctx.index.read() as conn:
                 current = repo.get_by_sop_instance_uid(conn, parsed.sop_instance_uid)
             if current is not None and current.sha256 == sha256:
                 return IngestResult(record=current, created=False)  # it won the race
@@ -109,11 +107,7 @@ def _index(
 
     replaced: repo.InstanceRecord | None = None
     try:
-        with (
-            ctx.engine.connect().execution_options(**WRITE_OPTIONS) as conn,
-            _uncommitted_blob_removed(ctx, blob_key),
-            conn.begin(),
-        ):
+        with _uncommitted_blob_removed(ctx, blob_key), ctx.index.transaction() as conn:
             current = repo.get_by_sop_instance_uid(conn, parsed.sop_instance_uid)
             if current is not None and current.sha256 == sha256:
                 raise _Identical(current)
@@ -124,8 +118,10 @@ def _index(
                 seq = repo.insert_instance(conn, values)
             except repo.DuplicateKey as exc:  # a concurrent writer on another database session
                 raise _duplicate(parsed.sop_instance_uid, None) from exc
+            enqueue_prerender(ctx, conn, file_id)
     except _Identical as found:  # nothing written; the new blob was removed
         return IngestResult(record=found.record, created=False)
+    ctx.jobs.committed()
     if replaced is not None:  # committed: the old bytes go, best effort
         remove_instance_bytes(ctx, replaced.file_id, replaced.blob_key)
         log.info("instance replaced", extra={"file_id": file_id, "replaced": replaced.file_id})
@@ -154,11 +150,15 @@ class _Identical(Exception):
 def _uncommitted_blob_removed(ctx: ServiceContext, blob_key: str) -> Iterator[None]:
     """Remove the new blob if the block (ending in the row's commit) fails.
 
-    Only failures up to and including the commit undo the blob: after the commit the row
-    refers to it and it must stay, whatever happens next.
+    Only failures before the commit undo the blob. A commit whose outcome is unknown (the
+    connection died during COMMIT) keeps it: the row may exist and refer to it; sweep removes
+    it later if no row does. After the commit the row refers to it and it stays.
     """
     try:
         yield
+    except CommitOutcomeUnknown:
+        log.warning("commit outcome unknown; the blob is kept for sweep", extra={"key": blob_key})
+        raise
     except BaseException:
         ctx.store.delete(blob_key)
         raise
@@ -174,7 +174,7 @@ def _duplicate(sop_instance_uid: str, file_id: str | None) -> DuplicateInstance:
 
 def ingest_path(ctx: ServiceContext, path: Path, *, overwrite: bool = False) -> IngestResult:
     """Ingest a file from the local filesystem (the CLI's bulk import), streaming it."""
-    with StagedUpload(ctx.store.staging_dir(), ctx.settings.max_upload_bytes) as staged:
+    with StagedUpload(ctx.scratch, ctx.settings.max_upload_bytes) as staged:
         with open(path, "rb") as f:
             while chunk := f.read(1024 * 1024):
                 staged.write(chunk)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 
-from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -19,7 +18,7 @@ def remove_instance_bytes(ctx: ServiceContext, file_id: str, blob_key: str) -> N
     """Best effort: the stored file and its cached renderings."""
     try:
         ctx.store.delete(blob_key)
-        ctx.store.delete_prefix(ids.renderings_prefix(file_id))
+        ctx.renders.delete_all(file_id)
     except Exception:  # any backend failure: the row is gone; sweep reclaims the bytes
         log.warning(
             "could not remove the bytes of a deleted instance",

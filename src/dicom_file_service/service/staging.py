@@ -9,20 +9,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
-from pathlib import Path
 from types import TracebackType
 
 from dicom_file_service.errors import PayloadTooLarge
+from dicom_file_service.storage import ScratchArea
 
 
 class StagedUpload:
-    """A temporary file in the blob store's staging area. Discarded unless consumed."""
+    """A file in the scratch area. Discarded unless consumed."""
 
-    def __init__(self, staging_dir: Path, max_bytes: int) -> None:
-        fd, name = tempfile.mkstemp(dir=staging_dir, prefix="upload-", suffix=".dcm")
+    def __init__(self, scratch: ScratchArea, max_bytes: int) -> None:
+        fd, self.path = scratch.new_file()
         self._file = os.fdopen(fd, "wb", buffering=1024 * 1024)
-        self.path = Path(name)
         self.size = 0
         self._max = max_bytes
         self._hash = hashlib.sha256()

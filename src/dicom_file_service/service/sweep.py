@@ -30,13 +30,13 @@ def sweep(ctx: ServiceContext, *, older_than_seconds: float | None = None) -> Sw
         if older_than_seconds is not None
         else ctx.settings.pending_upload_ttl_seconds
     )
-    staged = ctx.store.sweep_staging(older_than_seconds=grace)
+    staged = ctx.scratch.sweep(older_than_seconds=grace)
     cutoff = time.time() - grace
     checked = removed = 0
     batch: list[str] = []
 
     def flush() -> int:
-        with ctx.engine.connect() as conn:
+        with ctx.index.read() as conn:
             known = repo.referenced_blob_keys(conn, batch)
         gone = 0
         for key in batch:

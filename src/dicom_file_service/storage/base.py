@@ -1,16 +1,18 @@
-"""The blob store boundary: a handful of operations on opaque, service-generated keys.
+"""The blob store boundary: objects under opaque, service-generated keys, nothing more.
 
-Keys look like ``instances/ab/cd/<file_id>`` and are never derived from UIDs or file names.
+Keys look like ``instances/ab/<file_id>`` and are never derived from UIDs or file names.
 Every backend guarantees that an object is either wholly present or absent: nothing
 half-written is ever visible under its key, and ``put_*`` returns only once the object is
-durable.
+durable. Uploads in progress are not objects: they live in the scratch area
+(``storage.scratch``). Renderings are objects too, reached through ``storage.render_cache``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Literal, Protocol
 
 
 class BlobNotFound(Exception):
@@ -20,27 +22,34 @@ class BlobNotFound(Exception):
 class BlobStore(Protocol):
     """What the service needs of a place to keep bytes."""
 
-    def staging_dir(self) -> Path:
-        """A local directory for uploads in progress (same filesystem as the store if local)."""
-        ...
-
     def put_file(self, key: str, path: Path) -> None:
-        """Store the file at ``path`` under ``key``, durably, consuming (moving) the file."""
+        """Store the local file at ``path`` under ``key``, durably. The file may be consumed
+        (moved into place); the caller never uses it again."""
         ...
 
     def put_bytes(self, key: str, data: bytes, *, durable: bool = True) -> None:
-        """Store ``data`` under ``key`` atomically; ``durable=False`` skips the flush to disk
-        (for derived data such as renderings, which can be made again)."""
+        """Store ``data`` under ``key`` atomically; ``durable=False`` may skip the flush to
+        disk (for derived data such as renderings, which can be made again)."""
         ...
 
-    def open(self, key: str) -> BinaryIO:
-        """A readable, seekable binary stream of the object. Raises BlobNotFound."""
+    def get_bytes(self, key: str) -> bytes:
+        """The whole object (meant for small ones: renderings). Raises BlobNotFound."""
+        ...
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive), shorter at the end of the object."""
         ...
 
     def iter_range(
         self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 256 * 1024
     ) -> Iterator[bytes]:
-        """Bytes ``start`` to ``end`` (exclusive; None = to the end), in chunks."""
+        """Bytes ``start`` to ``end`` (exclusive; None = to the end), streamed in chunks.
+        Raises BlobNotFound before the first chunk when the object is absent."""
+        ...
+
+    def open_reader(self, key: str) -> BinaryIO:
+        """A seekable reader that fetches only the bytes it is asked for (ranged reads on a
+        remote store). Raises BlobNotFound."""
         ...
 
     def size(self, key: str) -> int:
@@ -57,22 +66,17 @@ class BlobStore(Protocol):
         """Remove every object whose key starts with ``prefix`` + "/" (idempotent)."""
         ...
 
-    def local_path(self, key: str) -> Path | None:
-        """The object's path on this machine when the backend has one (zero-copy reads)."""
-        ...
-
     def list_keys(self, prefix: str) -> Iterator[tuple[str, float]]:
         """(key, modification time as a Unix timestamp) of every object under ``prefix``."""
         ...
 
-    def prepare_prefixes(self, prefixes: list[str]) -> None:
-        """Create the key prefixes the service will write under (directories on a local
-        disk, durably, once), so that no write pays for creating one. A no-op where
-        prefixes are not real (object stores)."""
+    def presign(self, method: Literal["GET", "PUT"], key: str, expires_in: timedelta) -> str | None:
+        """A URL that lets a client without credentials GET or PUT this one object until it
+        expires; None when the backend cannot sign (the service then signs its own URL)."""
         ...
 
-    def sweep_staging(self, older_than_seconds: float) -> int:
-        """Remove abandoned uploads from the staging area; returns how many went."""
+    def local_path(self, key: str) -> Path | None:
+        """The object's path on this machine where it has one (zero-copy downloads)."""
         ...
 
     def check(self) -> None:

@@ -3,7 +3,8 @@
 Writes go to a temporary file in ``<root>/.staging`` (same filesystem), are fsynced, then
 renamed into place and the directory entry fsynced: after a crash an object is either complete
 or absent, never torn. Keys map to paths below ``<root>/objects``; the service shards them
-(``instances/ab/cd/<id>``) so no directory grows without bound.
+(``instances/ab/<id>``) so no directory grows without bound, and names the shard directories
+up front (``prefixes``) so that they are created, durably, once rather than by uploads.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from dicom_file_service.errors import StorageUnavailable
 from dicom_file_service.storage.base import BlobNotFound
@@ -34,7 +36,9 @@ def _fsync_dir(path: Path) -> None:
 class LocalBlobStore:
     """A ``BlobStore`` whose objects are files below ``root``."""
 
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+    def __init__(
+        self, root: Path, *, prefixes: list[str] | None = None, fsync: bool = True
+    ) -> None:
         self.root = root.resolve()
         self._objects = self.root / "objects"
         self._staging = self.root / _STAGING
@@ -42,15 +46,15 @@ class LocalBlobStore:
         self._objects.mkdir(parents=True, exist_ok=True)
         self._staging.mkdir(parents=True, exist_ok=True)
         self._known_dirs: set[Path] = set()
+        self._prepare_prefixes(prefixes or [])
+        # Temporary files of writes that a crash interrupted (never visible under a key).
+        self._sweep_temporary(older_than_seconds=3600)
 
     def _path(self, key: str) -> Path:
         parts = key.split("/")
         if not key or any(p in ("", ".", "..") for p in parts) or key.startswith(_STAGING):
             raise ValueError(f"invalid blob key {key!r}")
         return self._objects.joinpath(*parts)
-
-    def staging_dir(self) -> Path:
-        return self._staging
 
     def _ensure_parent(self, target: Path, *, durable: bool = True) -> None:
         parent = target.parent
@@ -120,16 +124,30 @@ class LocalBlobStore:
         if durable:
             _fsync_dir(target.parent)
 
-    def open(self, key: str) -> BinaryIO:
+    def open_reader(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")
         except FileNotFoundError as exc:
             raise BlobNotFound(key) from exc
 
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise BlobNotFound(key) from exc
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        with self.open_reader(key) as f:
+            f.seek(start)
+            return f.read(max(0, end - start))
+
+    def presign(self, method: Literal["GET", "PUT"], key: str, expires_in: timedelta) -> str | None:
+        return None  # no server of its own: the service signs URLs to itself
+
     def iter_range(
         self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 256 * 1024
     ) -> Iterator[bytes]:
-        with self.open(key) as f:
+        with self.open_reader(key) as f:
             f.seek(start)
             remaining = None if end is None else end - start
             while remaining is None or remaining > 0:
@@ -173,7 +191,7 @@ class LocalBlobStore:
                     continue
                 yield path.relative_to(self._objects).as_posix(), mtime
 
-    def prepare_prefixes(self, prefixes: list[str]) -> None:
+    def _prepare_prefixes(self, prefixes: list[str]) -> None:
         parents: set[Path] = set()
         for prefix in prefixes:
             directory = self._path(prefix)
@@ -188,7 +206,7 @@ class LocalBlobStore:
                     _fsync_dir(p)
                     p = p.parent
 
-    def sweep_staging(self, older_than_seconds: float) -> int:
+    def _sweep_temporary(self, older_than_seconds: float) -> int:
         cutoff = time.time() - older_than_seconds
         removed = 0
         for entry in os.scandir(self._staging):

@@ -37,7 +37,7 @@ def _objects(ctx: ServiceContext) -> list[Path]:
 
 
 def _staging(ctx: ServiceContext) -> list[Path]:
-    return list(ctx.store.staging_dir().iterdir())
+    return list(ctx.scratch.directory.iterdir())
 
 
 def test_a_failed_blob_write_leaves_no_index_row(
@@ -93,7 +93,7 @@ def test_the_database_settles_a_race_between_two_uploads_of_one_instance(
 def test_an_abandoned_upload_is_swept_at_start_up(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", pending_upload_ttl_seconds=60)
     ServiceContext.create(settings).close()
-    leftover = settings.data_dir / "blobs" / ".staging" / "upload-crashed.dcm"
+    leftover = settings.data_dir / "scratch" / "upload-crashed.dcm"
     leftover.write_bytes(b"half an upload")
     os.utime(leftover, (0, 0))
     ServiceContext.create(settings).close()

@@ -37,24 +37,29 @@ def test_render_is_cached_then_served_from_the_cache(ctx: ServiceContext, tmp_pa
     assert first.data is not None
     assert first.data.startswith(b"\x89PNG")
     cached = rendering.cached_rendering(ctx, file_id, RenderOptions())
-    assert cached is not None
-    assert cached.read_bytes() == first.data
-    again = rendering.render_blocking(ctx, file_id, RenderOptions())
-    assert again.path == cached
+    assert cached == first.data
+
+    def no_second_render(*_a: object, **_k: object) -> bytes:
+        raise AssertionError("a cached rendering was rendered again")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rendering, "render_png", no_second_render)
+        again = rendering.render_blocking(ctx, file_id, RenderOptions())
+    assert again.data == first.data
 
 
 def test_a_delete_during_a_render_leaves_no_cached_rendering(
     ctx: ServiceContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     file_id = _stored(ctx, tmp_path)
-    real = rendering._render_from_store
+    real = rendering.render_png
 
-    def render_while_deleted(c: ServiceContext, blob_key: str, options: RenderOptions) -> bytes:
-        png = real(c, blob_key, options)
-        files_service.delete_file(c, file_id)  # lands between the render and the cache write
+    def render_while_deleted(source: object, options: RenderOptions, *, max_pixels: int) -> bytes:
+        png = real(source, options, max_pixels=max_pixels)  # type: ignore[arg-type]
+        files_service.delete_file(ctx, file_id)  # lands between the render and the cache write
         return png
 
-    monkeypatch.setattr(rendering, "_render_from_store", render_while_deleted)
+    monkeypatch.setattr(rendering, "render_png", render_while_deleted)
     with pytest.raises(FileNotFound):
         rendering.render_blocking(ctx, file_id, RenderOptions())
     assert rendering.cached_rendering(ctx, file_id, RenderOptions()) is None

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Query, Request
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.responses import (
     FileResponse,
     MalformedRangeHeader,
@@ -31,6 +31,7 @@ from dicom_file_service.service import rendering as rendering_service
 from dicom_file_service.service.ingest import ingest_staged
 from dicom_file_service.service.records import file_summary
 from dicom_file_service.service.staging import StagedUpload
+from dicom_file_service.storage import BlobNotFound
 
 router = APIRouter(tags=["files"])
 
@@ -64,7 +65,7 @@ async def upload(
     ctx = service_context(request)
     max_bytes = ctx.settings.max_upload_bytes
     check_declared_length(request.headers.get("content-length"), max_bytes)
-    with StagedUpload(ctx.store.staging_dir(), max_bytes) as staged:
+    with StagedUpload(ctx.scratch, max_bytes) as staged:
         limit = ctx.settings.upload_timeout_seconds
         try:
             async with asyncio.timeout(limit):
@@ -127,7 +128,7 @@ async def get_file(
 ) -> Response:
     ctx = service_context(request)
     if dicom_tag is not None:
-        answers = files_service.get_attributes(ctx, file_id, dicom_tag)
+        answers = await files_service.get_attributes_async(ctx, file_id, dicom_tag)
         return json_response(answers[0] if len(answers) == 1 else answers)
     record = await run_in_threadpool(files_service.get_record, ctx, file_id)
     etag = f'"{record.sha256}"'
@@ -152,10 +153,7 @@ async def get_file(
                 f"the range {range_header!r} lies outside the file's {record.size} bytes"
             ) from exc
         return FileResponse(local, media_type="application/dicom", headers=headers)
-    headers["content-length"] = str(record.size)
-    return StreamingResponse(
-        ctx.store.iter_range(record.blob_key), media_type="application/dicom", headers=headers
-    )
+    return await _stream_from_store(request, ctx, record, headers)
 
 
 @router.get(
@@ -164,8 +162,8 @@ async def get_file(
 )
 async def get_metadata(request: Request, file_id: str) -> Response:
     ctx = service_context(request)
-    body = files_service.metadata_json(ctx, file_id)
-    return Response(body, media_type="application/dicom+json")
+    stored = await files_service.load_header_async(ctx, file_id)
+    return Response(b"[" + stored.json + b"]", media_type="application/dicom+json")
 
 
 @router.get(
@@ -218,14 +216,9 @@ async def get_png(
     )
     etag = rendering_service.rendering_etag(file_id, options)
     headers = {"etag": etag, "cache-control": IMMUTABLE}
-    cached = rendering_service.cached_rendering(ctx, file_id, options)
-    if cached is not None:
-        if _not_modified(request, etag):
-            return Response(status_code=304, headers=headers)
-        return FileResponse(cached, media_type="image/png", headers=headers)
     result = await ctx.run_cpu(lambda: rendering_service.render_blocking(ctx, file_id, options))
-    if result.path is not None:
-        return FileResponse(result.path, media_type="image/png", headers=headers)
+    if _not_modified(request, etag):
+        return Response(status_code=304, headers=headers)
     return Response(result.data, media_type="image/png", headers=headers)
 
 
@@ -234,6 +227,43 @@ async def delete_file(request: Request, file_id: str) -> Response:
     ctx = service_context(request)
     await run_in_threadpool(files_service.delete_file, ctx, file_id)
     return Response(status_code=204)
+
+
+async def _stream_from_store(
+    request: Request, ctx: Any, record: Any, headers: dict[str, str]
+) -> Response:
+    """The stored bytes from a remote store, by ranged GETs: whole, or one byte range."""
+    size = record.size
+    start, end, status = 0, size, 200
+    range_header = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if range_header is not None and (if_range is None or if_range == headers["etag"]):
+        try:
+            ranges = FileResponse._parse_range_header(range_header, size)
+        except MalformedRangeHeader:  # RFC 9110 14.2: an invalid Range is ignored
+            ranges = []
+        except RangeNotSatisfiable as exc:
+            raise RangeNotSatisfiableError(
+                f"the range {range_header!r} lies outside the file's {size} bytes"
+            ) from exc
+        if len(ranges) == 1:  # several ranges: the whole file (allowed by RFC 9110 14.2)
+            start, end = ranges[0]
+            status = 206
+            headers["content-range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["content-length"] = str(end - start)
+    headers["accept-ranges"] = "bytes"
+    if request.method == "HEAD":
+        return Response(status_code=status, media_type="application/dicom", headers=headers)
+    try:
+        chunks = await run_in_threadpool(ctx.store.iter_range, record.blob_key, start, end)
+    except BlobNotFound as exc:  # deleted meanwhile
+        raise files_service.not_found(record.file_id) from exc
+    return StreamingResponse(
+        iterate_in_threadpool(chunks),
+        status_code=status,
+        media_type="application/dicom",
+        headers=headers,
+    )
 
 
 class _WholeFileResponse(FileResponse):

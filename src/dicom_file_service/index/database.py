@@ -1,0 +1,95 @@
+"""The index database as the service sees it: transactions, point reads and readiness.
+
+The index layer owns connections, transactions and threading, so the service never asks
+which database it runs on: ``read()`` and ``transaction()`` hand out a SQLAlchemy
+``Connection`` (the transaction commits when the block ends, rolls back on an exception),
+``headers`` is the hot point-read path, and every driver failure, pool exhaustion included,
+arrives as ``IndexUnavailable`` (a 503), never as a driver's exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from dicom_file_service.errors import CommitOutcomeUnknown, IndexUnavailable
+from dicom_file_service.index.db import WRITE_OPTIONS, create_index_engine, upgrade
+from dicom_file_service.index.hot_reads import HeaderReader
+
+
+class IndexDatabase:
+    def __init__(self, url: str, *, pool_size: int = 10, pool_timeout: float = 10.0) -> None:
+        self.engine: Engine = create_index_engine(
+            url, pool_size=pool_size, pool_timeout=pool_timeout
+        )
+        self.headers = HeaderReader(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        """For log lines and metrics labels only: the service never branches on it."""
+        return self.engine.dialect.name
+
+    def upgrade(self) -> None:
+        upgrade(self.engine)
+
+    def _connect(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except IndexUnavailable:
+            raise
+        except DBAPIError as exc:
+            raise IndexUnavailable(
+                f"the index database is unavailable ({type(exc.orig).__name__})"
+            ) from exc
+        except PoolTimeout as exc:
+            raise IndexUnavailable(
+                "the index database has no free connection (all are busy); retry shortly "
+                "or raise DICOM_FS_DB_POOL_SIZE"
+            ) from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for reads (no transaction is kept open after the block)."""
+        with self._connect() as conn:
+            yield conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction: committed when the block ends, rolled back if it raises.
+        A failure of the COMMIT itself raises ``CommitOutcomeUnknown``.
+
+        On SQLite it takes the write lock up front (BEGIN IMMEDIATE), so a read-then-write
+        transaction never deadlocks on a lock upgrade.
+        """
+        with self._connect() as conn:
+            conn = conn.execution_options(**WRITE_OPTIONS)
+            transaction = conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                with suppress(Exception):  # the connection may be gone: nothing was committed
+                    transaction.rollback()
+                raise
+            try:
+                transaction.commit()
+            except Exception as exc:
+                # The COMMIT was sent; whether it took effect is unknown (the connection may
+                # have died after the server committed). The caller must keep what the row
+                # would refer to: sweep settles it later against the index.
+                raise CommitOutcomeUnknown(
+                    f"the index database failed during a commit ({type(exc).__name__}); the "
+                    "outcome is unknown: retry the request (an identical upload is idempotent)"
+                ) from exc
+
+    def check(self) -> None:
+        """Raise if the database cannot answer a query now (readiness)."""
+        with self.read() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def close(self) -> None:
+        self.headers.close()
+        self.engine.dispose()

@@ -1,0 +1,150 @@
+"""The embedded queue: an outbox table in the index, drained by threads of the service.
+
+Jobs are rows of ``render_outbox``, inserted in the instance's own transaction. A drainer
+thread claims a few at a time (``claimed_until``: a crashed process's claim lapses and another
+takes the job over), runs the handler in a small pool, deletes the row when it succeeds and
+gives up on a job after ``MAX_ATTEMPTS`` failures (the rendering is then made on demand, as
+it would be without pre-rendering). It polls every ``POLL_SECONDS`` and wakes at once when
+told that an enqueueing transaction committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from dicom_file_service.index.database import IndexDatabase
+from dicom_file_service.index.tables import render_outbox
+from dicom_file_service.jobs.base import Handler
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+POLL_SECONDS = 5.0
+CLAIM_SECONDS = 120.0
+_BATCH = 8
+
+
+class OutboxQueue:
+    def __init__(self, index: IndexDatabase, *, workers: int = 1) -> None:
+        self._index = index
+        self._workers = workers
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def enqueue(self, conn: Connection, file_id: str) -> None:
+        conn.execute(insert(render_outbox).values(file_id=file_id, created_at=time.time()))
+
+    def committed(self) -> None:
+        self._wake.set()
+
+    def prepare(self) -> None:
+        """The outbox is a table of the index's own migrations: nothing more to create."""
+
+    def start_in_process(self, handler: Handler) -> None:
+        if self._thread is not None:
+            return
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="prerender")
+        self._thread = threading.Thread(
+            target=self._drain_forever, args=(handler,), name="prerender-outbox", daemon=True
+        )
+        self._thread.start()
+
+    def run_worker(self, handler: Handler) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stop.set())
+        self.start_in_process(handler)
+        while not self._stop.wait(0.5):
+            pass
+        self.close()
+
+    def _drain_forever(self, handler: Handler) -> None:
+        while not self._stop.is_set():
+            try:
+                while self.drain_once(handler):
+                    if self._stop.is_set():
+                        return
+            except Exception:  # the index is unavailable: try again at the next poll
+                log.warning("prerender outbox unavailable; retrying", exc_info=True)
+            self._wake.wait(POLL_SECONDS)
+            self._wake.clear()
+
+    def drain_once(self, handler: Handler) -> int:
+        """Claim and run one batch; returns how many jobs it ran."""
+        jobs = self._claim()
+        if not jobs:
+            return 0
+        assert self._pool is not None or not jobs
+        futures = [(seq, self._run_one(handler, file_id)) for seq, file_id in jobs]
+        for seq, ok in futures:
+            with self._index.transaction() as conn:
+                if ok:
+                    conn.execute(delete(render_outbox).where(render_outbox.c.seq == seq))
+                else:
+                    self._record_failure(conn, seq)
+        return len(jobs)
+
+    def _run_one(self, handler: Handler, file_id: str) -> bool:
+        try:
+            if self._pool is not None:
+                self._pool.submit(handler, file_id).result()
+            else:
+                handler(file_id)
+        except Exception:
+            log.warning("prerender job failed", exc_info=True, extra={"file_id": file_id})
+            return False
+        return True
+
+    def _record_failure(self, conn: Connection, seq: int) -> None:
+        row = conn.execute(
+            select(render_outbox.c.attempts).where(render_outbox.c.seq == seq)
+        ).first()
+        if row is None or row[0] + 1 >= MAX_ATTEMPTS:
+            conn.execute(delete(render_outbox).where(render_outbox.c.seq == seq))
+            return
+        conn.execute(
+            update(render_outbox)
+            .where(render_outbox.c.seq == seq)
+            .values(attempts=row[0] + 1, claimed_until=0.0)
+        )
+
+    def _claim(self) -> list[tuple[int, str]]:
+        now = time.time()
+        with self._index.transaction() as conn:
+            rows: list[Any] = list(
+                conn.execute(
+                    select(render_outbox.c.seq, render_outbox.c.file_id)
+                    .where(render_outbox.c.claimed_until < now)
+                    .order_by(render_outbox.c.seq)
+                    .limit(_BATCH)
+                )
+            )
+            if rows:
+                conn.execute(
+                    update(render_outbox)
+                    .where(render_outbox.c.seq.in_([r[0] for r in rows]))
+                    .values(claimed_until=now + CLAIM_SECONDS)
+                )
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def pending(self) -> int:
+        with self._index.read() as conn:
+            return len(list(conn.execute(select(render_outbox.c.seq))))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
