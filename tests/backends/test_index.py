@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, inspect
 
 from dicom_file_service.index import repository as repo
-from dicom_file_service.index.db import WRITE_OPTIONS, create_index_engine, upgrade  # noqa: F401
+from dicom_file_service.index.db import WRITE_OPTIONS, create_index_engine, upgrade
 from dicom_file_service.index.hot_reads import HeaderReader
 
 

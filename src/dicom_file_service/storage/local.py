@@ -147,7 +147,11 @@ class LocalBlobStore:
     def iter_range(
         self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 256 * 1024
     ) -> Iterator[bytes]:
-        with self.open_reader(key) as f:
+        return self._chunks(self.open_reader(key), start, end, chunk_size)
+
+    @staticmethod
+    def _chunks(f: BinaryIO, start: int, end: int | None, chunk_size: int) -> Iterator[bytes]:
+        with f:
             f.seek(start)
             remaining = None if end is None else end - start
             while remaining is None or remaining > 0:
