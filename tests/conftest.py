@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -17,6 +18,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from dicom_file_service.settings import Settings
+from dicom_file_service.storage import open_blob_store
 from tests.s3server import S3Server, make_s3_server
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -37,6 +40,7 @@ class Server:
     process: subprocess.Popen[bytes]
     log_path: Path
     log_file: BinaryIO
+    env: dict[str, str]
 
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=60, **kwargs)  # type: ignore[arg-type]
@@ -44,11 +48,33 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def settings(self) -> Settings:
+        """The settings the server runs with (to look at its store as it sees it)."""
+        with pytest.MonkeyPatch.context() as mp:
+            for k in list(os.environ):
+                if k.startswith(("DICOM_FS_", "AWS_")):
+                    mp.delenv(k)
+            for k, v in self.env.items():
+                mp.setenv(k, v)
+            return Settings(data_dir=self.data_dir)
+
+    def stored_keys(self, prefix: str) -> list[str]:
+        """Every object key under ``prefix`` in the server's blob store, whatever it is."""
+        return [key for key, _ in open_blob_store(self.settings()).list_keys(prefix)]
+
+    def scratch_files(self) -> list[str]:
+        scratch = self.settings().resolved_scratch_dir()
+        return sorted(p.name for p in scratch.iterdir()) if scratch.is_dir() else []
+
+
+def _clean_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("DICOM_FS_", "AWS_"))}
+
 
 def start_server(data_dir: Path, env_extra: dict[str, str] | None = None) -> Server:
     """``dicom-file-service serve`` in a subprocess on a free loopback port."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_FS_")}
+    env = _clean_environment()
     env.update(env_extra or {})
     log_path = data_dir.parent / f"server-{port}.log"
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed with the process
@@ -77,7 +103,7 @@ def start_server(data_dir: Path, env_extra: dict[str, str] | None = None) -> Ser
             raise RuntimeError(f"server exited: {log_path.read_text()}")
         try:
             if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                return Server(base_url, data_dir, process, log_path, log_file)
+                return Server(base_url, data_dir, process, log_path, log_file, env_extra or {})
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
@@ -97,10 +123,33 @@ def stop_server(server: Server) -> None:
     server.log_file.close()
 
 
+@dataclass(frozen=True)
+class Backend:
+    """Where a test server keeps its index and bytes: its environment beyond the data dir."""
+
+    name: str
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session", params=["embedded", "postgres+s3"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """Every HTTP test runs on the embedded default and on PostgreSQL + S3 (SeaweedFS)."""
+    if request.param == "embedded":
+        yield Backend("embedded", {})
+        return
+    require_postgres()
+    s3: S3Server = request.getfixturevalue("s3_server")
+    with postgres_schema() as database_url:
+        yield Backend(
+            "postgres+s3",
+            {"DICOM_FS_DATABASE_URL": database_url, **s3.env(new_bucket_name(), "dicom")},
+        )
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real server for the HTTP contract tests (embedded default in a temp dir)."""
-    srv = start_server(tmp_path_factory.mktemp("srv") / "data")
+def server(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterator[Server]:
+    """One real server per backend for the HTTP contract tests."""
+    srv = start_server(tmp_path_factory.mktemp("srv") / "data", backend.env)
     yield srv
     stop_server(srv)
     log = srv.log()
@@ -124,14 +173,15 @@ def postgres_available() -> bool:
         return False
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty index database of each kind (PostgreSQL: a schema of its own)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'index.sqlite3'}"
-        return
+def require_postgres() -> None:
+    """Skip where PostgreSQL is not running, except in CI, where it must be."""
     if os.environ.get("CI") != "true" and not postgres_available():
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A database URL whose search_path is a fresh schema of its own, dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_ADMIN_URL)
     with admin.begin() as conn:
@@ -142,6 +192,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty index database of each kind (PostgreSQL: a schema of its own)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'index.sqlite3'}"
+        return
+    require_postgres()
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

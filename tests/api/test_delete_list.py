@@ -13,11 +13,15 @@ from tests.datafiles import data_file
 def test_delete_removes_everything(server: Server, client: httpx.Client) -> None:
     file_id = post_raw(client, copy_with_new_uid(data_file("CT_small.dcm"))).json()["file_id"]
     assert client.get(f"/dicom-image/{file_id}/png").status_code == 200
-    objects = server.data_dir / "blobs" / "objects"
-    assert list(objects.rglob(f"{file_id}*"))
+
+    def stored() -> list[str]:
+        keys = server.stored_keys("instances") + server.stored_keys("renderings")
+        return [k for k in keys if file_id in k]
+
+    assert len(stored()) == 2  # the file and its rendering
     r = client.delete(f"/dicom-image/{file_id}")
     assert r.status_code == 204 and r.content == b""
-    assert list(objects.rglob(f"{file_id}*")) == []
+    assert stored() == []
     for path in ("", "/png", "/metadata", "?dicom_tag=PatientName"):
         assert_problem(client.get(f"/dicom-image/{file_id}{path}"), 404, "file_not_found")
     assert_problem(client.delete(f"/dicom-image/{file_id}"), 404, "file_not_found")

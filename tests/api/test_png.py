@@ -42,8 +42,7 @@ def test_png_is_cached_immutable_and_etagged(server: Server, client: httpx.Clien
     assert second.headers["etag"] == first.headers["etag"]
     r = client.get(f"/dicom-image/{file_id}/png", headers={"if-none-match": first.headers["etag"]})
     assert r.status_code == 304
-    rendered = list((server.data_dir / "blobs" / "objects" / "renderings").rglob(f"{file_id}/*"))
-    assert len(rendered) == 1
+    assert len(server.stored_keys(f"renderings/{file_id[:2]}/{file_id}/")) == 1
 
 
 def test_window_override_and_downscale(client: httpx.Client) -> None:

@@ -2,24 +2,35 @@
 
 pydicom reads a header element by element and a frame by seeking to it; given this reader over
 a remote object, it fetches exactly those bytes (in ranged requests), never the whole object.
-Wrapped in an ``io.BufferedReader``, small reads (element headers) are served from one buffer.
+Small reads (element headers, short values) are served from a few cached aligned blocks; a
+large read (a frame, a bulk value) is one request for exactly its bytes.
+
+It is deliberately not an ``io.BufferedReader``: pydicom takes one of those for a local file
+and re-opens it by name to read deferred values.
 """
 
 from __future__ import annotations
 
 import io
+from collections import OrderedDict
 from collections.abc import Callable
+
+BLOCK = 64 * 1024
+_CACHED_BLOCKS = 8
 
 
 class RangedReader(io.RawIOBase):
     """``fetch(start, end)`` returns bytes ``start..end`` of an object of ``size`` bytes."""
 
-    def __init__(self, fetch: Callable[[int, int], bytes], size: int) -> None:
+    def __init__(self, fetch: Callable[[int, int], bytes], size: int, name: str = "") -> None:
         super().__init__()
+        self.name = name  # pydicom names its source in messages
         self._fetch = fetch
         self._size = size
         self._pos = 0
+        self._blocks: OrderedDict[int, bytes] = OrderedDict()
         self.bytes_fetched = 0  # what the reader cost, for tests and metrics
+        self.requests = 0
 
     def readable(self) -> bool:
         return True
@@ -44,13 +55,43 @@ class RangedReader(io.RawIOBase):
         self._pos = pos
         return pos
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        end = min(self._pos + len(buffer), self._size)
+    def _get(self, start: int, end: int) -> bytes:
+        self.requests += 1
+        data = self._fetch(start, end)
+        self.bytes_fetched += len(data)
+        return data
+
+    def _block(self, index: int) -> bytes:
+        block = self._blocks.get(index)
+        if block is None:
+            start = index * BLOCK
+            block = self._get(start, min(start + BLOCK, self._size))
+            self._blocks[index] = block
+            if len(self._blocks) > _CACHED_BLOCKS:
+                self._blocks.popitem(last=False)
+        else:
+            self._blocks.move_to_end(index)
+        return block
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = self._size if size is None or size < 0 else min(self._pos + size, self._size)
         if end <= self._pos:
-            return 0
-        data = self._fetch(self._pos, end)
-        n = len(data)
-        buffer[:n] = data
-        self._pos += n
-        self.bytes_fetched += n
-        return n
+            return b""
+        start = self._pos
+        if end - start > BLOCK:
+            data = self._get(start, end)
+        else:
+            parts = []
+            for index in range(start // BLOCK, (end - 1) // BLOCK + 1):
+                block = self._block(index)
+                lo = max(start - index * BLOCK, 0)
+                hi = min(end - index * BLOCK, len(block))
+                parts.append(block[lo:hi])
+            data = b"".join(parts)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
