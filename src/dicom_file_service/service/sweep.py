@@ -54,4 +54,9 @@ def sweep(ctx: ServiceContext, *, older_than_seconds: float | None = None) -> Sw
                 removed += flush()
     if batch:
         removed += flush()
+    # Direct uploads never completed: no row ever refers to these.
+    for key, mtime in ctx.store.list_keys("uploads"):
+        if mtime < cutoff:
+            ctx.store.delete(key)
+            staged += 1
     return SweepReport(staged_removed=staged, orphans_removed=removed, blobs_checked=checked)

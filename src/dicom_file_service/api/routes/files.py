@@ -131,6 +131,11 @@ async def get_file(
         answers = await files_service.get_attributes_async(ctx, file_id, dicom_tag)
         return json_response(answers[0] if len(answers) == 1 else answers)
     record = await run_in_threadpool(files_service.get_record, ctx, file_id)
+    return await send_stored_file(request, ctx, record)
+
+
+async def send_stored_file(request: Request, ctx: Any, record: Any) -> Response:
+    """The stored bytes with ETag, Range/If-Range, If-None-Match and the file name."""
     etag = f'"{record.sha256}"'
     headers = {
         "etag": etag,
