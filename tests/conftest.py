@@ -71,11 +71,29 @@ def _clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("DICOM_FS_", "AWS_"))}
 
 
+def start_worker(data_dir: Path, env_extra: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``dicom-file-service worker`` in a subprocess (output in ``<data_dir>/../worker.log``)."""
+    env = _clean_environment()
+    env.update(env_extra)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = open(data_dir.parent / "worker.log", "ab")  # noqa: SIM115 - lives with the process
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "dicom_file_service.cli", "worker", "--data-dir", str(data_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    finally:
+        log.close()
+
+
 def start_server(data_dir: Path, env_extra: dict[str, str] | None = None) -> Server:
     """``dicom-file-service serve`` in a subprocess on a free loopback port."""
     port = free_port()
     env = _clean_environment()
     env.update(env_extra or {})
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"server-{port}.log"
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(

@@ -53,7 +53,8 @@ class ProcrastinateQueue:
 
     def enqueue(self, conn: Connection, file_id: str) -> None:
         conn.execute(
-            _DEFER, {"queue": QUEUE, "task": TASK, "args": orjson.dumps({"file_id": file_id})}
+            _DEFER,
+            {"queue": QUEUE, "task": TASK, "args": orjson.dumps({"file_id": file_id}).decode()},
         )
 
     def committed(self) -> None:
