@@ -41,9 +41,9 @@ class IndexDatabase:
             return self.engine.connect()
         except IndexUnavailable:
             raise
-        except DBAPIError as exc:
+        except (DBAPIError, self.engine.dialect.loaded_dbapi.Error) as exc:
             raise IndexUnavailable(
-                f"the index database is unavailable ({type(exc.orig).__name__})"
+                f"the index database is unavailable ({type(exc).__name__})"
             ) from exc
         except PoolTimeout as exc:
             raise IndexUnavailable(

@@ -66,9 +66,9 @@ class HeaderReader:
             raise IndexUnavailable(
                 "the index database has no free connection (all are busy); retry shortly"
             ) from exc
-        except DBAPIError as exc:
+        except (DBAPIError, self._engine.dialect.loaded_dbapi.Error) as exc:
             raise IndexUnavailable(
-                f"the index database is unavailable ({type(exc.orig).__name__})"
+                f"the index database is unavailable ({type(exc).__name__})"
             ) from exc
         if self._postgres:
             # No transaction left open between reads: each read sees the latest commit.
