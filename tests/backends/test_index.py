@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -129,3 +131,43 @@ def test_hot_header_reader_sees_inserts_and_deletes_at_once(engine: Engine) -> N
         assert reader.read("file000000000000000001") is None
     finally:
         reader.close()
+
+
+def test_hot_reads_from_short_lived_threads_leak_no_connections(database_url: str) -> None:
+    """Threads come and go (anyio retires idle ones); connections must not stay with them."""
+    from dicom_file_service.index.database import IndexDatabase
+
+    index = IndexDatabase(database_url, pool_size=2, pool_timeout=2)
+    try:
+        index.upgrade()
+        _insert(index.engine, _values(1))
+        for _ in range(50):  # far more threads than the pool has connections
+            t = threading.Thread(target=index.headers.read, args=("file000000000000000001",))
+            t.start()
+            t.join()
+        pool = index.engine.pool
+        assert pool.checkedout() <= 4  # type: ignore[attr-defined]  # the free list's few
+        assert index.headers.read("file000000000000000001") is not None
+    finally:
+        index.close()
+
+
+def test_an_exhausted_pool_is_index_unavailable(database_url: str) -> None:
+    from dicom_file_service.errors import IndexUnavailable
+    from dicom_file_service.index.database import IndexDatabase
+
+    index = IndexDatabase(database_url, pool_size=1, pool_timeout=0.2)
+    try:
+        index.upgrade()
+        with contextlib.ExitStack() as held:
+            for _ in range(3):  # pool size + overflow, whichever the dialect allows
+                try:
+                    held.enter_context(index.read())
+                except IndexUnavailable:
+                    break
+            with pytest.raises(IndexUnavailable, match="no free connection"):
+                held.enter_context(index.read())
+            with pytest.raises(IndexUnavailable, match="no free connection"):
+                index.headers.read("file000000000000000001")
+    finally:
+        index.close()
