@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection
 
 from dicom_file_service.errors import DuplicateInstance, IndexUnavailable, StorageUnavailable
 from dicom_file_service.index import repository as repo
@@ -143,3 +144,33 @@ def test_a_failure_after_the_commit_never_removes_the_new_file(
     assert not identical.created
     assert identical.record.file_id == new.record.file_id
     assert len(_objects(ctx)) == 1  # the new file only: the old one and the retry's copy went
+
+
+def test_a_commit_of_unknown_outcome_keeps_the_blob_for_sweep(
+    ctx: ServiceContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection dies during COMMIT: the row may exist, so its blob must stay; if the
+    row does not exist, sweep removes the blob later."""
+    from contextlib import contextmanager
+
+    from dicom_file_service.errors import CommitOutcomeUnknown
+    from dicom_file_service.service.sweep import sweep
+
+    real = ctx.index.transaction
+
+    @contextmanager
+    def commit_lost():  # type: ignore[no-untyped-def]
+        with real() as conn:
+            transaction = conn.get_transaction()
+            yield conn
+            assert transaction is not None
+            transaction.rollback()  # the server never saw the COMMIT
+        raise CommitOutcomeUnknown("the connection died during COMMIT")
+
+    monkeypatch.setattr(ctx.index, "transaction", commit_lost)
+    with pytest.raises(CommitOutcomeUnknown):
+        ingest_path(ctx, _file(tmp_path, copy_with_new_uid(data_file("CT_small.dcm"))))
+    assert len(_objects(ctx)) == 1  # kept: for all the service knows, a row refers to it
+    monkeypatch.undo()
+    assert sweep(ctx, older_than_seconds=0).orphans_removed == 1  # no row did
+    assert _objects(ctx) == []
