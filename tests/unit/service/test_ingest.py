@@ -159,7 +159,7 @@ def test_a_commit_of_unknown_outcome_keeps_the_blob_for_sweep(
     real = ctx.index.transaction
 
     @contextmanager
-    def commit_lost():  # type: ignore[no-untyped-def]
+    def commit_lost() -> Iterator[Connection]:
         with real() as conn:
             transaction = conn.get_transaction()
             yield conn
