@@ -10,6 +10,7 @@ file, an unterminated sequence, or a file that is not DICOM at all is refused wi
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import struct
@@ -59,6 +60,11 @@ class ParsedInstance:
     has_pixel_data: bool
     header: dict[str, Any]
     bulk_lengths: dict[str, int]
+    # Where each frame of encapsulated multi-frame pixel data lies, as pydicom's extended
+    # offsets (PS3.5 A.4, (7FE0,0001) Extended Offset Table and (7FE0,0002) its lengths):
+    # offsets from the first fragment's item tag, then lengths, each "<Q" packed; None when
+    # frames and fragments are not one to one (pydicom then follows the Basic Offset Table).
+    frame_table: bytes | None = None
 
 
 def parse_file(path: str | os.PathLike[str], *, bulk_data_uri_prefix: str) -> ParsedInstance:
@@ -98,12 +104,30 @@ def _parse(path: str | os.PathLike[str], bulk_data_uri_prefix: str) -> ParsedIns
             "the file describes an image (Image Pixel module: Rows, Columns, ...) but ends "
             "before its Pixel Data (7FE0,0010): it is truncated"
         )
+    fragments: list[tuple[int, int]] = []
     if pixel is not None:
-        tag, vr, length = pixel
+        tag, vr, length, fragments = pixel
         key = f"{tag:08X}"
         header[key] = {"vr": vr, "BulkDataURI": f"{bulk_data_uri_prefix}/{key}"}
         bulk_lengths[key] = length
-    return _instance(ds, header, bulk_lengths, has_pixels=pixel is not None)
+    instance = _instance(ds, header, bulk_lengths, has_pixels=pixel is not None)
+    table = _frame_table(fragments, instance.number_of_frames)
+    return dataclasses.replace(instance, frame_table=table) if table else instance
+
+
+_MAX_FRAME_TABLE = 1_000_000
+
+
+def _frame_table(items: list[tuple[int, int]], frames: int) -> bytes | None:
+    """Extended offsets of frames that are one fragment each (``items`` starts with the
+    Basic Offset Table's item)."""
+    fragments = items[1:]
+    if frames < 2 or len(fragments) != frames or frames > _MAX_FRAME_TABLE:
+        return None
+    first = fragments[0][0]
+    offsets = [pos - first for pos, _ in fragments]
+    lengths = [length for _, length in fragments]
+    return struct.pack(f"<{frames}Q", *offsets) + struct.pack(f"<{frames}Q", *lengths)
 
 
 def _read_header(f: BinaryIO, size: int) -> Dataset:
@@ -138,7 +162,9 @@ def _is_deflated(ds: Dataset) -> bool:
     return meta is not None and str(meta.get("TransferSyntaxUID", "")) == _DEFLATED
 
 
-def _read_deflated(f: BinaryIO) -> tuple[Dataset, tuple[int, str, int] | None]:
+def _read_deflated(
+    f: BinaryIO,
+) -> tuple[Dataset, tuple[int, str, int, list[tuple[int, int]]] | None]:
     """Deflated files can't be read by offset: pydicom inflates them whole (they are small)."""
     f.seek(0)
     try:
@@ -146,7 +172,7 @@ def _read_deflated(f: BinaryIO) -> tuple[Dataset, tuple[int, str, int] | None]:
         for tag in _PIXEL_TAGS:
             if tag in ds:
                 elem = ds[tag]
-                return ds, (tag, elem.VR, len(elem.value or b""))
+                return ds, (tag, elem.VR, len(elem.value or b""), [])
     except Exception as exc:  # zlib and pydicom errors on a corrupt deflated stream
         raise InvalidDicom(f"the deflated dataset cannot be inflated: {_reason(exc)}") from exc
     return ds, None
@@ -249,8 +275,11 @@ def _check_deferred_values(ds: Dataset, size: int) -> None:
             )
 
 
-def _check_pixel_element(f: BinaryIO, ds: Dataset, size: int) -> tuple[int, str, int] | None:
-    """Walk the pixel data element's framing; returns (tag, VR, value length) or None."""
+def _check_pixel_element(
+    f: BinaryIO, ds: Dataset, size: int
+) -> tuple[int, str, int, list[tuple[int, int]]] | None:
+    """Walk the pixel data element's framing; returns (tag, VR, value length, items) or
+    None; ``items`` are the (position, length) of each item of encapsulated pixel data."""
     start = f.tell()
     implicit, endian = _encoding(ds)
     head = _read_element_header(f, start, implicit, endian)
@@ -267,14 +296,18 @@ def _check_pixel_element(f: BinaryIO, ds: Dataset, size: int) -> tuple[int, str,
             )
         _check_pixel_size(ds, length)
         f.seek(value_at + length)
-        return tag, vr, length
-    walked = _walk_encapsulated(f, value_at, size, endian)
+        return tag, vr, length, []
+    items: list[tuple[int, int]] = []
+    walked = _walk_encapsulated(f, value_at, size, endian, items)
     f.seek(value_at + walked + 8)
-    return tag, vr, walked
+    return tag, vr, walked, items
 
 
-def _walk_encapsulated(f: BinaryIO, at: int, size: int, endian: str) -> int:
-    """Follow the items of encapsulated pixel data to its Sequence Delimitation Item."""
+def _walk_encapsulated(
+    f: BinaryIO, at: int, size: int, endian: str, items: list[tuple[int, int]]
+) -> int:
+    """Follow the items of encapsulated pixel data to its Sequence Delimitation Item,
+    noting each item's (position, length) in ``items``."""
     pos = at
     while True:
         f.seek(pos)
@@ -292,6 +325,7 @@ def _walk_encapsulated(f: BinaryIO, at: int, size: int, endian: str) -> int:
                 f"the encapsulated pixel data is malformed at byte {pos}: expected an item "
                 f"tag (FFFE,E000), found ({group:04X},{element:04X})"
             )
+        items.append((pos, length))
         pos += 8 + length
         if pos > size:
             raise InvalidDicom(

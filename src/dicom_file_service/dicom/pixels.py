@@ -90,7 +90,15 @@ def transfer_syntax(ds: Dataset) -> UID:
     return ExplicitVRLittleEndian if little or little is None else ExplicitVRBigEndian
 
 
-def decode_frame(f: BinaryIO, ds: Dataset, frame: int, *, max_pixels: int, start: int = 0) -> Frame:
+def decode_frame(
+    f: BinaryIO,
+    ds: Dataset,
+    frame: int,
+    *,
+    max_pixels: int,
+    start: int = 0,
+    frame_table: bytes | None = None,
+) -> Frame:
     """Decode the 1-based ``frame`` of the file ``f`` whose header ``read_header`` returned.
 
     ``start`` is the offset in ``f`` where the DICOM file begins (for deflated files, which
@@ -134,6 +142,9 @@ def decode_frame(f: BinaryIO, ds: Dataset, frame: int, *, max_pixels: int, start
             )
             if pixel_vr is not None:
                 opts["pixel_vr"] = pixel_vr
+            if frame_table is not None and tsyntax.is_encapsulated:
+                half = len(frame_table) // 2  # offsets, then lengths (parse.frame_table)
+                opts["extended_offsets"] = (frame_table[:half], frame_table[half:])
             arr, props = decoder.as_array(f, index=frame - 1, raw=False, **opts)
         else:
             arr, props = decoder.as_array(full, index=frame - 1, raw=False)

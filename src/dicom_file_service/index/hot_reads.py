@@ -37,6 +37,11 @@ class StoredHeader(NamedTuple):
     bulk_lengths: bytes  # JSON {bulk path: length}
 
 
+class StoredLocation(NamedTuple):
+    blob_key: str
+    frame_table: bytes | None  # dicom.parse.frame_table, for encapsulated multi-frame data
+
+
 class HeaderReader:
     """``read(file_id)`` → the stored header (JSON, span index, bulk lengths) or None;
     ``blob_key(file_id)`` → where its bytes are, or None (the file does not exist)."""
@@ -47,7 +52,7 @@ class HeaderReader:
         header = select(instances.c.header, instances.c.header_index, instances.c.bulk_lengths)
         compiled = header.where(by_id).compile(dialect=engine.dialect)
         self._sql = str(compiled)
-        blob = select(instances.c.blob_key).where(by_id)
+        blob = select(instances.c.blob_key, instances.c.frame_table).where(by_id)
         self._blob_sql = str(blob.compile(dialect=engine.dialect))
         self._positional = bool(compiled.positional)
         self._postgres = engine.dialect.name == "postgresql"
@@ -95,8 +100,15 @@ class HeaderReader:
         return await anyio.to_thread.run_sync(self.read, file_id)
 
     def blob_key(self, file_id: str) -> str | None:
+        found = self.locate(file_id)
+        return found.blob_key if found is not None else None
+
+    def locate(self, file_id: str) -> StoredLocation | None:
+        """Where the file's bytes are and where its frames lie in them."""
         row = self._fetch(self._blob_sql, file_id)
-        return str(row[0]) if row is not None else None
+        if row is None:
+            return None
+        return StoredLocation(str(row[0]), bytes(row[1]) if row[1] is not None else None)
 
     def _fetch(self, sql: str, file_id: str) -> Any:
         params: Any = (file_id,) if self._positional else {"file_id": file_id}

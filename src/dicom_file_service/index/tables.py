@@ -46,6 +46,9 @@ instances = Table(
     Column("header", LargeBinary, nullable=False),
     Column("header_index", LargeBinary, nullable=False),
     Column("bulk_lengths", LargeBinary, nullable=False),
+    # Extended offsets of encapsulated multi-frame pixel data (dicom.parse.frame_table), so
+    # one frame is read without walking the fragments before it.
+    Column("frame_table", LargeBinary, nullable=True),
 )
 
 Index("ix_instances_study", instances.c.study_instance_uid)

@@ -88,6 +88,7 @@ def _index(
         "header": header_json,
         "header_index": header_index,
         "bulk_lengths": orjson.dumps(parsed.bulk_lengths),
+        "frame_table": parsed.frame_table,
     }
     if not overwrite:
         # The common case is one INSERT: the unique constraint, not a prior read inside the

@@ -37,8 +37,8 @@ def cached_rendering(ctx: ServiceContext, file_id: str, options: RenderOptions) 
 
 def render_blocking(ctx: ServiceContext, file_id: str, options: RenderOptions) -> Rendering:
     """Return the cached rendering or make, cache and return it (blocking; run in the pool)."""
-    blob_key = ctx.index.headers.blob_key(file_id) if ids.is_valid_file_id(file_id) else None
-    if blob_key is None:
+    found = ctx.index.headers.locate(file_id) if ids.is_valid_file_id(file_id) else None
+    if found is None:
         raise not_found(file_id)
     etag = rendering_etag(file_id, options)
     key = options.cache_key()
@@ -46,8 +46,13 @@ def render_blocking(ctx: ServiceContext, file_id: str, options: RenderOptions) -
     if cached is not None:
         return Rendering(etag=etag, data=cached)
     try:
-        with ctx.store.open_reader(blob_key) as source:
-            png = render_png(source, options, max_pixels=ctx.settings.max_decoded_pixels)
+        with ctx.store.open_reader(found.blob_key) as source:
+            png = render_png(
+                source,
+                options,
+                max_pixels=ctx.settings.max_decoded_pixels,
+                frame_table=found.frame_table,
+            )
     except BlobNotFound as exc:  # deleted while we looked
         raise not_found(file_id) from exc
     ctx.renders.put(file_id, key, png)  # a cache: it can be rendered again

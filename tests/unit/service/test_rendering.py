@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from dicom_file_service.dicom.render import RenderOptions
@@ -14,8 +17,11 @@ from dicom_file_service.service import rendering
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.ingest import ingest_path
 from dicom_file_service.settings import Settings
+from dicom_file_service.storage.ranged_reader import BLOCK
 from tests.api.dicom_factory import copy_with_new_uid
+from tests.conftest import new_bucket_name
 from tests.datafiles import data_file
+from tests.s3server import S3Server
 
 
 @pytest.fixture
@@ -54,8 +60,8 @@ def test_a_delete_during_a_render_leaves_no_cached_rendering(
     file_id = _stored(ctx, tmp_path)
     real = rendering.render_png
 
-    def render_while_deleted(source: object, options: RenderOptions, *, max_pixels: int) -> bytes:
-        png = real(source, options, max_pixels=max_pixels)  # type: ignore[arg-type]
+    def render_while_deleted(source: object, options: RenderOptions, **kwargs: Any) -> bytes:
+        png = real(source, options, **kwargs)  # type: ignore[arg-type]
         files_service.delete_file(ctx, file_id)  # lands between the render and the cache write
         return png
 
@@ -63,3 +69,78 @@ def test_a_delete_during_a_render_leaves_no_cached_rendering(
     with pytest.raises(FileNotFound):
         rendering.render_blocking(ctx, file_id, RenderOptions())
     assert rendering.cached_rendering(ctx, file_id, RenderOptions()) is None
+
+
+def _multiframe(tmp_path: Path, frames: int, *, compressed: bool) -> Path:
+    """A ``frames``-frame 64 x 64 MONOCHROME2 file; RLE Lossless (one fragment a frame) when
+    ``compressed``. Each frame's pixels are its own number, so a wrong frame shows."""
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7.2"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality = "OT"
+    ds.Rows = ds.Columns = 64
+    ds.NumberOfFrames = frames
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    arr = np.repeat(np.arange(1, frames + 1, dtype="<u2"), 64 * 64).reshape(frames, 64, 64)
+    noise = np.random.default_rng(7).integers(0, 4096, size=(frames, 32, 64), dtype="<u2")
+    arr[:, 32:, :] = noise  # the lower half incompressible: frames of a realistic size
+    ds.PixelData = arr.tobytes()
+    if compressed:
+        from pydicom.encaps import encapsulate, generate_frames
+
+        ds.compress(RLELossless, arr)
+        # No Basic Offset Table (as many modalities write): only offsets captured at ingest
+        # tell where frame N starts without walking the fragments before it.
+        fragments = list(generate_frames(ds.PixelData, number_of_frames=frames))
+        ds.PixelData = encapsulate(fragments, has_bot=False)
+    path = tmp_path / f"multi-{frames}-{compressed}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["native", "rle"])
+def test_one_frame_of_a_file_in_s3_costs_the_header_and_that_frame(
+    s3_server: S3Server, tmp_path: Path, compressed: bool
+) -> None:
+    """Frame N of a multi-frame file in S3 is read by ranged GETs of the header and that
+    frame's bytes (offsets captured at ingest), never by fetching the whole object."""
+    env = s3_server.env(new_bucket_name(), "frames")
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        settings = Settings(data_dir=tmp_path / "data")
+    context = ServiceContext.create(settings)
+    try:
+        source = _multiframe(tmp_path, 300, compressed=compressed)
+        file_id = ingest_path(context, source).record.file_id
+        size = source.stat().st_size
+        fetched: list[int] = []
+        real = context.store.read_range
+
+        def counting(key: str, start: int, end: int) -> bytes:
+            data = real(key, start, end)
+            fetched.append(len(data))
+            return data
+
+        options = RenderOptions(frame=280, window_center=280, window_width=2)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(context.store, "read_range", counting)
+            png = rendering.render_blocking(context, file_id, options).data
+        assert size > 1_000_000
+        assert sum(fetched) <= 4 * BLOCK, (sum(fetched), size)  # header, frame: a block each
+        assert len(fetched) <= 4
+        from PIL import Image
+
+        img = np.asarray(Image.open(io.BytesIO(png)))
+        assert img[10, 10] == 255  # frame 280 holds 280: white in this window, 279 is black
+    finally:
+        context.close()
