@@ -347,7 +347,9 @@ def machine() -> dict[str, Any]:
             ),
             "",
         )
-    orthanc = subprocess.run([ORTHANC, "--version"], capture_output=True, text=True).stdout
+    orthanc = ""
+    if Path(ORTHANC).exists():
+        orthanc = subprocess.run([ORTHANC, "--version"], capture_output=True, text=True).stdout
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from tests.api.dicom_factory import copy_with_new_uid
@@ -18,7 +20,10 @@ def test_delete_removes_everything(server: Server, client: httpx.Client) -> None
         keys = server.stored_keys("instances") + server.stored_keys("renderings")
         return [k for k in keys if file_id in k]
 
-    assert len(stored()) == 2  # the file and its rendering
+    deadline = time.monotonic() + 10  # the rendering is cached just after the answer
+    while len(stored()) < 2:  # the file and its rendering
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     r = client.delete(f"/dicom-image/{file_id}")
     assert r.status_code == 204 and r.content == b""
     assert stored() == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import httpx
 import numpy as np
@@ -42,6 +43,10 @@ def test_png_is_cached_immutable_and_etagged(server: Server, client: httpx.Clien
     assert second.headers["etag"] == first.headers["etag"]
     r = client.get(f"/dicom-image/{file_id}/png", headers={"if-none-match": first.headers["etag"]})
     assert r.status_code == 304
+    deadline = time.monotonic() + 10  # the cache is written just after the first answer
+    while not server.stored_keys(f"renderings/{file_id[:2]}/{file_id}/"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     assert len(server.stored_keys(f"renderings/{file_id[:2]}/{file_id}/")) == 1
 
 

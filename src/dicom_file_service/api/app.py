@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastPaths:
         try:
             yield
         finally:
+            await ctx.index.headers.aclose()
             ctx.close()
 
     app = FastAPI(

@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dicom_file_service.api.problems import problem_response, service_error_response
@@ -26,7 +25,7 @@ from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.errors import ServiceError
 from dicom_file_service.service import files as files_service
 from dicom_file_service.service.context import ServiceContext
-from dicom_file_service.service.rendering import cached_rendering, rendering_etag
+from dicom_file_service.service.rendering import cached_rendering_async, rendering_etag
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ class FastPaths:
             return False
         ctx: ServiceContext = self.state.ctx
         try:
-            body = await run_in_threadpool(cached_rendering, ctx, file_id, options)
+            body = await cached_rendering_async(ctx, file_id, options)
         except ServiceError:  # the store is unavailable: the route reports it
             return False
         if body is None:

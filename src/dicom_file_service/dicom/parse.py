@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from dicom_file_service.dicom.dicom_json import BULK_THRESHOLD, dataset_to_json
-from dicom_file_service.errors import InvalidDicom, MissingIdentity, TagNotFound
+from dicom_file_service.errors import InvalidDicom, MissingIdentity, ServiceError, TagNotFound
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _HEX8 = re.compile(r"^[0-9A-F]{8}$")
@@ -452,6 +452,8 @@ def read_bulk_value(source: BinaryIO, location: str) -> bytes:
         value = dataset[int(steps[-1], 16)].value
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise TagNotFound(f"the file has no bulk data at {location!r}") from exc
+    except ServiceError:  # the store failed beneath the reader: not the file's fault
+        raise
     except Exception as exc:  # the stored file was validated at ingest; be safe anyway
         raise InvalidDicom(f"the stored file cannot be read: {_reason(exc)}") from exc
     if not isinstance(value, bytes | bytearray):

@@ -33,6 +33,7 @@ from dicom_file_service.errors import (
     ImageTooLarge,
     InvalidDicom,
     NoPixelData,
+    ServiceError,
     UndecodablePixelData,
 )
 
@@ -64,6 +65,8 @@ def read_header(f: BinaryIO) -> Dataset:
     """Everything before the pixel data; ``f`` is left at the pixel data element's tag."""
     try:
         return dcmread(f, stop_before_pixels=True, force=True)
+    except ServiceError:  # the store failed beneath the reader: not the file's fault
+        raise
     except Exception as exc:  # pydicom raises many types on malformed input
         raise InvalidDicom(f"cannot read the DICOM header: {exc}") from exc
 
@@ -114,6 +117,8 @@ def decode_frame(
         f.seek(start)
         try:
             full = dcmread(f, force=True)
+        except ServiceError:  # the store failed beneath the reader: not the file's fault
+            raise
         except Exception as exc:
             raise UndecodablePixelData(
                 f"{_ts_name(tsyntax)}: cannot inflate: {_reason(exc)}"
@@ -152,6 +157,8 @@ def decode_frame(
         raise UndecodablePixelData(
             f"{_ts_name(tsyntax)}: no decoder for this transfer syntax ({_reason(exc)})"
         ) from exc
+    except ServiceError:  # the store failed beneath the reader: not the file's fault
+        raise
     except BaseException as exc:  # decoders and plugins raise anything on bad streams
         # Rust-based plugins (pylibjpeg-rle) panic with pyo3's PanicException, which is a
         # BaseException; interpreter exits and interrupts are let through.
@@ -207,6 +214,8 @@ def _check_size(ds: Dataset, tsyntax: UID, max_pixels: int) -> None:
         rows = int(ds.Rows)
         columns = int(ds.Columns)
         samples = int(ds.get("SamplesPerPixel") or 1)
+    except ServiceError:  # the store failed beneath the reader: not the file's fault
+        raise
     except Exception as exc:
         raise UndecodablePixelData(
             f"{_ts_name(tsyntax)}: (0028,0010) Rows, (0028,0011) Columns or (0028,0002) "

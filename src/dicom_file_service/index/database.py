@@ -26,7 +26,7 @@ class IndexDatabase:
         self.engine: Engine = create_index_engine(
             url, pool_size=pool_size, pool_timeout=pool_timeout
         )
-        self.headers = HeaderReader(self.engine)
+        self.headers = HeaderReader(self.engine, pool_size=pool_size, pool_timeout=pool_timeout)
 
     @property
     def dialect(self) -> str:

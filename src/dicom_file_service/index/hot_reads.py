@@ -13,7 +13,8 @@ the list keeps at most ``keep`` idle, the rest go back to the pool. Errors are c
 discarded and the read retried once on a fresh one.
 
 Where the database is embedded (SQLite), a point read is cheaper than a hop to a worker
-thread, so ``read_async`` runs it inline; a networked database is read from a worker thread.
+thread, so ``read_async`` runs it inline; PostgreSQL is read on async connections from the
+event loop itself (``index.async_reads``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from dicom_file_service.errors import IndexUnavailable
+from dicom_file_service.index.async_reads import AsyncPointReads
 from dicom_file_service.index.tables import instances
 
 
@@ -39,6 +41,7 @@ class StoredHeader(NamedTuple):
 
 class StoredLocation(NamedTuple):
     blob_key: str
+    size: int
     frame_table: bytes | None  # dicom.parse.frame_table, for encapsulated multi-frame data
 
 
@@ -46,13 +49,16 @@ class HeaderReader:
     """``read(file_id)`` → the stored header (JSON, span index, bulk lengths) or None;
     ``blob_key(file_id)`` → where its bytes are, or None (the file does not exist)."""
 
-    def __init__(self, engine: Engine, *, keep: int = 4) -> None:
+    def __init__(
+        self, engine: Engine, *, keep: int = 4, pool_size: int = 10, pool_timeout: float = 10.0
+    ) -> None:
         self._engine = engine
         by_id = instances.c.file_id == bindparam("file_id")
         header = select(instances.c.header, instances.c.header_index, instances.c.bulk_lengths)
         compiled = header.where(by_id).compile(dialect=engine.dialect)
         self._sql = str(compiled)
-        blob = select(instances.c.blob_key, instances.c.frame_table).where(by_id)
+        blob = select(instances.c.blob_key, instances.c.size, instances.c.frame_table)
+        blob = blob.where(by_id)
         self._blob_sql = str(blob.compile(dialect=engine.dialect))
         self._positional = bool(compiled.positional)
         self._postgres = engine.dialect.name == "postgresql"
@@ -60,6 +66,10 @@ class HeaderReader:
         self._idle: list[Any] = []
         self._keep = keep
         self._lock = threading.Lock()
+        self._async: AsyncPointReads | None = None
+        if self._postgres:
+            conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._async = AsyncPointReads(conninfo, max_size=pool_size, timeout=pool_timeout)
 
     def _take(self) -> Any:
         with self._lock:
@@ -97,6 +107,11 @@ class HeaderReader:
         """``read`` for the event loop: inline where it cannot block, else in a thread."""
         if self._inline:
             return self.read(file_id)
+        if self._async is not None:
+            row = await self._async.fetch_one(self._sql, {"file_id": file_id})
+            return (
+                None if row is None else StoredHeader(bytes(row[0]), bytes(row[1]), bytes(row[2]))
+            )
         return await anyio.to_thread.run_sync(self.read, file_id)
 
     def blob_key(self, file_id: str) -> str | None:
@@ -108,7 +123,8 @@ class HeaderReader:
         row = self._fetch(self._blob_sql, file_id)
         if row is None:
             return None
-        return StoredLocation(str(row[0]), bytes(row[1]) if row[1] is not None else None)
+        table = bytes(row[2]) if row[2] is not None else None
+        return StoredLocation(str(row[0]), int(row[1]), table)
 
     def _fetch(self, sql: str, file_id: str) -> Any:
         params: Any = (file_id,) if self._positional else {"file_id": file_id}
@@ -147,3 +163,8 @@ class HeaderReader:
 
     def close(self) -> None:
         self._discard_idle()
+
+    async def aclose(self) -> None:
+        """Close what the event loop holds (the async connections)."""
+        if self._async is not None:
+            await self._async.close()

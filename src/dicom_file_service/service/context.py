@@ -42,6 +42,7 @@ class ServiceContext:
     renders: RenderCache
     jobs: PrerenderQueue
     cpu_pool: ThreadPoolExecutor = field(repr=False)
+    cache_writer: ThreadPoolExecutor = field(repr=False)
 
     @classmethod
     def create(cls, settings: Settings, *, migrate: bool = True) -> ServiceContext:
@@ -70,6 +71,7 @@ class ServiceContext:
             renders=BlobRenderCache(store),
             jobs=jobs,
             cpu_pool=pool,
+            cache_writer=ThreadPoolExecutor(max_workers=2, thread_name_prefix="cache-writer"),
         )
 
     async def run_cpu(self, fn: Callable[[], T], *, time_limit: float | None = None) -> T:
@@ -90,4 +92,5 @@ class ServiceContext:
     def close(self) -> None:
         self.jobs.close()
         self.cpu_pool.shutdown(wait=False, cancel_futures=True)
+        self.cache_writer.shutdown(wait=True)  # a few small writes: let them land
         self.index.close()

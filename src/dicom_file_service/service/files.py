@@ -94,7 +94,7 @@ def bulk_value(ctx: ServiceContext, file_id: str, location: str) -> bytes:
     """The bytes behind a BulkDataURI of the stored header (read from the stored file)."""
     record = get_record(ctx, file_id)
     try:
-        with ctx.store.open_reader(record.blob_key) as f:
+        with ctx.store.open_reader(record.blob_key, record.size) as f:
             return read_bulk_value(f, location.upper())
     except BlobNotFound as exc:  # deleted meanwhile
         raise not_found(file_id) from exc

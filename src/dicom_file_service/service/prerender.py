@@ -36,7 +36,7 @@ def prerender(ctx: ServiceContext, file_id: str) -> None:
     render, is done (nothing to retry); an unavailable store or index raises (retried)."""
     for options in prerendered_options(ctx):
         try:
-            render_blocking(ctx, file_id, options)
+            render_blocking(ctx, file_id, options, cache_later=False)
         except FileNotFound:
             return
         except BadRequest as exc:  # no pixel data, undecodable: the on-demand route says so

@@ -8,6 +8,7 @@ one frame it shows, never the whole object.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from dicom_file_service.dicom.render import RenderOptions, render_png
@@ -15,6 +16,8 @@ from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.files import not_found
 from dicom_file_service.storage import BlobNotFound
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,23 @@ def cached_rendering(ctx: ServiceContext, file_id: str, options: RenderOptions) 
     return ctx.renders.get(file_id, options.cache_key())
 
 
-def render_blocking(ctx: ServiceContext, file_id: str, options: RenderOptions) -> Rendering:
-    """Return the cached rendering or make, cache and return it (blocking; run in the pool)."""
+async def cached_rendering_async(
+    ctx: ServiceContext, file_id: str, options: RenderOptions
+) -> bytes | None:
+    """``cached_rendering`` for the event loop (the fast path)."""
+    if not ids.is_valid_file_id(file_id):
+        return None
+    return await ctx.renders.get_async(file_id, options.cache_key())
+
+
+def render_blocking(
+    ctx: ServiceContext, file_id: str, options: RenderOptions, *, cache_later: bool = True
+) -> Rendering:
+    """Return the cached rendering or make, cache and return it (blocking; run in the pool).
+
+    With ``cache_later`` the new rendering is written to the cache after the answer, by the
+    cache writer (an object PUT need not delay the response); otherwise before returning.
+    """
     found = ctx.index.headers.locate(file_id) if ids.is_valid_file_id(file_id) else None
     if found is None:
         raise not_found(file_id)
@@ -46,7 +64,7 @@ def render_blocking(ctx: ServiceContext, file_id: str, options: RenderOptions) -
     if cached is not None:
         return Rendering(etag=etag, data=cached)
     try:
-        with ctx.store.open_reader(found.blob_key) as source:
+        with ctx.store.open_reader(found.blob_key, found.size) as source:
             png = render_png(
                 source,
                 options,
@@ -55,9 +73,20 @@ def render_blocking(ctx: ServiceContext, file_id: str, options: RenderOptions) -
             )
     except BlobNotFound as exc:  # deleted while we looked
         raise not_found(file_id) from exc
-    ctx.renders.put(file_id, key, png)  # a cache: it can be rendered again
-    if ctx.index.headers.blob_key(file_id) is None:
-        # Deleted while rendering: its renderings went before this one was written.
-        ctx.renders.delete(file_id, key)
+    if ctx.index.headers.blob_key(file_id) is None:  # deleted while rendering
         raise not_found(file_id)
+    if cache_later:
+        ctx.cache_writer.submit(_cache, ctx, file_id, key, png)
+    else:
+        _cache(ctx, file_id, key, png)
     return Rendering(etag=etag, data=png)
+
+
+def _cache(ctx: ServiceContext, file_id: str, key: str, png: bytes) -> None:
+    """Keep a rendering, unless its file was deleted meanwhile (whose renderings went)."""
+    try:
+        ctx.renders.put(file_id, key, png)  # a cache: it can be rendered again
+        if ctx.index.headers.blob_key(file_id) is None:
+            ctx.renders.delete(file_id, key)
+    except Exception:  # a cache: a failure costs a later render, never an answer
+        log.warning("could not cache a rendering", exc_info=True, extra={"file_id": file_id})

@@ -36,6 +36,10 @@ class BlobStore(Protocol):
         """The whole object (meant for small ones: renderings). Raises BlobNotFound."""
         ...
 
+    async def get_bytes_async(self, key: str) -> bytes:
+        """``get_bytes`` for the event loop, without a worker thread where the backend can."""
+        ...
+
     def read_range(self, key: str, start: int, end: int) -> bytes:
         """Bytes ``start`` to ``end`` (exclusive), shorter at the end of the object."""
         ...
@@ -47,9 +51,10 @@ class BlobStore(Protocol):
         Raises BlobNotFound before the first chunk when the object is absent."""
         ...
 
-    def open_reader(self, key: str) -> BinaryIO:
+    def open_reader(self, key: str, size: int | None = None) -> BinaryIO:
         """A seekable reader that fetches only the bytes it is asked for (ranged reads on a
-        remote store). Raises BlobNotFound."""
+        remote store). ``size``, when the caller knows it, saves asking the store. Raises
+        BlobNotFound (on a remote store, possibly only at the first read)."""
         ...
 
     def size(self, key: str) -> int:

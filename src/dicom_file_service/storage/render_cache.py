@@ -18,6 +18,10 @@ class RenderCache(Protocol):
         """The cached rendering, or None."""
         ...
 
+    async def get_async(self, file_id: str, key: str) -> bytes | None:
+        """``get`` for the event loop (the fast path of cached renderings)."""
+        ...
+
     def put(self, file_id: str, key: str, png: bytes) -> None: ...
 
     def delete(self, file_id: str, key: str) -> None: ...
@@ -43,6 +47,12 @@ class BlobRenderCache:
     def get(self, file_id: str, key: str) -> bytes | None:
         try:
             return self._store.get_bytes(self._key(file_id, key))
+        except BlobNotFound:
+            return None
+
+    async def get_async(self, file_id: str, key: str) -> bytes | None:
+        try:
+            return await self._store.get_bytes_async(self._key(file_id, key))
         except BlobNotFound:
             return None
 

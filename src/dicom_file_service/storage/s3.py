@@ -25,7 +25,7 @@ from obstore.exceptions import BaseError as ObstoreError
 from obstore.exceptions import NotFoundError
 from obstore.store import S3Store
 
-from dicom_file_service.errors import StorageUnavailable
+from dicom_file_service.errors import FileNotFound, StorageUnavailable
 from dicom_file_service.storage.base import BlobNotFound
 from dicom_file_service.storage.ranged_reader import RangedReader
 
@@ -122,6 +122,17 @@ class S3BlobStore:
     def get_bytes(self, key: str) -> bytes:
         return self._call(key, lambda: bytes(obstore.get(self._store, key).bytes()))
 
+    async def get_bytes_async(self, key: str) -> bytes:
+        try:
+            result = await obstore.get_async(self._store, key)
+            return bytes(await result.bytes_async())
+        except (FileNotFoundError, NotFoundError) as exc:
+            raise BlobNotFound(key) from exc
+        except (ObstoreError, OSError, RuntimeError) as exc:
+            raise StorageUnavailable(
+                f"the object store is unavailable ({type(exc).__name__})"
+            ) from exc
+
     def read_range(self, key: str, start: int, end: int) -> bytes:
         if end <= start:
             return b""
@@ -149,9 +160,17 @@ class S3BlobStore:
             yield self.read_range(key, pos, pos + n)
             pos += n
 
-    def open_reader(self, key: str) -> BinaryIO:
-        size = self.size(key)
-        return RangedReader(lambda start, end: self.read_range(key, start, end), size)  # type: ignore[return-value]
+    def open_reader(self, key: str, size: int | None = None) -> BinaryIO:
+        if size is None:
+            size = self.size(key)
+        return RangedReader(lambda start, end: self._read_existing(key, start, end), size)  # type: ignore[return-value]
+
+    def _read_existing(self, key: str, start: int, end: int) -> bytes:
+        """A read of an object the index says exists: its absence is the file's (a 404)."""
+        try:
+            return self.read_range(key, start, end)
+        except BlobNotFound as exc:
+            raise FileNotFound("the stored file is missing from the object store") from exc
 
     def size(self, key: str) -> int:
         return int(self._call(key, lambda: obstore.head(self._store, key))["size"])

@@ -39,7 +39,7 @@ def _stored(ctx: ServiceContext, tmp_path: Path) -> str:
 
 def test_render_is_cached_then_served_from_the_cache(ctx: ServiceContext, tmp_path: Path) -> None:
     file_id = _stored(ctx, tmp_path)
-    first = rendering.render_blocking(ctx, file_id, RenderOptions())
+    first = rendering.render_blocking(ctx, file_id, RenderOptions(), cache_later=False)
     assert first.data is not None
     assert first.data.startswith(b"\x89PNG")
     cached = rendering.cached_rendering(ctx, file_id, RenderOptions())
