@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     aws_region: str = Field(
         default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
     )
+    s3_presign_endpoint_url: str | None = Field(
+        default=None,
+        description="The S3 endpoint as clients reach it, for presigned URLs, where it differs "
+        "from AWS_ENDPOINT_URL (e.g. an internal host name); default: AWS_ENDPOINT_URL.",
+    )
     s3_timeout_seconds: float = Field(
         default=30.0, gt=0, description="Time one S3 request may take before it is an outage."
     )

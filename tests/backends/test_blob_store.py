@@ -203,3 +203,14 @@ def test_s3_presigned_urls_round_trip_and_are_bound_to_their_object(
     ):
         assert httpx.get(forged).status_code == 403
     assert httpx.put(get_url, content=b"overwrite").status_code == 403  # GET's URL, PUT
+
+
+def test_s3_presigns_for_the_endpoint_clients_reach(s3_server: S3Server) -> None:
+    """Behind a proxy or in containers the service reaches the store under another name than
+    its clients do; presigned URLs are signed for the clients' one."""
+    public = s3_server.endpoint.replace("127.0.0.1", "localhost")
+    store = s3_store(s3_server, DICOM_FS_S3_PRESIGN_ENDPOINT_URL=public)
+    store.put_bytes("instances/pu/public", b"reachable")
+    url = store.presign("GET", "instances/pu/public", timedelta(seconds=60))
+    assert url is not None and url.startswith(public + "/")
+    assert httpx.get(url).content == b"reachable"

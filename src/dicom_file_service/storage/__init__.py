@@ -46,6 +46,7 @@ def open_blob_store(settings: Settings, *, local_prefixes: list[str] | None = No
                 secret_access_key=secret.get_secret_value() if secret else None,
                 region=settings.aws_region,
                 timeout_seconds=settings.s3_timeout_seconds,
+                presign_endpoint_url=settings.s3_presign_endpoint_url,
             )
         )
     raise ValueError(

@@ -44,6 +44,7 @@ class S3Config:
     secret_access_key: str | None
     region: str
     timeout_seconds: float
+    presign_endpoint_url: str | None = None  # as clients reach the store, if not as we do
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> S3Config:
@@ -67,18 +68,26 @@ class S3BlobStore:
 
     def __init__(self, config: S3Config) -> None:
         self.config = config
+        self._store = self._make_store(config, config.endpoint_url)
+        self._signer = self._store
+        if config.presign_endpoint_url and config.presign_endpoint_url != config.endpoint_url:
+            # A presigned URL names its host and is signed for it: sign for the public one.
+            self._signer = self._make_store(config, config.presign_endpoint_url)
+
+    @staticmethod
+    def _make_store(config: S3Config, endpoint: str | None) -> S3Store:
         timeout = timedelta(seconds=config.timeout_seconds)
         options: dict[str, Any] = {
             "region": config.region,
-            "virtual_hosted_style_request": not _path_style(config.endpoint_url),
+            "virtual_hosted_style_request": not _path_style(endpoint),
         }
-        if config.endpoint_url:
-            options["endpoint"] = config.endpoint_url
+        if endpoint:
+            options["endpoint"] = endpoint
         if config.access_key_id:
             options["access_key_id"] = config.access_key_id
         if config.secret_access_key:
             options["secret_access_key"] = config.secret_access_key
-        self._store = S3Store(
+        return S3Store(
             config.bucket,
             prefix=config.prefix or None,
             client_options={
@@ -207,7 +216,7 @@ class S3BlobStore:
                 yield str(meta["path"]), meta["last_modified"].timestamp()
 
     def presign(self, method: Literal["GET", "PUT"], key: str, expires_in: timedelta) -> str | None:
-        return self._call(key, lambda: obstore.sign(self._store, method, key, expires_in))
+        return self._call(key, lambda: obstore.sign(self._signer, method, key, expires_in))
 
     def local_path(self, key: str) -> Path | None:
         return None
