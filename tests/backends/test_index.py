@@ -171,3 +171,40 @@ def test_an_exhausted_pool_is_index_unavailable(database_url: str) -> None:
                 index.headers.read("file000000000000000001")
     finally:
         index.close()
+
+
+def test_transactions_stay_atomic_after_hot_reads_returned_connections(
+    database_url: str,
+) -> None:
+    """Hot reads run in autocommit; a connection they hand back to the pool must not carry
+    that into the next transaction (its statements would commit one by one)."""
+    from dicom_file_service.index.database import IndexDatabase
+
+    index = IndexDatabase(database_url, pool_size=4, pool_timeout=5)
+    try:
+        index.upgrade()
+        barrier = threading.Barrier(8)
+
+        def read() -> None:
+            barrier.wait()
+            for _ in range(20):
+                index.headers.read("file000000000000000009")
+
+        threads = [threading.Thread(target=read) for _ in range(8)]  # more than it keeps
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for _ in range(4):  # whichever pooled connection a transaction gets
+            with pytest.raises(RuntimeError):
+                _insert_then_fail(index)
+            with index.read() as conn:
+                assert repo.get_by_file_id(conn, "file000000000000000001") is None
+    finally:
+        index.close()
+
+
+def _insert_then_fail(index: Any) -> None:
+    with index.transaction() as conn:
+        repo.insert_instance(conn, _values(1))
+        raise RuntimeError("roll back")

@@ -64,7 +64,8 @@ class HeaderReader:
         self._postgres = engine.dialect.name == "postgresql"
         self._inline = engine.dialect.name == "sqlite"
         self._idle: list[Any] = []
-        self._keep = keep
+        # Kept connections are out of the engine's pool: leave most of it to transactions.
+        self._keep = max(1, min(keep, pool_size // 2))
         self._lock = threading.Lock()
         self._async: AsyncPointReads | None = None
         if self._postgres:
@@ -95,7 +96,19 @@ class HeaderReader:
             if len(self._idle) < self._keep:
                 self._idle.append(conn)
                 return
-        conn.close()  # back to the engine's pool
+        self._return_to_pool(conn)
+
+    def _return_to_pool(self, conn: Any) -> None:
+        """Back to the engine's pool as the pool lent it: a transaction taking it next must
+        not find autocommit on (its statements would commit one by one)."""
+        if self._postgres:
+            try:
+                conn.driver_connection.autocommit = False
+            except Exception:  # broken: it must not go back at all
+                with contextlib.suppress(Exception):
+                    conn.invalidate()
+                return
+        conn.close()
 
     def read(self, file_id: str) -> StoredHeader | None:
         row = self._fetch(self._sql, file_id)
@@ -105,7 +118,7 @@ class HeaderReader:
 
     async def read_async(self, file_id: str) -> StoredHeader | None:
         """``read`` for the event loop: inline where it cannot block, else in a thread."""
-        if self._inline:
+        if self._inline and self._idle:  # a kept connection: no wait for the pool
             return self.read(file_id)
         if self._async is not None:
             row = await self._async.fetch_one(self._sql, {"file_id": file_id})
@@ -155,14 +168,22 @@ class HeaderReader:
         ) from error
 
     def _discard_idle(self) -> None:
+        """Drop the kept connections (after a failure: a restarted database broke them all)."""
         with self._lock:
             conns, self._idle = self._idle, []
         for conn in conns:
-            with contextlib.suppress(Exception):  # broken or at shutdown: nothing to do
+            with contextlib.suppress(Exception):  # broken: nothing to do
                 conn.invalidate()
 
+    def _release_idle(self) -> None:
+        with self._lock:
+            conns, self._idle = self._idle, []
+        for conn in conns:
+            with contextlib.suppress(Exception):  # at shutdown: nothing to do
+                self._return_to_pool(conn)
+
     def close(self) -> None:
-        self._discard_idle()
+        self._release_idle()
 
     async def aclose(self) -> None:
         """Close what the event loop holds (the async connections)."""
