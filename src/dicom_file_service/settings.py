@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     )
     signing_secret: SecretStr | None = Field(
         default=None,
+        min_length=16,
         description="Key of the service's own signed URLs (local backend); default: one "
         "generated once and kept in <data_dir>/signing.key. Every instance must share it.",
     )
@@ -84,6 +85,9 @@ class Settings(BaseSettings):
         default=600.0, gt=0, description="Time a client has to send one upload's body."
     )
     render_workers: int = Field(default=2, ge=1, description="Threads that decode and render.")
+    ingest_workers: int = Field(
+        default=4, ge=1, description="Threads that parse, store and index uploads."
+    )
     db_pool_size: int = Field(default=10, ge=1, description="Index connections kept open.")
     db_pool_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Wait for a free index connection before a 503."
@@ -91,6 +95,16 @@ class Settings(BaseSettings):
     max_tags_per_request: int = Field(default=64, ge=1)
     list_max_limit: int = Field(default=1000, ge=1)
     pending_upload_ttl_seconds: int = Field(default=3600, ge=60)
+
+    @model_validator(mode="after")
+    def _urls_do_not_outlive_their_uploads(self) -> Settings:
+        if self.presign_expiry_seconds > self.pending_upload_ttl_seconds:
+            raise ValueError(
+                "DICOM_FS_PRESIGN_EXPIRY_SECONDS must not exceed "
+                "DICOM_FS_PENDING_UPLOAD_TTL_SECONDS: sweep would remove an upload whose URL "
+                "is still valid"
+            )
+        return self
 
     def resolved_database_url(self) -> str:
         if self.database_url:

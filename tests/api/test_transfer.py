@@ -94,6 +94,8 @@ def test_urls_are_bound_to_their_object_and_method(client: httpx.Client) -> None
     assert httpx.get(grant["upload_url"]).status_code == 403  # another method
     unsigned = grant["upload_url"].split("?", 1)[0]
     assert _put(unsigned, data).status_code == 403
+    garbled = grant["upload_url"].split("signature=", 1)[0] + "signature=%C3%A9"
+    assert _put(garbled, data).status_code in (400, 403)  # never a 500
     assert client.post(f"/dicom-image/uploads/{other['upload_id']}/complete").status_code == 404
 
     file_id = post_raw(client, data).json()["file_id"]

@@ -55,8 +55,14 @@ def test_the_service_rides_out_an_object_store_outage(own_s3: S3Server, tmp_path
                 file_id = post_raw(c, copy_with_new_uid(data_file("CT_small.dcm"))).json()[
                     "file_id"
                 ]
+                grant = c.post("/dicom-image/upload-url").json()
+                direct = copy_with_new_uid(data_file("CT_small.dcm"))
+                put = httpx.put(grant["upload_url"], content=direct, timeout=30)
+                assert put.status_code == 200
+                complete = f"/dicom-image/uploads/{grant['upload_id']}/complete"
                 own_s3.stop()
                 assert _ready(srv) == 503
+                _assert_unavailable(c.post(complete))  # the uploaded bytes are kept
                 _assert_unavailable(post_raw(c, copy_with_new_uid(data_file("CT_small.dcm"))))
                 _assert_unavailable(c.get(f"/dicom-image/{file_id}"))
                 _assert_unavailable(c.get(f"/dicom-image/{file_id}/png"))
@@ -69,6 +75,9 @@ def test_the_service_rides_out_an_object_store_outage(own_s3: S3Server, tmp_path
                 assert c.get(f"/dicom-image/{file_id}/png").status_code == 200
                 again = post_raw(c, copy_with_new_uid(data_file("CT_small.dcm")))
                 assert again.status_code == 201, again.text
+                completed = c.post(complete)  # the retry the 503 asked for
+                assert completed.status_code == 201, completed.text
+                assert c.get(f"/dicom-image/{completed.json()['file_id']}").content == direct
         finally:
             stop_server(srv)
     assert "Traceback" not in srv.log()

@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 POLL_SECONDS = 5.0
-CLAIM_SECONDS = 120.0
-_BATCH = 8
+CLAIM_SECONDS = 600.0  # a batch's jobs run one after another: room for slow ones
+_BATCH = 4
 
 
 class OutboxQueue:

@@ -4,7 +4,8 @@ A job is deferred by calling procrastinate's own stored function on the caller's
 inside the transaction that inserts the instance: both commit or neither does. Workers
 (``dicom-file-service worker``, any number, on any host) run the jobs with retries. A worker
 killed mid-job (SIGKILL, a lost host) leaves its job "doing"; a periodic task re-queues jobs
-whose worker's heartbeat has stopped, so every job completes.
+whose worker's heartbeat has stopped, so every job completes; another removes finished jobs
+after a day, so the job table stays bounded.
 
 procrastinate's stored functions are found through the connection's search_path, like our
 tables, so both use the same database URL (and schema) everywhere.
@@ -31,6 +32,7 @@ TASK = "prerender_file"
 MAX_RETRIES = 5
 HEARTBEAT_SECONDS = 2.0
 STALLED_AFTER_SECONDS = 10.0
+KEEP_HOURS = 24
 _SCHEMA_LOCK = 0x44434D50  # "DCMP"
 
 _DEFER = text(
@@ -92,7 +94,15 @@ class ProcrastinateQueue:
         def prerender_file(file_id: str) -> None:
             handler(file_id)
 
-        @app.periodic(cron="* * * * * */2", periodic_id="requeue-stalled")
+        @app.periodic(cron="0 * * * *", periodic_id="remove-old-jobs")
+        @app.task(
+            name="remove_old_jobs", queue=QUEUE, queueing_lock="remove_old_jobs", pass_context=True
+        )
+        async def remove_old_jobs(context: Any, timestamp: int) -> None:
+            """Finished jobs (the periodic ones included) are kept a day, then go."""
+            await context.app.job_manager.delete_old_jobs(nb_hours=KEEP_HOURS, queue=QUEUE)
+
+        @app.periodic(cron="* * * * * */5", periodic_id="requeue-stalled")
         @app.task(
             name="requeue_stalled", queue=QUEUE, queueing_lock="requeue_stalled", pass_context=True
         )

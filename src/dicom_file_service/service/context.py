@@ -43,6 +43,7 @@ class ServiceContext:
     jobs: PrerenderQueue
     cpu_pool: ThreadPoolExecutor = field(repr=False)
     cache_writer: ThreadPoolExecutor = field(repr=False)
+    ingest_pool: ThreadPoolExecutor = field(repr=False)
 
     @classmethod
     def create(cls, settings: Settings, *, migrate: bool = True) -> ServiceContext:
@@ -72,6 +73,9 @@ class ServiceContext:
             jobs=jobs,
             cpu_pool=pool,
             cache_writer=ThreadPoolExecutor(max_workers=2, thread_name_prefix="cache-writer"),
+            ingest_pool=ThreadPoolExecutor(
+                max_workers=settings.ingest_workers, thread_name_prefix="ingest"
+            ),
         )
 
     async def run_cpu(self, fn: Callable[[], T], *, time_limit: float | None = None) -> T:
@@ -89,8 +93,19 @@ class ServiceContext:
                 "try a smaller width/height or another frame"
             ) from exc
 
+    async def run_ingest(self, fn: Callable[[], T]) -> T:
+        """Run an ingest (parse, store, index) off the event loop, in its own pool.
+
+        Not under the render timeout: storing a large file in a remote store takes as long
+        as it takes, and a client must never be told "failed" for an upload that then
+        completes; the upload's own deadline bounds how long the body may take to arrive.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.ingest_pool, fn)
+
     def close(self) -> None:
         self.jobs.close()
         self.cpu_pool.shutdown(wait=False, cancel_futures=True)
         self.cache_writer.shutdown(wait=True)  # a few small writes: let them land
+        self.ingest_pool.shutdown(wait=True)  # an acknowledged-to-be upload finishes
         self.index.close()

@@ -161,7 +161,10 @@ def _uncommitted_blob_removed(ctx: ServiceContext, blob_key: str) -> Iterator[No
         log.warning("commit outcome unknown; the blob is kept for sweep", extra={"key": blob_key})
         raise
     except BaseException:
-        ctx.store.delete(blob_key)
+        try:
+            ctx.store.delete(blob_key)
+        except Exception:  # the real error matters more; sweep reclaims the blob
+            log.warning("could not remove an unindexed blob", exc_info=True)
         raise
 
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
 from pathlib import Path
 
 from dicom_file_service.errors import InvalidSignature
 from dicom_file_service.settings import Settings
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def signing_key(settings: Settings) -> bytes:
@@ -69,7 +72,7 @@ def verify(key: bytes, method: str, path: str, expires: str | None, signature: s
     except ValueError as exc:
         raise InvalidSignature("the URL's expiry is not a number: ask for a new one") from exc
     expected = _mac(key, method, path, when)
-    if not hmac.compare_digest(expected, signature):
+    if not _HEX64.fullmatch(signature) or not hmac.compare_digest(expected, signature):
         raise InvalidSignature(
             "the URL's signature does not match: it was altered, or it is for another object "
             "or method"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dicom_file_service.errors import UploadNotFound
+from dicom_file_service.errors import BadRequest, DuplicateInstance, UploadNotFound
 from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.files import get_record
@@ -84,19 +84,20 @@ def complete_upload(ctx: ServiceContext, upload_id: str, *, overwrite: bool) -> 
     if not ids.is_valid_file_id(upload_id):
         raise _no_upload(upload_id)
     key = upload_key(upload_id)
-    with StagedUpload(ctx.scratch, ctx.settings.max_upload_bytes) as staged:
-        try:
-            for chunk in ctx.store.iter_range(key, chunk_size=8 * 1024 * 1024):
-                staged.write(chunk)
-        except BlobNotFound as exc:
-            raise _no_upload(upload_id) from exc
-        except Exception:
-            ctx.store.delete(key)  # too large, or unreadable: the client is told why
-            raise
-        try:
-            return ingest_staged(ctx, staged, overwrite=overwrite)
-        finally:
-            ctx.store.delete(key)
+    try:
+        with StagedUpload(ctx.scratch, ctx.settings.max_upload_bytes) as staged:
+            try:
+                for chunk in ctx.store.iter_range(key, chunk_size=8 * 1024 * 1024):
+                    staged.write(chunk)
+            except BlobNotFound as exc:
+                raise _no_upload(upload_id) from exc
+            result = ingest_staged(ctx, staged, overwrite=overwrite)
+    except (BadRequest, DuplicateInstance):
+        ctx.store.delete(key)  # refused for what it is: the client is told why
+        raise
+    # An outage (503) keeps the bytes: completing again retries; sweep removes them in time.
+    ctx.store.delete(key)
+    return result
 
 
 def _no_upload(upload_id: str) -> UploadNotFound:

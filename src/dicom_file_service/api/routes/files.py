@@ -75,7 +75,7 @@ async def upload(
                 f"the upload was not received within {limit:.0f} s "
                 "(setting DICOM_FS_UPLOAD_TIMEOUT_SECONDS)"
             ) from exc
-        result = await ctx.run_cpu(lambda: ingest_staged(ctx, staged, overwrite=overwrite))
+        result = await ctx.run_ingest(lambda: ingest_staged(ctx, staged, overwrite=overwrite))
     body = file_summary(result.record)
     location = f"/dicom-image/{result.record.file_id}"
     return json_response(body, 201 if result.created else 200, location=location)

@@ -58,7 +58,7 @@ async def complete_upload(
     overwrite: Annotated[bool, Query(description="replace an instance with the same UID")] = False,
 ) -> Response:
     ctx = service_context(request)
-    result = await ctx.run_cpu(
+    result = await ctx.run_ingest(
         lambda: transfer.complete_upload(ctx, upload_id, overwrite=overwrite)
     )
     location = f"/dicom-image/{result.record.file_id}"
