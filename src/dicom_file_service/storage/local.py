@@ -21,6 +21,7 @@ from typing import BinaryIO, Literal
 
 from dicom_file_service.errors import StorageUnavailable
 from dicom_file_service.storage.base import BlobNotFound
+from dicom_file_service.storage.scratch import ScratchArea
 
 _STAGING = ".staging"
 
@@ -48,7 +49,7 @@ class LocalBlobStore:
         self._known_dirs: set[Path] = set()
         self._prepare_prefixes(prefixes or [])
         # Temporary files of writes that a crash interrupted (never visible under a key).
-        self._sweep_temporary(older_than_seconds=3600)
+        ScratchArea(self._staging).sweep(older_than_seconds=3600)
 
     def _path(self, key: str) -> Path:
         parts = key.split("/")
@@ -213,18 +214,6 @@ class LocalBlobStore:
                 while p != self._objects.parent:
                     _fsync_dir(p)
                     p = p.parent
-
-    def _sweep_temporary(self, older_than_seconds: float) -> int:
-        cutoff = time.time() - older_than_seconds
-        removed = 0
-        for entry in os.scandir(self._staging):
-            try:
-                if entry.is_file() and entry.stat().st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    removed += 1
-            except FileNotFoundError:
-                continue
-        return removed
 
     def check(self) -> None:
         if not os.access(self._objects, os.W_OK) or not os.access(self._staging, os.W_OK):

@@ -63,6 +63,16 @@ def _path_style(endpoint: str | None) -> bool:
     return not host.endswith("amazonaws.com")
 
 
+_FAILURES = (FileNotFoundError, NotFoundError, ObstoreError, OSError, RuntimeError)
+
+
+def _converted(key: str, exc: BaseException) -> Exception:
+    """A missing object is ``BlobNotFound``; any other failure of the store an outage."""
+    if isinstance(exc, FileNotFoundError | NotFoundError):
+        return BlobNotFound(key)
+    return StorageUnavailable(f"the object store is unavailable ({type(exc).__name__})")
+
+
 class S3BlobStore:
     """A ``BlobStore`` whose objects live in one bucket, under one key prefix."""
 
@@ -110,12 +120,8 @@ class S3BlobStore:
     def _call(self, key: str, fn: Callable[[], T]) -> T:
         try:
             return fn()
-        except (FileNotFoundError, NotFoundError) as exc:
-            raise BlobNotFound(key) from exc
-        except (ObstoreError, OSError, RuntimeError) as exc:
-            raise StorageUnavailable(
-                f"the object store is unavailable ({type(exc).__name__})"
-            ) from exc
+        except _FAILURES as exc:
+            raise _converted(key, exc) from exc
 
     def put_file(self, key: str, path: Path) -> None:
         self._call(
@@ -135,12 +141,8 @@ class S3BlobStore:
         try:
             result = await obstore.get_async(self._store, key)
             return bytes(await result.bytes_async())
-        except (FileNotFoundError, NotFoundError) as exc:
-            raise BlobNotFound(key) from exc
-        except (ObstoreError, OSError, RuntimeError) as exc:
-            raise StorageUnavailable(
-                f"the object store is unavailable ({type(exc).__name__})"
-            ) from exc
+        except _FAILURES as exc:
+            raise _converted(key, exc) from exc
 
     def read_range(self, key: str, start: int, end: int) -> bytes:
         if end <= start:
