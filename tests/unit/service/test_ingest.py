@@ -92,7 +92,9 @@ def test_the_database_settles_a_race_between_two_uploads_of_one_instance(
 
 
 def test_an_abandoned_upload_is_swept_at_start_up(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", pending_upload_ttl_seconds=60)
+    settings = Settings(
+        data_dir=tmp_path / "data", pending_upload_ttl_seconds=60, presign_expiry_seconds=60
+    )
     ServiceContext.create(settings).close()
     leftover = settings.data_dir / "scratch" / "upload-crashed.dcm"
     leftover.write_bytes(b"half an upload")
