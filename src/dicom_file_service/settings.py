@@ -73,6 +73,11 @@ class Settings(BaseSettings):
         description="Render each new instance's default PNG and thumbnail in the background.",
     )
     thumbnail_size: int = Field(default=128, ge=16, le=1024)
+    render_memory_cache_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="Renderings kept in each process's memory (0: none).",
+    )
 
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
     max_decoded_pixels: int = Field(

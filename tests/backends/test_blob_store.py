@@ -16,6 +16,7 @@ from dicom_file_service.storage import (
     BlobRenderCache,
     BlobStore,
     LocalBlobStore,
+    MemoryRenderCache,
     open_blob_store,
 )
 from tests.conftest import new_bucket_name
@@ -214,3 +215,19 @@ def test_s3_presigns_for_the_endpoint_clients_reach(s3_server: S3Server) -> None
     url = store.presign("GET", "instances/pu/public", timedelta(seconds=60))
     assert url is not None and url.startswith(public + "/")
     assert httpx.get(url).content == b"reachable"
+
+
+def test_the_memory_layer_is_bounded_and_forgets_what_is_deleted(store: BlobStore) -> None:
+    inner = BlobRenderCache(store)
+    cache = MemoryRenderCache(inner, max_bytes=8000)  # a rendering may take up to 1,000
+    for i in range(20):
+        cache.put(f"file{i:018d}xxxx", "k", bytes([i]) * 900)
+    assert cache._size <= 8000  # least recently used went from memory ...
+    assert cache.get("file000000000000000000xxxx", "k") == bytes([0]) * 900  # ... not the store
+    store.delete_prefix("renderings")  # gone from the store: memory still answers
+    assert cache.get("file000000000000000019xxxx", "k") == bytes([19]) * 900
+    cache.delete_all("file000000000000000019xxxx")
+    assert cache.get("file000000000000000019xxxx", "k") is None
+    cache.put("file000000000000000001xxxx", "big", b"x" * 2000)  # over an eighth: store only
+    assert ("file000000000000000001xxxx", "big") not in cache._entries
+    assert cache.get("file000000000000000001xxxx", "big") == b"x" * 2000

@@ -6,8 +6,9 @@ of times a second. FastAPI's routing, dependency and validation machinery costs 
 lookup itself (a bare FastAPI route tops out near half of what a raw ASGI callable does on the
 same machine), so this request is answered here, by the same service function the FastAPI route
 calls; everything else, and the OpenAPI description of this route, stays with FastAPI.
-A PNG request is answered here only when it is a clean render-cache hit: any parameter that does not
-parse, and any miss, goes on to the FastAPI route, which validates, renders and reports errors.
+A PNG request whose parameters all parse is answered here too, from the render cache or
+rendered by the same service function; any other goes on to the FastAPI route, which
+validates and reports errors.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.errors import ServiceError
 from dicom_file_service.service import files as files_service
 from dicom_file_service.service.context import ServiceContext
-from dicom_file_service.service.rendering import cached_rendering_async, rendering_etag
+from dicom_file_service.service.rendering import (
+    cached_rendering_async,
+    render_blocking,
+    rendering_etag,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,8 @@ def _render_options(query_string: bytes) -> RenderOptions | None:
             values[key] = convert(value)
         except ValueError:
             return None
+    if values.get("frame", 1) < 1:
+        return None  # the route's validation names the parameter
     try:
         return RenderOptions(**values)
     except (ServiceError, TypeError, ValueError):
@@ -61,6 +68,12 @@ def _render_options(query_string: bytes) -> RenderOptions | None:
 
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def _internal_error() -> Any:
+    return problem_response(
+        500, "internal_error", "Internal error", "an unexpected error occurred; it is logged"
+    )
 
 
 class FastPaths:
@@ -78,22 +91,33 @@ class FastPaths:
                 if "/" not in rest and b"dicom_tag=" in scope["query_string"]:
                     await self._tag_lookup(scope, receive, send)
                     return
-                if rest.endswith(_PNG) and await self._cached_png(rest[: -len(_PNG)], scope, send):
+                if rest.endswith(_PNG) and await self._png(
+                    rest[: -len(_PNG)], scope, receive, send
+                ):
                     return
         await self.app(scope, receive, send)
 
-    async def _cached_png(self, file_id: str, scope: Scope, send: Send) -> bool:
-        """Send a cached rendering if there is one for exactly these parameters."""
+    async def _png(self, file_id: str, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer a PNG request whose parameters are all clean: from the render cache, or
+        rendered now (the cache was just asked: the service does not ask it again)."""
         options = _render_options(scope["query_string"])
         if options is None:
             return False
         ctx: ServiceContext = self.state.ctx
         try:
             body = await cached_rendering_async(ctx, file_id, options)
-        except ServiceError:  # the store is unavailable: the route reports it
-            return False
-        if body is None:
-            return False
+            if body is None:
+                rendering = await ctx.run_cpu(
+                    lambda: render_blocking(ctx, file_id, options, cache_checked=True)
+                )
+                body = rendering.data
+        except ServiceError as exc:
+            await service_error_response(exc)(scope, receive, send)
+            return True
+        except Exception:
+            log.exception("rendering failed")
+            await _internal_error()(scope, receive, send)
+            return True
         etag = rendering_etag(file_id, options).encode()
         headers = [(b"etag", etag), (b"cache-control", IMMUTABLE.encode())]
         match = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
@@ -121,13 +145,7 @@ class FastPaths:
             return
         except Exception:
             log.exception("tag lookup failed")
-            response = problem_response(
-                500,
-                "internal_error",
-                "Internal error",
-                "an unexpected error occurred; it is logged",
-            )
-            await response(scope, receive, send)
+            await _internal_error()(scope, receive, send)
             return
         body = orjson.dumps(answers[0] if len(answers) == 1 else answers)
         await send(

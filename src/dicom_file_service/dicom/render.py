@@ -67,8 +67,8 @@ class RenderOptions:
             raise InvalidParameter("bit_depth must be 8 or 16")
         for name in ("width", "height"):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise InvalidParameter(f"{name} must be at least 1")
+            if value is not None and not 1 <= value <= 65535:
+                raise InvalidParameter(f"{name} must be between 1 and 65535")
 
     def cache_key(self) -> str:
         """A stable, short, file-name-safe string of every parameter that changes the output.

@@ -127,6 +127,14 @@ class HeaderReader:
             )
         return await anyio.to_thread.run_sync(self.read, file_id)
 
+    async def exists_async(self, file_id: str) -> bool:
+        """Whether the file is stored (for the event loop, like ``read_async``)."""
+        if self._inline and self._idle:
+            return self._fetch(self._blob_sql, file_id) is not None
+        if self._async is not None:
+            return await self._async.fetch_one(self._blob_sql, {"file_id": file_id}) is not None
+        return await anyio.to_thread.run_sync(self._fetch, self._blob_sql, file_id) is not None
+
     def blob_key(self, file_id: str) -> str | None:
         found = self.locate(file_id)
         return found.blob_key if found is not None else None

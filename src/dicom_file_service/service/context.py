@@ -17,6 +17,7 @@ from dicom_file_service.settings import Settings
 from dicom_file_service.storage import (
     BlobRenderCache,
     BlobStore,
+    MemoryRenderCache,
     RenderCache,
     ScratchArea,
     open_blob_store,
@@ -69,7 +70,7 @@ class ServiceContext:
             index=index,
             store=store,
             scratch=scratch,
-            renders=BlobRenderCache(store),
+            renders=MemoryRenderCache(BlobRenderCache(store), settings.render_memory_cache_bytes),
             jobs=jobs,
             cpu_pool=pool,
             cache_writer=ThreadPoolExecutor(max_workers=2, thread_name_prefix="cache-writer"),

@@ -41,26 +41,33 @@ def cached_rendering(ctx: ServiceContext, file_id: str, options: RenderOptions) 
 async def cached_rendering_async(
     ctx: ServiceContext, file_id: str, options: RenderOptions
 ) -> bytes | None:
-    """``cached_rendering`` for the event loop (the fast path)."""
-    if not ids.is_valid_file_id(file_id):
+    """``cached_rendering`` for the event loop (the fast path), for a file the index still
+    has: a rendering never outlives its file, whichever instance or cache holds it."""
+    if not ids.is_valid_file_id(file_id) or not await ctx.index.headers.exists_async(file_id):
         return None
     return await ctx.renders.get_async(file_id, options.cache_key())
 
 
 def render_blocking(
-    ctx: ServiceContext, file_id: str, options: RenderOptions, *, cache_later: bool = True
+    ctx: ServiceContext,
+    file_id: str,
+    options: RenderOptions,
+    *,
+    cache_later: bool = True,
+    cache_checked: bool = False,
 ) -> Rendering:
     """Return the cached rendering or make, cache and return it (blocking; run in the pool).
 
     With ``cache_later`` the new rendering is written to the cache after the answer, by the
     cache writer (an object PUT need not delay the response); otherwise before returning.
+    ``cache_checked``: the caller has just missed the cache; do not ask it again.
     """
     found = ctx.index.headers.locate(file_id) if ids.is_valid_file_id(file_id) else None
     if found is None:
         raise not_found(file_id)
     etag = rendering_etag(file_id, options)
     key = options.cache_key()
-    cached = ctx.renders.get(file_id, key)
+    cached = None if cache_checked else ctx.renders.get(file_id, key)
     if cached is not None:
         return Rendering(etag=etag, data=cached)
     try:

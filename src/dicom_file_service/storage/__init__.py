@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlparse
 from dicom_file_service.settings import Settings
 from dicom_file_service.storage.base import BlobNotFound, BlobStore
 from dicom_file_service.storage.local import LocalBlobStore
-from dicom_file_service.storage.render_cache import BlobRenderCache, RenderCache
+from dicom_file_service.storage.render_cache import BlobRenderCache, MemoryRenderCache, RenderCache
 from dicom_file_service.storage.s3 import S3BlobStore, S3Config
 from dicom_file_service.storage.scratch import ScratchArea
 
@@ -21,6 +21,7 @@ __all__ = [
     "BlobRenderCache",
     "BlobStore",
     "LocalBlobStore",
+    "MemoryRenderCache",
     "RenderCache",
     "S3BlobStore",
     "ScratchArea",

@@ -58,18 +58,22 @@ class LocalBlobStore:
         return self._objects.joinpath(*parts)
 
     def _ensure_parent(self, target: Path, *, durable: bool = True) -> None:
+        """Create the object's directory if need be. Only the prepared prefixes (a fixed set)
+        are remembered; any other directory is checked each time, since ``delete_prefix``
+        may remove it and remembering every one would grow without bound."""
         parent = target.parent
         if parent in self._known_dirs:
             return
-        created = not parent.exists()
-        parent.mkdir(parents=True, exist_ok=True)
-        if created and durable and self._fsync:
+        try:
+            parent.mkdir(parents=True)
+        except FileExistsError:
+            return
+        if durable and self._fsync:
             # Make the new directory entries themselves durable, up to the objects root.
             p = parent
             while p != self._objects:
                 _fsync_dir(p.parent)
                 p = p.parent
-        self._known_dirs.add(parent)
 
     def put_file(self, key: str, path: Path) -> None:
         try:
