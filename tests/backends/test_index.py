@@ -208,3 +208,30 @@ def _insert_then_fail(index: Any) -> None:
     with index.transaction() as conn:
         repo.insert_instance(conn, _values(1))
         raise RuntimeError("roll back")
+
+
+def test_concurrent_async_reads_each_get_their_own_row(database_url: str) -> None:
+    """On PostgreSQL concurrent reads share one query; each still gets exactly its answer."""
+    import asyncio
+
+    from dicom_file_service.index.database import IndexDatabase
+
+    index = IndexDatabase(database_url, pool_size=4, pool_timeout=5)
+    try:
+        index.upgrade()
+        for n in range(1, 6):
+            _insert(index.engine, _values(n, header=f'{{"n":{n}}}'.encode()))
+
+        async def many() -> list[object]:
+            ids = [f"file{n:018d}" for n in (1, 2, 2, 3, 9, 4, 5, 1)]  # 9 is absent
+            headers = await asyncio.gather(*(index.headers.read_async(i) for i in ids))
+            exists = await asyncio.gather(*(index.headers.exists_async(i) for i in ids))
+            await index.headers.aclose()
+            return [h.json if h else None for h in headers] + list(exists)
+
+        got = asyncio.run(many())
+        expected = [1, 2, 2, 3, None, 4, 5, 1]
+        assert got[:8] == [None if n is None else f'{{"n":{n}}}'.encode() for n in expected]
+        assert got[8:] == [True, True, True, True, False, True, True, True]
+    finally:
+        index.close()

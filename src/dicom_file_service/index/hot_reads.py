@@ -24,12 +24,12 @@ import threading
 from typing import Any, NamedTuple
 
 import anyio.to_thread
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Engine, any_, bindparam, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from dicom_file_service.errors import IndexUnavailable
-from dicom_file_service.index.async_reads import AsyncPointReads
+from dicom_file_service.index.async_reads import AsyncPointReads, CoalescedReads
 from dicom_file_service.index.tables import instances
 
 
@@ -71,6 +71,20 @@ class HeaderReader:
         if self._postgres:
             conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             self._async = AsyncPointReads(conninfo, max_size=pool_size, timeout=pool_timeout)
+            by_ids = instances.c.file_id == any_(bindparam("ids"))
+            headers = select(
+                instances.c.file_id,
+                instances.c.header,
+                instances.c.header_index,
+                instances.c.bulk_lengths,
+            ).where(by_ids)
+            existing = select(instances.c.file_id, instances.c.size).where(by_ids)
+            self._headers_many = CoalescedReads(
+                self._async, str(headers.compile(dialect=engine.dialect))
+            )
+            self._exists_many = CoalescedReads(
+                self._async, str(existing.compile(dialect=engine.dialect))
+            )
 
     def _take(self) -> Any:
         with self._lock:
@@ -121,7 +135,7 @@ class HeaderReader:
         if self._inline and self._idle:  # a kept connection: no wait for the pool
             return self.read(file_id)
         if self._async is not None:
-            row = await self._async.fetch_one(self._sql, {"file_id": file_id})
+            row = await self._headers_many.get(file_id)
             return (
                 None if row is None else StoredHeader(bytes(row[0]), bytes(row[1]), bytes(row[2]))
             )
@@ -132,7 +146,7 @@ class HeaderReader:
         if self._inline and self._idle:
             return self._fetch(self._blob_sql, file_id) is not None
         if self._async is not None:
-            return await self._async.fetch_one(self._blob_sql, {"file_id": file_id}) is not None
+            return await self._exists_many.get(file_id) is not None
         return await anyio.to_thread.run_sync(self._fetch, self._blob_sql, file_id) is not None
 
     def blob_key(self, file_id: str) -> str | None:
