@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from sqlalchemy import create_engine, text  # noqa: E402
 from tests.s3server import S3Server, make_s3_server  # noqa: E402
 
-from bench import RESULTS, copies, free_port, machine, wait_http  # noqa: E402
+from bench import copies, free_port, machine, publish, wait_http  # noqa: E402
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -283,11 +283,7 @@ def main() -> None:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
-    table = report(results)
-    print(table)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "backends.json").write_text(json.dumps(results, indent=2))
-    (RESULTS / "backends.md").write_text(table + "\n")
+    publish("backends", results, report(results))
 
 
 if __name__ == "__main__":

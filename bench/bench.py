@@ -470,11 +470,15 @@ def main() -> None:
         finally:
             for peer in peers:
                 peer.stop()
-    table = report(results)
+    publish("latest", results, report(results))
+
+
+def publish(name: str, results: dict[str, Any], table: str) -> None:
+    """Print the table; keep it and the raw figures in ``bench/results/<name>.{md,json}``."""
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
-    (RESULTS / "latest.md").write_text(table + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / f"{name}.md").write_text(table + "\n")
 
 
 if __name__ == "__main__":
