@@ -8,6 +8,7 @@ one frame it shows, never the whole object.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -82,10 +83,11 @@ def render_blocking(
         raise not_found(file_id) from exc
     if ctx.index.headers.blob_key(file_id) is None:  # deleted while rendering
         raise not_found(file_id)
-    if cache_later:
-        ctx.cache_writer.submit(_cache, ctx, file_id, key, png)
-    else:
+    if not cache_later:
         _cache(ctx, file_id, key, png)
+    else:
+        with contextlib.suppress(RuntimeError):  # shutting down: the cache can wait
+            ctx.cache_writer.submit(_cache, ctx, file_id, key, png)
     return Rendering(etag=etag, data=png)
 
 
