@@ -89,3 +89,27 @@ def test_head_gives_the_headers_without_the_body(
     assert head.status_code == 200
     assert head.content == b""
     assert head.headers["etag"] == png.headers["etag"]
+
+
+def test_if_range_gives_the_range_only_for_the_current_etag(
+    client: httpx.Client, stored: tuple[dict[str, object], bytes]
+) -> None:
+    body, data = stored
+    url = f"/dicom-image/{body['file_id']}"
+    etag = f'"{body["sha256"]}"'
+    same = client.get(url, headers={"range": "bytes=0-9", "if-range": etag})
+    assert same.status_code == 206
+    assert same.content == data[:10]
+    other = client.get(url, headers={"range": "bytes=0-9", "if-range": '"another-version"'})
+    assert other.status_code == 200
+    assert other.content == data
+
+
+def test_a_range_near_the_end_of_a_file_in_any_store(
+    client: httpx.Client, stored: tuple[dict[str, object], bytes]
+) -> None:
+    body, data = stored
+    r = client.get(f"/dicom-image/{body['file_id']}", headers={"range": "bytes=-100"})
+    assert r.status_code == 206
+    assert r.content == data[-100:]
+    assert r.headers["content-range"] == f"bytes {len(data) - 100}-{len(data) - 1}/{len(data)}"
