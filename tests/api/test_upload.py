@@ -240,3 +240,24 @@ def test_an_upload_that_trickles_past_the_deadline_is_408(small_limit_server: Se
     with small_limit_server.client() as c:
         r = c.post("/dicom-image", content=trickle(), headers={"content-type": "application/dicom"})
         assert_problem(r, 408, "request_timeout")
+
+
+def test_a_direct_upload_over_the_limit_is_refused_and_removed(
+    small_limit_server: Server,
+) -> None:
+    """The service's own signed PUT stops at the limit; an S3 presigned PUT cannot, so
+    completing it is refused (before fetching it) and the bytes removed."""
+    with small_limit_server.client() as c:
+        grant = c.post("/dicom-image/upload-url").json()
+        put = httpx.put(
+            grant["upload_url"],
+            content=CT.read_bytes(),  # ~39 KB, over the 20,000-byte limit
+            headers={"content-type": "application/dicom"},
+            timeout=30,
+        )
+        complete = f"/dicom-image/uploads/{grant['upload_id']}/complete"
+        if put.status_code == 200:  # an object store took it
+            assert_problem(c.post(complete), 413, "payload_too_large")
+        else:
+            assert_problem(put, 413, "payload_too_large")
+        assert_problem(c.post(complete), 404, "upload_not_found")

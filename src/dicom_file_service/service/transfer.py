@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dicom_file_service.errors import BadRequest, DuplicateInstance, UploadNotFound
+from dicom_file_service.errors import (
+    BadRequest,
+    DuplicateInstance,
+    PayloadTooLarge,
+    UploadNotFound,
+)
 from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.files import get_record
@@ -85,7 +90,18 @@ def complete_upload(ctx: ServiceContext, upload_id: str, *, overwrite: bool) -> 
         raise _no_upload(upload_id)
     key = upload_key(upload_id)
     try:
-        with StagedUpload(ctx.scratch, ctx.settings.max_upload_bytes) as staged:
+        size = ctx.store.size(key)
+    except BlobNotFound as exc:
+        raise _no_upload(upload_id) from exc
+    limit = ctx.settings.max_upload_bytes
+    if size > limit:  # a presigned PUT cannot be limited: refuse before fetching it
+        ctx.store.delete(key)
+        raise PayloadTooLarge(
+            f"the upload ({size} bytes) exceeds the limit of {limit} bytes "
+            "(setting DICOM_FS_MAX_UPLOAD_BYTES); it was removed"
+        )
+    try:
+        with StagedUpload(ctx.scratch, limit) as staged:
             try:
                 for chunk in ctx.store.iter_range(key, chunk_size=8 * 1024 * 1024):
                     staged.write(chunk)
