@@ -229,7 +229,21 @@ def test_concurrent_async_reads_each_get_their_own_row(database_url: str) -> Non
             await index.headers.aclose()
             return [h.json if h else None for h in headers] + list(exists)
 
+        async def staggered() -> list[bool]:
+            """Reads in many loop turns: more batches in flight than connections."""
+
+            async def one(n: int) -> bool:
+                for _ in range(n % 7):
+                    await asyncio.sleep(0)
+                return await index.headers.exists_async(f"file{1 + n % 5:018d}")
+
+            found = await asyncio.gather(*(one(n) for n in range(60)))
+            await index.headers.aclose()
+            return list(found)
+
         got = asyncio.run(many())
+        for _ in range(2):  # contended, on one event loop and then on another
+            assert asyncio.run(staggered()) == [True] * 60
         expected = [1, 2, 2, 3, None, 4, 5, 1]
         assert got[:8] == [None if n is None else f'{{"n":{n}}}'.encode() for n in expected]
         assert got[8:] == [True, True, True, True, False, True, True, True]

@@ -30,11 +30,17 @@ class AsyncPointReads:
         self._timeout = timeout
         self._max_size = max_size
         self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: list[psycopg.AsyncConnection[Any]] = []
 
     async def _acquire(self) -> psycopg.AsyncConnection[Any]:
-        if self._slots is None:
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._loop is not loop:
+            # Connections and the semaphore belong to the loop that made them (a server
+            # process has one; a test may run several in turn).
             self._slots = asyncio.Semaphore(self._max_size)
+            self._loop = loop
+            self._idle = []
         try:
             if self._slots.locked():  # wait_for costs a task: only when there is a wait
                 await asyncio.wait_for(self._slots.acquire(), self._timeout)
@@ -86,21 +92,23 @@ class AsyncPointReads:
                 if broken is not None:
                     with contextlib.suppress(Exception):
                         await broken.close()
-                for idle in self._idle:  # a restarted database broke them all alike
+                stale, self._idle = self._idle, []  # a restarted database broke them all
+                for idle in stale:
                     with contextlib.suppress(Exception):
                         await idle.close()
-                self._idle.clear()
                 if attempt == 2:
                     raise IndexUnavailable(
                         f"the index database is unavailable ({type(exc).__name__})"
                     ) from exc
             finally:
-                if not done and conn is not None and not conn.closed:
-                    # Cancelled mid-query (the client went away): the connection's state is
-                    # unknown, so it is not reused.
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(conn.close())
-                self._release(conn if done else None)
+                try:
+                    if not done and conn is not None and not conn.closed:
+                        # Cancelled mid-query (shutting down): the connection's state is
+                        # unknown, so it is not reused.
+                        with contextlib.suppress(Exception):
+                            await asyncio.shield(conn.close())
+                finally:
+                    self._release(conn if done else None)
         return None  # pragma: no cover - the loop returns or raises
 
     async def close(self) -> None:
@@ -108,6 +116,9 @@ class AsyncPointReads:
         for conn in idle:
             with contextlib.suppress(Exception):  # at shutdown: nothing to do about it
                 await conn.close()
+
+
+_MAX_BATCH = 256  # ids in one query: bounded memory and latency per batch
 
 
 class CoalescedReads:
@@ -137,11 +148,14 @@ class CoalescedReads:
         return await future
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch, self._pending = self._pending, {}
+        pending, self._pending = self._pending, {}
         self._scheduled = False
-        task = loop.create_task(self._flush(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        ids = list(pending)
+        for start in range(0, len(ids), _MAX_BATCH):
+            batch = {i: pending[i] for i in ids[start : start + _MAX_BATCH]}
+            task = loop.create_task(self._flush(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _flush(self, batch: dict[str, list[asyncio.Future[Any]]]) -> None:
         try:

@@ -58,18 +58,18 @@ class LocalBlobStore:
         return self._objects.joinpath(*parts)
 
     def _ensure_parent(self, target: Path, *, durable: bool = True) -> None:
-        """Create the object's directory if need be. Only the prepared prefixes (a fixed set)
-        are remembered; any other directory is checked each time, since ``delete_prefix``
-        may remove it and remembering every one would grow without bound."""
+        """Create the object's directory if need be, durably for a durable write.
+
+        Only the prepared prefixes (a fixed set) are remembered; any other directory is
+        checked each time, since ``delete_prefix`` may remove it and remembering every one
+        would grow without bound. A durable write fsyncs the directory chain even when
+        another thread created it: that thread's fsync may not have happened yet.
+        """
         parent = target.parent
         if parent in self._known_dirs:
             return
-        try:
-            parent.mkdir(parents=True)
-        except FileExistsError:
-            return
+        parent.mkdir(parents=True, exist_ok=True)
         if durable and self._fsync:
-            # Make the new directory entries themselves durable, up to the objects root.
             p = parent
             while p != self._objects:
                 _fsync_dir(p.parent)
