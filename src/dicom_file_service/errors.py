@@ -182,3 +182,17 @@ class UploadNotFound(NotFound):
 
     code = "upload_not_found"
     title = "Upload not found"
+
+
+class StudyMismatch(BadRequest):
+    """A STOW-RS part whose Study Instance UID is not the one the request's URL names."""
+
+    code = "study_mismatch"
+    title = "Instance outside the study"
+
+
+class NotAcceptable(BadRequest):
+    """Nothing the request's Accept header allows can be served (the detail says what can)."""
+
+    code = "not_acceptable"
+    title = "Not acceptable"

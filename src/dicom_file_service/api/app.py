@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from dicom_file_service import __version__
 from dicom_file_service.api.fast_paths import FastPaths
 from dicom_file_service.api.problems import install_problem_handlers
-from dicom_file_service.api.routes import files, ops, transfer
+from dicom_file_service.api.routes import dicomweb, files, ops, transfer
 from dicom_file_service.dicom.render import warm_up
 from dicom_file_service.service import prerender
 from dicom_file_service.service.context import ServiceContext
@@ -47,4 +47,5 @@ def create_app(settings: Settings | None = None) -> FastPaths:
     app.include_router(transfer.router)  # before files: its fixed paths win over {file_id}
     app.include_router(files.router)
     app.include_router(ops.router)
+    app.include_router(dicomweb.router)
     return FastPaths(app, app.state)

@@ -33,6 +33,8 @@ STATUS: dict[type[e.ServiceError], int] = {
     e.UndecodablePixelData: 422,
     e.ImageTooLarge: 422,
     e.FrameOutOfRange: 400,
+    e.StudyMismatch: 409,
+    e.NotAcceptable: 406,
     e.BadRequest: 400,
     e.FileNotFound: 404,
     e.TagNotFound: 404,

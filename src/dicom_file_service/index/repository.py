@@ -105,3 +105,33 @@ def list_instances(
             raise ValueError(f"unknown filter {name!r}")
         stmt = stmt.where(getattr(instances.c, name) == value)
     return [_record(r) for r in conn.execute(stmt)]
+
+
+def instances_of(
+    conn: Connection,
+    study_instance_uid: str,
+    series_instance_uid: str | None = None,
+    sop_instance_uid: str | None = None,
+) -> Sequence[InstanceRecord]:
+    """The instances of a study (or of one series, or one instance), in storage order."""
+    stmt = select(*_SUMMARY_COLUMNS).where(instances.c.study_instance_uid == study_instance_uid)
+    if series_instance_uid is not None:
+        stmt = stmt.where(instances.c.series_instance_uid == series_instance_uid)
+    if sop_instance_uid is not None:
+        stmt = stmt.where(instances.c.sop_instance_uid == sop_instance_uid)
+    return [_record(r) for r in conn.execute(stmt.order_by(instances.c.seq))]
+
+
+def headers_of(
+    conn: Connection,
+    study_instance_uid: str,
+    series_instance_uid: str | None = None,
+    sop_instance_uid: str | None = None,
+) -> list[bytes]:
+    """The stored DICOM JSON headers of the same selection (metadata without blob reads)."""
+    stmt = select(instances.c.header).where(instances.c.study_instance_uid == study_instance_uid)
+    if series_instance_uid is not None:
+        stmt = stmt.where(instances.c.series_instance_uid == series_instance_uid)
+    if sop_instance_uid is not None:
+        stmt = stmt.where(instances.c.sop_instance_uid == sop_instance_uid)
+    return [bytes(h) for h in conn.execute(stmt.order_by(instances.c.seq)).scalars()]

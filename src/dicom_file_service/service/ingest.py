@@ -20,7 +20,12 @@ import orjson
 
 from dicom_file_service.dicom.header_index import encode_header
 from dicom_file_service.dicom.parse import ParsedInstance, parse_file
-from dicom_file_service.errors import CommitOutcomeUnknown, DuplicateInstance, EmptyUpload
+from dicom_file_service.errors import (
+    CommitOutcomeUnknown,
+    DuplicateInstance,
+    EmptyUpload,
+    StudyMismatch,
+)
 from dicom_file_service.index import repository as repo
 from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
@@ -37,14 +42,27 @@ def bulk_data_prefix(file_id: str) -> str:
 
 
 def ingest_staged(
-    ctx: ServiceContext, staged: StagedUpload, *, overwrite: bool = False
+    ctx: ServiceContext,
+    staged: StagedUpload,
+    *,
+    overwrite: bool = False,
+    study_instance_uid: str | None = None,
 ) -> IngestResult:
-    """Store the finished upload in ``staged``; blocking (call off the event loop)."""
+    """Store the finished upload in ``staged``; blocking (call off the event loop).
+
+    ``study_instance_uid``: the study the instance must belong to (STOW-RS to
+    ``/studies/{study}``); another is refused before anything is stored.
+    """
     sha256 = staged.finish()
     if staged.size == 0:
         raise EmptyUpload("the upload is empty: send the DICOM file's bytes")
     file_id = ids.new_file_id()
     parsed = parse_file(staged.path, bulk_data_uri_prefix=bulk_data_prefix(file_id))
+    if study_instance_uid is not None and parsed.study_instance_uid != study_instance_uid:
+        raise StudyMismatch(
+            f"the instance belongs to study {parsed.study_instance_uid}, not to "
+            f"{study_instance_uid} named by the request"
+        )
 
     with ctx.index.read() as conn:
         existing = repo.get_by_sop_instance_uid(conn, parsed.sop_instance_uid)

@@ -1,0 +1,161 @@
+"""Stream a ``multipart/related`` request body (STOW-RS) into one staged file per part.
+
+The body goes through python-multipart's push parser chunk by chunk; each part's bytes go
+straight to a file in the scratch area, and a part is handed on as soon as it ends, so no
+more than the parts that end within one received chunk are ever staged at once, whatever the
+request's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
+
+from dicom_file_service.errors import (
+    BadRequest,
+    MalformedBody,
+    PayloadTooLarge,
+    ServiceError,
+    UnsupportedMediaType,
+)
+from dicom_file_service.service.staging import StagedUpload
+from dicom_file_service.storage import ScratchArea
+
+DICOM = "application/dicom"
+
+
+def related_boundary(content_type: str | None) -> bytes:
+    """The boundary of a ``multipart/related; type="application/dicom"`` body, else a 415
+    (another media type) or a 400 (no boundary)."""
+    media, params = parse_options_header(content_type or "")
+    media_type = media.decode("latin-1").lower()
+    part_type = params.get(b"type", b"").decode("latin-1").lower()
+    if media_type != "multipart/related" or part_type not in ("", DICOM):
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type or '(none)'!r} is not accepted: STOW-RS takes "
+            'multipart/related; type="application/dicom" with one DICOM file per part'
+        )
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise MalformedBody("multipart/related without a boundary parameter")
+    return boundary
+
+
+class _Parts:
+    def __init__(self, scratch: ScratchArea, max_bytes: int) -> None:
+        self.scratch = scratch
+        self.max_bytes = max_bytes
+        self.current: StagedUpload | None = None
+        self.current_error: ServiceError | None = None
+        self.header_field = b""
+        self.header_value = b""
+        self.part_type: str | None = None
+        self.done: list[tuple[StagedUpload | None, ServiceError | None]] = []
+
+    def on_part_begin(self) -> None:
+        self.current = StagedUpload(self.scratch, self.max_bytes)
+        self.current_error = None
+        self.part_type = None
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self.header_field.lower() == b"content-type":
+            media, _ = parse_options_header(self.header_value)
+            self.part_type = media.decode("latin-1").lower()
+        self.header_field = self.header_value = b""
+
+    def on_headers_finished(self) -> None:
+        if self.part_type not in (None, DICOM):
+            self.current_error = UnsupportedMediaType(
+                f"a part of type {self.part_type!r}: STOW-RS parts are application/dicom"
+            )
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.current is None or self.current_error is not None:
+            return
+        try:
+            self.current.write(data[start:end])
+        except PayloadTooLarge as exc:
+            self.current_error = exc
+
+    def on_part_end(self) -> None:
+        part, self.current = self.current, None
+        if self.current_error is not None and part is not None:
+            part.discard()
+            part = None
+        self.done.append((part, self.current_error))
+
+    def discard_all(self) -> None:
+        for part, _ in self.done:
+            if part is not None:
+                part.discard()
+        self.done.clear()
+        if self.current is not None:
+            self.current.discard()
+            self.current = None
+
+
+async def read_parts(
+    boundary: bytes,
+    body: AsyncIterator[bytes],
+    scratch: ScratchArea,
+    max_bytes: int,
+    on_part: Callable[[StagedUpload | None, ServiceError | None], Awaitable[None]],
+) -> int:
+    """Call ``on_part`` for each part as it ends (a staged file, or the error that refused
+    it); returns the number of parts. A body that is not multipart is a ``MalformedBody``."""
+    parts = _Parts(scratch, max_bytes)
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": parts.on_part_begin,
+            "on_header_field": parts.on_header_field,
+            "on_header_value": parts.on_header_value,
+            "on_header_end": parts.on_header_end,
+            "on_headers_finished": parts.on_headers_finished,
+            "on_part_data": parts.on_part_data,
+            "on_part_end": parts.on_part_end,
+        },
+    )
+    count = 0
+    try:
+        async for chunk in body:
+            parser.write(chunk)
+            while parts.done:
+                part, error = parts.done.pop(0)
+                count += 1
+                try:
+                    await on_part(part, error)
+                finally:
+                    if part is not None:
+                        part.discard()
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise MalformedBody(f"the multipart body cannot be parsed: {exc}") from exc
+    finally:
+        parts.discard_all()
+    if parser.state != MultipartState.END:
+        if count:
+            raise Truncated(count)
+        raise MalformedBody("the multipart body ended before its closing boundary")
+    return count
+
+
+class Truncated(BadRequest):
+    """The body ended inside a part: the parts before it were handled."""
+
+    code = "malformed_body"
+    title = "Malformed request body"
+
+    def __init__(self, handled: int) -> None:
+        super().__init__(
+            f"the multipart body ended before its closing boundary, after {handled} part(s)"
+        )
+        self.handled = handled

@@ -1,0 +1,167 @@
+"""DICOMweb (PS3.18) under ``/dicomweb``: STOW-RS, and WADO-RS retrieve and metadata.
+
+Thin like the file API's routes: parse the request, call the service, shape the response.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.responses import Response, StreamingResponse
+
+from dicom_file_service.api.deps import service_context
+from dicom_file_service.api.related_body import read_parts, related_boundary
+from dicom_file_service.dicom.stow import stow_response, stow_status
+from dicom_file_service.errors import NotAcceptable, ServiceError
+from dicom_file_service.service import dicomweb
+from dicom_file_service.service.staging import StagedUpload
+from dicom_file_service.storage import BlobNotFound
+
+router = APIRouter(prefix="/dicomweb", tags=["DICOMweb"])
+DICOM_JSON = "application/dicom+json"
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/dicomweb"
+
+
+async def _stow(request: Request, study: str | None) -> Response:
+    ctx = service_context(request)
+    boundary = related_boundary(request.headers.get("content-type"))
+    base = _base(request)
+    outcomes: list[dicomweb.PartOutcome] = []
+
+    async def on_part(part: StagedUpload | None, error: ServiceError | None) -> None:
+        if part is None:
+            assert error is not None
+            outcomes.append(dicomweb.failed_part(error))
+            return
+        outcomes.append(
+            await ctx.run_ingest(
+                lambda: dicomweb.store_part(ctx, part, study_instance_uid=study, base_url=base)
+            )
+        )
+
+    await read_parts(
+        boundary, request.stream(), ctx.scratch, ctx.settings.max_upload_bytes, on_part
+    )
+    stored = [o.stored for o in outcomes if o.stored is not None]
+    failed = [o.failed for o in outcomes if o.failed is not None]
+    if not outcomes:
+        return _dicom_json({}, 400)
+    studies = {o.study_instance_uid for o in outcomes if o.study_instance_uid}
+    study_url = f"{base}/studies/{studies.pop()}" if len(studies) == 1 else None
+    return _dicom_json(
+        stow_response(study_url, stored, failed), stow_status(len(stored), len(failed))
+    )
+
+
+def _dicom_json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=DICOM_JSON)
+
+
+@router.post("/studies", summary="STOW-RS: store instances (multipart/related)")
+async def stow(request: Request) -> Response:
+    return await _stow(request, None)
+
+
+@router.post("/studies/{study}", summary="STOW-RS: store instances of one study")
+async def stow_study(request: Request, study: str) -> Response:
+    return await _stow(request, study)
+
+
+def _check_accept(request: Request) -> None:
+    """multipart/related; type="application/dicom" (transfer-syntax=* or as stored)."""
+    accept = request.headers.get("accept", "*/*")
+    for item in accept.split(","):
+        media = item.split(";")[0].strip().lower()
+        params = item.lower().replace('"', "").replace(" ", "")
+        if media in ("*/*", "multipart/*"):
+            return
+        dicom = "type=" not in params or "type=application/dicom" in params
+        any_syntax = "transfer-syntax" not in params or "transfer-syntax=*" in params
+        if media == "multipart/related" and dicom and any_syntax:
+            return
+    raise NotAcceptable(
+        f"cannot answer with {accept!r}: this service sends instances as "
+        'multipart/related; type="application/dicom"; transfer-syntax=* (as stored)'
+    )
+
+
+async def _retrieve(
+    request: Request, study: str, series: str | None = None, sop: str | None = None
+) -> Response:
+    _check_accept(request)
+    ctx = service_context(request)
+    found = await run_in_threadpool(dicomweb.find_instances, ctx, study, series, sop)
+    boundary = uuid.uuid4().hex
+    first = await run_in_threadpool(ctx.store.iter_range, found[0].blob_key)  # fails early
+
+    def parts() -> Iterator[bytes]:
+        for i, record in enumerate(found):
+            yield (
+                f"--{boundary}\r\nContent-Type: application/dicom; "
+                f"transfer-syntax={record.transfer_syntax_uid}\r\n"
+                f"Content-Length: {record.size}\r\n\r\n"
+            ).encode()
+            try:
+                yield from first if i == 0 else ctx.store.iter_range(record.blob_key)
+            except BlobNotFound:
+                return  # deleted while streaming: the response ends short, as it must
+            yield b"\r\n"
+        yield f"--{boundary}--\r\n".encode()
+
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in iterate_in_threadpool(parts()):
+            yield chunk
+
+    return StreamingResponse(
+        body(),
+        media_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
+    )
+
+
+@router.get("/studies/{study}", summary="WADO-RS: a study's instances")
+async def retrieve_study(request: Request, study: str) -> Response:
+    return await _retrieve(request, study)
+
+
+@router.get("/studies/{study}/series/{series}", summary="WADO-RS: a series' instances")
+async def retrieve_series(request: Request, study: str, series: str) -> Response:
+    return await _retrieve(request, study, series)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{sop}", summary="WADO-RS: one instance")
+async def retrieve_instance(request: Request, study: str, series: str, sop: str) -> Response:
+    return await _retrieve(request, study, series, sop)
+
+
+async def _metadata(
+    request: Request, study: str, series: str | None = None, sop: str | None = None
+) -> Response:
+    ctx = service_context(request)
+    body = await run_in_threadpool(dicomweb.metadata, ctx, study, series, sop)
+    return Response(body, media_type=DICOM_JSON)
+
+
+@router.get("/studies/{study}/metadata", summary="WADO-RS: a study's metadata")
+async def study_metadata(request: Request, study: str) -> Response:
+    return await _metadata(request, study)
+
+
+@router.get("/studies/{study}/series/{series}/metadata", summary="WADO-RS: a series' metadata")
+async def series_metadata(request: Request, study: str, series: str) -> Response:
+    return await _metadata(request, study, series)
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances/{sop}/metadata",
+    summary="WADO-RS: an instance's metadata",
+)
+async def instance_metadata(request: Request, study: str, series: str, sop: str) -> Response:
+    return await _metadata(request, study, series, sop)

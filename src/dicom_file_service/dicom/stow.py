@@ -1,0 +1,78 @@
+"""The STOW-RS response dataset (PS3.18 10.5.3, Table 10.5.3-1), as DICOM JSON.
+
+(0008,1190) *Retrieve URL* of the study, (0008,1199) *Referenced SOP Sequence* of what was
+stored, each with its class, instance and Retrieve URL, and (0008,1198) *Failed SOP Sequence*
+with (0008,1197) *Failure Reason* for what was not, present only when something failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# (0008,1197) Failure Reason codes of PS3.4 Annex GG.4 / PS3.18 Table 10.5.3-2.
+OUT_OF_RESOURCES = 0xA700
+DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+PROCESSING_FAILURE = 0x0110
+DUPLICATE_SOP_INSTANCE = 0x0111
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    sop_class_uid: str
+    sop_instance_uid: str
+    retrieve_url: str
+
+
+@dataclass(frozen=True)
+class FailedInstance:
+    sop_class_uid: str | None  # None: the part could not be read far enough to know
+    sop_instance_uid: str | None
+    reason: int
+
+
+def _ui(value: str | None) -> dict[str, Any]:
+    return {"vr": "UI", "Value": [value]} if value else {"vr": "UI"}
+
+
+def stow_response(
+    study_url: str | None, stored: list[StoredInstance], failed: list[FailedInstance]
+) -> dict[str, Any]:
+    """The response dataset; ``study_url`` when every stored instance is of one study."""
+    response: dict[str, Any] = {}
+    if study_url is not None and stored:
+        response["00081190"] = {"vr": "UR", "Value": [study_url]}
+    if failed:
+        response["00081198"] = {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "00081150": _ui(item.sop_class_uid),
+                    "00081155": _ui(item.sop_instance_uid),
+                    "00081197": {"vr": "US", "Value": [item.reason]},
+                }
+                for item in failed
+            ],
+        }
+    response["00081199"] = {
+        "vr": "SQ",
+        "Value": [
+            {
+                "00081150": _ui(item.sop_class_uid),
+                "00081155": _ui(item.sop_instance_uid),
+                "00081190": {"vr": "UR", "Value": [item.retrieve_url]},
+            }
+            for item in stored
+        ],
+    }
+    return response
+
+
+def stow_status(stored: int, failed: int) -> int:
+    """200 all stored, 202 some failed, 409 all failed (PS3.18 10.5.3)."""
+    if failed == 0:
+        return 200
+    return 202 if stored else 409

@@ -1,0 +1,103 @@
+"""DICOMweb (PS3.18) use cases on the same ingest, index and store as the file API.
+
+STOW-RS stores each part through ``ingest_staged`` and reports every instance's outcome;
+WADO-RS finds a study's, series' or instance's rows in the index and hands back their blobs
+and stored headers (metadata never reads a blob).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dicom_file_service.dicom.stow import (
+    CANNOT_UNDERSTAND,
+    DUPLICATE_SOP_INSTANCE,
+    OUT_OF_RESOURCES,
+    PROCESSING_FAILURE,
+    FailedInstance,
+    StoredInstance,
+)
+from dicom_file_service.errors import (
+    DuplicateInstance,
+    EmptyUpload,
+    FileNotFound,
+    InvalidDicom,
+    MissingIdentity,
+    PayloadTooLarge,
+    ServiceError,
+    UnsupportedMediaType,
+)
+from dicom_file_service.index import repository as repo
+from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.ingest import ingest_staged
+from dicom_file_service.service.staging import StagedUpload
+
+
+@dataclass(frozen=True)
+class PartOutcome:
+    stored: StoredInstance | None
+    failed: FailedInstance | None
+    study_instance_uid: str | None
+
+
+def _reason(exc: ServiceError) -> int:
+    if isinstance(exc, DuplicateInstance):
+        return DUPLICATE_SOP_INSTANCE
+    if isinstance(exc, PayloadTooLarge):
+        return OUT_OF_RESOURCES
+    if isinstance(exc, InvalidDicom | MissingIdentity | UnsupportedMediaType | EmptyUpload):
+        return CANNOT_UNDERSTAND
+    return PROCESSING_FAILURE  # what Orthanc answers for StudyMismatch too
+
+
+def instance_url(base: str, study: str, series: str, sop: str) -> str:
+    return f"{base}/studies/{study}/series/{series}/instances/{sop}"
+
+
+def store_part(
+    ctx: ServiceContext, staged: StagedUpload, *, study_instance_uid: str | None, base_url: str
+) -> PartOutcome:
+    """Ingest one STOW-RS part; its failure is an outcome to report, not an exception."""
+    try:
+        result = ingest_staged(ctx, staged, study_instance_uid=study_instance_uid)
+    except ServiceError as exc:
+        return PartOutcome(None, FailedInstance(None, None, _reason(exc)), None)
+    record = result.record
+    url = instance_url(
+        base_url, record.study_instance_uid, record.series_instance_uid, record.sop_instance_uid
+    )
+    stored = StoredInstance(record.sop_class_uid, record.sop_instance_uid, url)
+    return PartOutcome(stored, None, record.study_instance_uid)
+
+
+def failed_part(exc: ServiceError) -> PartOutcome:
+    return PartOutcome(None, FailedInstance(None, None, _reason(exc)), None)
+
+
+def find_instances(
+    ctx: ServiceContext, study: str, series: str | None = None, sop: str | None = None
+) -> list[repo.InstanceRecord]:
+    with ctx.index.read() as conn:
+        found = list(repo.instances_of(conn, study, series, sop))
+    if not found:
+        raise FileNotFound(_nothing(study, series, sop))
+    return found
+
+
+def metadata(
+    ctx: ServiceContext, study: str, series: str | None = None, sop: str | None = None
+) -> bytes:
+    """The stored headers as one DICOM JSON array, from the index alone."""
+    with ctx.index.read() as conn:
+        headers = repo.headers_of(conn, study, series, sop)
+    if not headers:
+        raise FileNotFound(_nothing(study, series, sop))
+    return b"[" + b",".join(headers) + b"]"
+
+
+def _nothing(study: str, series: str | None, sop: str | None) -> str:
+    if sop is not None:
+        return f"no instance {sop} in series {series} of study {study}"
+    if series is not None:
+        return f"no series {series} in study {study}"
+    return f"no study {study}"

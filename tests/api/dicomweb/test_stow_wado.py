@@ -1,0 +1,199 @@
+"""STOW-RS and WADO-RS retrieve/metadata through a client we did not write (dicomweb-client),
+on every backend; and the failure responses of PS3.18 for bad parts."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import httpx
+import pydicom
+import pytest
+from dicomweb_client.api import DICOMwebClient
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from tests.api.dicom_factory import copy_with_new_uid
+from tests.api.test_upload import assert_problem
+from tests.conftest import Server
+from tests.datafiles import data_file
+
+
+def _study(n_series: int = 2, per_series: int = 2) -> list[Dataset]:
+    """A study of CT_small copies: ``n_series`` series of ``per_series`` instances."""
+    study = generate_uid()
+    out = []
+    for _ in range(n_series):
+        series = generate_uid()
+        for _ in range(per_series):
+            ds = pydicom.dcmread(io.BytesIO(copy_with_new_uid(data_file("CT_small.dcm"))))
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+            out.append(ds)
+    return out
+
+
+def _bytes(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=False)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def web(server: Server) -> DICOMwebClient:
+    return DICOMwebClient(f"{server.base_url}/dicomweb")
+
+
+def test_a_study_stored_with_stow_is_retrieved_whole_and_in_parts(
+    web: DICOMwebClient, client: httpx.Client
+) -> None:
+    study = _study()
+    response = web.store_instances(study)
+    referenced = response.ReferencedSOPSequence
+    assert {item.ReferencedSOPInstanceUID for item in referenced} == {
+        ds.SOPInstanceUID for ds in study
+    }
+    assert "FailedSOPSequence" not in response
+    assert response.RetrieveURL.endswith(f"/dicomweb/studies/{study[0].StudyInstanceUID}")
+    stored = {ds.SOPInstanceUID: _bytes(ds) for ds in study}
+
+    uid = study[0].StudyInstanceUID
+    whole = web.retrieve_study(uid)
+    assert {ds.SOPInstanceUID for ds in whole} == set(stored)
+    series = study[0].SeriesInstanceUID
+    assert {ds.SOPInstanceUID for ds in web.retrieve_series(uid, series)} == {
+        ds.SOPInstanceUID for ds in study if ds.SeriesInstanceUID == series
+    }
+    one = web.retrieve_instance(uid, series, study[0].SOPInstanceUID)
+    assert one.PatientName == study[0].PatientName
+
+    # Every byte as stored: the file API and DICOMweb see one archive.
+    r = client.get("/dicom-image", params={"study_instance_uid": uid, "limit": 10}).json()["items"]
+    assert len(r) == 4
+    for item in r:
+        assert (
+            client.get(f"/dicom-image/{item['file_id']}").content
+            == stored[item["sop_instance_uid"]]
+        )
+
+    metadata = web.retrieve_study_metadata(uid)
+    assert len(metadata) == 4
+    assert {m["00080018"]["Value"][0] for m in metadata} == set(stored)
+    assert len(web.retrieve_series_metadata(uid, series)) == 2
+    instance_md = web.retrieve_instance_metadata(uid, series, study[0].SOPInstanceUID)
+    assert instance_md["00100010"]["Value"][0]["Alphabetic"] == str(study[0].PatientName)
+
+
+def test_an_instance_stored_by_the_file_api_is_retrieved_by_dicomweb(
+    web: DICOMwebClient, client: httpx.Client
+) -> None:
+    data = copy_with_new_uid(data_file("MR_small.dcm"))
+    body = client.post(
+        "/dicom-image", content=data, headers={"content-type": "application/dicom"}
+    ).json()
+    got = web.retrieve_instance(
+        body["study_instance_uid"], body["series_instance_uid"], body["sop_instance_uid"]
+    )
+    assert got.SOPInstanceUID == body["sop_instance_uid"]
+    url = (
+        f"/dicomweb/studies/{body['study_instance_uid']}/series/"
+        f"{body['series_instance_uid']}/instances/{body['sop_instance_uid']}"
+    )
+    raw = client.get(url, headers={"accept": 'multipart/related; type="application/dicom"'})
+    assert _parts(raw) == [data]  # the stored bytes, unchanged
+
+
+def _multipart(parts: list[tuple[str, bytes]], boundary: str) -> bytes:
+    out = b""
+    for content_type, data in parts:
+        out += f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+def _post(client: httpx.Client, path: str, body: bytes, boundary: str) -> httpx.Response:
+    return client.post(
+        path,
+        content=body,
+        headers={
+            "content-type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+            "accept": "application/dicom+json",
+        },
+    )
+
+
+def _stow_one(client: httpx.Client, ds: Dataset) -> httpx.Response:
+    boundary = uuid.uuid4().hex
+    body = _multipart([("application/dicom", _bytes(ds))], boundary)
+    return _post(client, "/dicomweb/studies", body, boundary)
+
+
+def _parts(response: httpx.Response) -> list[bytes]:
+    """The bodies of a multipart/related response, split by hand (no client's parsing)."""
+    boundary = response.headers["content-type"].split("boundary=", 1)[1].strip('"')
+    chunks = response.content.split(f"--{boundary}".encode())[1:-1]
+    return [c.split(b"\r\n\r\n", 1)[1][: -len(b"\r\n")] for c in chunks]
+
+
+def test_bad_parts_fail_alone_and_good_parts_are_stored(client: httpx.Client) -> None:
+    good = _study(1, 1)[0]
+    other_study = _study(1, 1)[0]
+    boundary = uuid.uuid4().hex
+    body = _multipart(
+        [
+            ("application/dicom", _bytes(good)),
+            ("application/dicom", b"this part is not DICOM" * 20),
+            ("application/dicom", _bytes(other_study)),  # outside the study of the URL
+            ("text/plain", b"hello"),
+        ],
+        boundary,
+    )
+    r = _post(client, f"/dicomweb/studies/{good.StudyInstanceUID}", body, boundary)
+    assert r.status_code == 202, r.text
+    assert r.headers["content-type"].startswith("application/dicom+json")
+    answer = r.json()
+    stored = answer["00081199"]["Value"]
+    assert [s["00081155"]["Value"][0] for s in stored] == [good.SOPInstanceUID]
+    reasons = [f["00081197"]["Value"][0] for f in answer["00081198"]["Value"]]
+    assert reasons == [0xC000, 0x0110, 0xC000]  # not DICOM, outside the study, not DICOM
+    # The instance outside the study was not stored.
+    listed = client.get(
+        "/dicom-image", params={"study_instance_uid": other_study.StudyInstanceUID}
+    ).json()["items"]
+    assert listed == []
+
+
+def test_a_duplicate_with_other_content_fails_with_0111_and_all_failed_is_409(
+    client: httpx.Client,
+) -> None:
+    ds = _study(1, 1)[0]
+    assert _stow_one(client, ds).status_code == 200
+    assert _stow_one(client, ds).status_code == 200  # identical again: stored, once
+    ds.PatientID = "ANOTHER"
+    r = _stow_one(client, ds)
+    assert r.status_code == 409
+    assert r.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0x0111]
+
+
+def test_requests_that_are_not_stow_are_refused(client: httpx.Client) -> None:
+    r = client.post(
+        "/dicomweb/studies", content=b"x", headers={"content-type": "application/dicom"}
+    )
+    assert_problem(r, 415, "unsupported_media_type")
+    r = client.post(
+        "/dicomweb/studies", content=b"x", headers={"content-type": "multipart/related"}
+    )
+    assert_problem(r, 400, "malformed_body")
+    boundary = uuid.uuid4().hex
+    truncated = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\nDICM".encode()
+    r = _post(client, "/dicomweb/studies", truncated, boundary)
+    assert r.status_code == 400
+
+
+def test_retrieve_answers_404_and_406_as_problems(client: httpx.Client) -> None:
+    assert_problem(client.get("/dicomweb/studies/1.2.3.999"), 404, "file_not_found")
+    assert_problem(client.get("/dicomweb/studies/1.2.3.999/metadata"), 404, "file_not_found")
+    ds = _study(1, 1)[0]
+    _stow_one(client, ds)
+    jpeg = "1.2.840.10008.1.2.4.50"
+    accept = f'multipart/related; type="application/dicom"; transfer-syntax={jpeg}'
+    r = client.get(f"/dicomweb/studies/{ds.StudyInstanceUID}", headers={"accept": accept})
+    assert_problem(r, 406, "not_acceptable")
