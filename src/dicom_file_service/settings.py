@@ -68,6 +68,12 @@ class Settings(BaseSettings):
         "URLs; default: the request's own scheme and host.",
     )
 
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins a browser viewer may call from (JSON list, e.g. ["*"] or '
+        '["https://viewer.example.org"]); empty: no CORS headers.',
+    )
+
     prerender: bool = Field(
         default=False,
         description="Render each new instance's default PNG and thumbnail in the background.",

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from dicom_file_service import __version__
 from dicom_file_service.api.fast_paths import FastPaths
@@ -20,7 +22,7 @@ from dicom_file_service.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastPaths:
+def create_app(settings: Settings | None = None) -> ASGIApp:
     """Build the app; the service context is created at start-up and closed at shutdown."""
     settings = settings or Settings()
 
@@ -48,4 +50,15 @@ def create_app(settings: Settings | None = None) -> FastPaths:
     app.include_router(files.router)
     app.include_router(ops.router)
     app.include_router(dicomweb.router)
-    return FastPaths(app, app.state)
+    served = FastPaths(app, app.state)
+    if not settings.cors_origins:
+        return served
+    # Outside the fast paths too: a viewer on another origin reads tags and PNGs from them.
+    return CORSMiddleware(
+        served,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["Location", "Content-Location", "ETag", "Content-Range", "Warning"],
+        max_age=3600,
+    )

@@ -29,6 +29,7 @@ from dicom_file_service.errors import (
 )
 from dicom_file_service.index import repository as repo
 from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.files import delete_file
 from dicom_file_service.service.ingest import ingest_staged
 from dicom_file_service.service.staging import StagedUpload
 
@@ -101,3 +102,19 @@ def _nothing(study: str, series: str | None, sop: str | None) -> str:
     if series is not None:
         return f"no series {series} in study {study}"
     return f"no study {study}"
+
+
+def delete(
+    ctx: ServiceContext, study: str, series: str | None = None, sop: str | None = None
+) -> int:
+    """Delete a study, series or instance: rows first (gone for every reader at once), then
+    bytes and renderings, as ``DELETE /dicom-image/{id}`` does. Returns how many went."""
+    found = find_instances(ctx, study, series, sop)
+    removed = 0
+    for record in found:
+        try:
+            delete_file(ctx, record.file_id)
+        except FileNotFound:  # deleted meanwhile by someone else: gone all the same
+            continue
+        removed += 1
+    return removed

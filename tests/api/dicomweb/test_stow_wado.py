@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pydicom
@@ -15,7 +16,7 @@ from pydicom.uid import generate_uid
 
 from tests.api.dicom_factory import copy_with_new_uid
 from tests.api.test_upload import assert_problem
-from tests.conftest import Server
+from tests.conftest import Server, start_server, stop_server
 from tests.datafiles import data_file
 
 
@@ -197,3 +198,58 @@ def test_retrieve_answers_404_and_406_as_problems(client: httpx.Client) -> None:
     accept = f'multipart/related; type="application/dicom"; transfer-syntax={jpeg}'
     r = client.get(f"/dicomweb/studies/{ds.StudyInstanceUID}", headers={"accept": accept})
     assert_problem(r, 406, "not_acceptable")
+
+
+def test_delete_at_instance_series_and_study_level(
+    web: DICOMwebClient, client: httpx.Client
+) -> None:
+    study = _study(2, 2)
+    web.store_instances(study)
+    uid = study[0].StudyInstanceUID
+    first, second = study[0].SeriesInstanceUID, study[2].SeriesInstanceUID
+    sop = study[0].SOPInstanceUID
+    instance = f"/dicomweb/studies/{uid}/series/{first}/instances/{sop}"
+    assert client.delete(instance).status_code == 204
+    assert len(web.retrieve_series_metadata(uid, first)) == 1
+    assert client.delete(f"/dicomweb/studies/{uid}/series/{second}").status_code == 204
+    gone = client.get(f"/dicomweb/studies/{uid}/series/{second}/metadata")
+    assert_problem(gone, 404, "file_not_found")
+    assert client.delete(f"/dicomweb/studies/{uid}").status_code == 204
+    assert_problem(client.get(f"/dicomweb/studies/{uid}"), 404, "file_not_found")
+    assert_problem(client.delete(f"/dicomweb/studies/{uid}"), 404, "file_not_found")
+    listed = client.get("/dicom-image", params={"study_instance_uid": uid}).json()["items"]
+    assert listed == []
+
+
+@pytest.fixture(scope="module")
+def cors_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(
+        tmp_path_factory.mktemp("cors") / "data",
+        {"DICOM_FS_CORS_ORIGINS": '["https://viewer.example.org"]'},
+    )
+    yield srv
+    stop_server(srv)
+
+
+def test_a_viewer_on_another_origin_may_call_every_route(cors_server: Server) -> None:
+    origin = {"origin": "https://viewer.example.org"}
+    with cors_server.client() as c:
+        data = copy_with_new_uid(data_file("CT_small.dcm"))
+        file_id = c.post(
+            "/dicom-image", content=data, headers={"content-type": "application/dicom"}
+        ).json()["file_id"]
+        for path in (
+            f"/dicom-image/{file_id}?dicom_tag=PatientName",  # the fast path
+            f"/dicom-image/{file_id}/png",  # the fast path
+            f"/dicom-image/{file_id}/metadata",
+            "/dicomweb/studies/1.2.3.999/metadata",  # an error answer too
+        ):
+            r = c.get(path, headers=origin)
+            assert r.headers["access-control-allow-origin"] == "https://viewer.example.org"
+        preflight = c.options(
+            "/dicomweb/studies",
+            headers={**origin, "access-control-request-method": "POST"},
+        )
+        assert preflight.status_code == 200
+        other = c.get(f"/dicom-image/{file_id}/metadata", headers={"origin": "https://evil.test"})
+        assert "access-control-allow-origin" not in other.headers

@@ -165,3 +165,30 @@ async def series_metadata(request: Request, study: str, series: str) -> Response
 )
 async def instance_metadata(request: Request, study: str, series: str, sop: str) -> Response:
     return await _metadata(request, study, series, sop)
+
+
+async def _delete(
+    request: Request, study: str, series: str | None = None, sop: str | None = None
+) -> Response:
+    ctx = service_context(request)
+    await run_in_threadpool(dicomweb.delete, ctx, study, series, sop)
+    return Response(status_code=204)
+
+
+@router.delete("/studies/{study}", status_code=204, summary="Delete a study")
+async def delete_study(request: Request, study: str) -> Response:
+    return await _delete(request, study)
+
+
+@router.delete("/studies/{study}/series/{series}", status_code=204, summary="Delete a series")
+async def delete_series(request: Request, study: str, series: str) -> Response:
+    return await _delete(request, study, series)
+
+
+@router.delete(
+    "/studies/{study}/series/{series}/instances/{sop}",
+    status_code=204,
+    summary="Delete an instance",
+)
+async def delete_instance(request: Request, study: str, series: str, sop: str) -> Response:
+    return await _delete(request, study, series, sop)
