@@ -127,7 +127,7 @@ def decode_frame(
         pixel_vr = None
     else:
         full = None
-        keyword, pixel_vr = _pixel_element_header(f, ds)
+        keyword, pixel_vr = pixel_element_header(f, ds)
     if keyword is None:
         raise NoPixelData("the file has no Pixel Data, Float Pixel Data or Double Float Pixel Data")
 
@@ -187,7 +187,7 @@ def _reason(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def _pixel_element_header(f: BinaryIO, ds: Dataset) -> tuple[str | None, str | None]:
+def pixel_element_header(f: BinaryIO, ds: Dataset) -> tuple[str | None, str | None]:
     """Read the pixel data element's tag (and VR) and leave ``f`` at the start of its value.
 
     Whether the element has an explicit VR is read from the element itself, not from the

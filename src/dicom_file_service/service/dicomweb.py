@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dicom_file_service.dicom.frames import stored_frames
 from dicom_file_service.dicom.stow import (
     CANNOT_UNDERSTAND,
     DUPLICATE_SOP_INSTANCE,
@@ -32,6 +33,7 @@ from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.files import delete_file
 from dicom_file_service.service.ingest import ingest_staged
 from dicom_file_service.service.staging import StagedUpload
+from dicom_file_service.storage import BlobNotFound
 
 
 @dataclass(frozen=True)
@@ -118,3 +120,19 @@ def delete(
             continue
         removed += 1
     return removed
+
+
+def frames(
+    ctx: ServiceContext, study: str, series: str, sop: str, numbers: list[int]
+) -> tuple[list[bytes], str]:
+    """The frames' stored bytes and the instance's transfer syntax (ranged reads only)."""
+    record = find_instances(ctx, study, series, sop)[0]
+    found = ctx.index.headers.locate(record.file_id)
+    if found is None:
+        raise FileNotFound(_nothing(study, series, sop))
+    try:
+        with ctx.store.open_reader(found.blob_key, found.size) as f:
+            data, tsyntax = stored_frames(f, numbers, found.frame_table)
+    except BlobNotFound as exc:
+        raise FileNotFound(_nothing(study, series, sop)) from exc
+    return data, str(tsyntax)

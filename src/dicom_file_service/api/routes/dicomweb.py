@@ -16,8 +16,9 @@ from starlette.responses import Response, StreamingResponse
 
 from dicom_file_service.api.deps import service_context
 from dicom_file_service.api.related_body import read_parts, related_boundary
+from dicom_file_service.dicom.frames import frame_media_type
 from dicom_file_service.dicom.stow import stow_response, stow_status
-from dicom_file_service.errors import NotAcceptable, ServiceError
+from dicom_file_service.errors import InvalidParameter, NotAcceptable, ServiceError
 from dicom_file_service.service import dicomweb
 from dicom_file_service.service.staging import StagedUpload
 from dicom_file_service.storage import BlobNotFound
@@ -192,3 +193,67 @@ async def delete_series(request: Request, study: str, series: str) -> Response:
 )
 async def delete_instance(request: Request, study: str, series: str, sop: str) -> Response:
     return await _delete(request, study, series, sop)
+
+
+def _frame_numbers(text: str) -> list[int]:
+    try:
+        numbers = [int(part) for part in text.split(",")]
+    except ValueError as exc:
+        raise InvalidParameter(
+            f"frames {text!r}: give 1-based frame numbers separated by commas, e.g. 1,3,5"
+        ) from exc
+    if not numbers or len(numbers) > 1000:
+        raise InvalidParameter("give between 1 and 1,000 frame numbers")
+    return numbers
+
+
+def _check_frames_accept(request: Request, media_type: str) -> None:
+    """Frames go as stored: ``application/octet-stream`` for native pixel data, the
+    bitstream's own media type for compressed. A client asking for octet-stream with
+    ``transfer-syntax=*`` (as OHIF does) takes either."""
+    accept = request.headers.get("accept", "*/*")
+    for item in accept.split(","):
+        media, *params = [p.strip().lower().replace('"', "") for p in item.split(";")]
+        if media in ("*/*", "multipart/*"):
+            return
+        named = dict(p.split("=", 1) for p in params if "=" in p)
+        part_type = named.get("type", "application/octet-stream")
+        any_syntax = named.get("transfer-syntax") == "*"
+        if media == "multipart/related" and (
+            part_type == media_type or (part_type == "application/octet-stream" and any_syntax)
+        ):
+            return
+    raise NotAcceptable(
+        f"cannot answer with {accept!r}: these frames are stored as {media_type}; ask for "
+        f'multipart/related; type="{media_type}"; transfer-syntax=*'
+    )
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances/{sop}/frames/{frame_list}",
+    summary="WADO-RS: frames as stored (multipart/related)",
+)
+async def retrieve_frames(
+    request: Request, study: str, series: str, sop: str, frame_list: str
+) -> Response:
+    ctx = service_context(request)
+    numbers = _frame_numbers(frame_list)
+    data, tsyntax = await ctx.run_cpu(lambda: dicomweb.frames(ctx, study, series, sop, numbers))
+    media_type = frame_media_type(tsyntax)
+    _check_frames_accept(request, media_type)
+    boundary = uuid.uuid4().hex
+    syntax = "" if media_type == "application/octet-stream" else f"; transfer-syntax={tsyntax}"
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: {media_type}{syntax}\r\n"
+            f"Content-Location: {request.url.path.rsplit('/', 1)[0]}/{n}\r\n\r\n".encode()
+            + frame
+            + b"\r\n"
+            for n, frame in zip(numbers, data, strict=True)
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    return Response(
+        body,
+        media_type=f'multipart/related; type="{media_type}"; boundary={boundary}',
+    )

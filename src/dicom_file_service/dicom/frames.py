@@ -1,0 +1,110 @@
+"""One frame's stored bytes, without decoding: WADO-RS ``/frames`` (PS3.18 10.4.1.1.3).
+
+Native pixel data gives the frame's bytes (little endian, as PS3.18 8.7.3.3.2 asks of
+``application/octet-stream``); encapsulated pixel data gives the frame's compressed bitstream
+as stored, found through the extended offsets captured at ingest or the Basic Offset Table,
+so only that frame's bytes are read.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+import numpy as np
+from pydicom.encaps import get_frame
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
+
+from dicom_file_service.dicom.pixels import (
+    frame_count,
+    pixel_element_header,
+    read_header,
+    transfer_syntax,
+)
+from dicom_file_service.errors import (
+    FrameOutOfRange,
+    NoPixelData,
+    ServiceError,
+    UndecodablePixelData,
+)
+
+#: PS3.18 Table 8.7.3-5: the media type of a frame in each compressed transfer syntax.
+_MEDIA_TYPES = {
+    "1.2.840.10008.1.2.4.50": "image/jpeg",
+    "1.2.840.10008.1.2.4.51": "image/jpeg",
+    "1.2.840.10008.1.2.4.57": "image/jpeg",
+    "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls",
+    "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2",
+    "1.2.840.10008.1.2.4.91": "image/jp2",
+    "1.2.840.10008.1.2.4.92": "image/jpx",
+    "1.2.840.10008.1.2.4.93": "image/jpx",
+    "1.2.840.10008.1.2.4.201": "image/jphc",
+    "1.2.840.10008.1.2.4.202": "image/jphc",
+    "1.2.840.10008.1.2.4.203": "image/jphc",
+    "1.2.840.10008.1.2.5": "image/dicom-rle",
+}
+
+
+def frame_media_type(tsyntax: str) -> str:
+    """``application/octet-stream`` for native pixel data, else the bitstream's media type."""
+    return _MEDIA_TYPES.get(tsyntax, "application/octet-stream")
+
+
+def stored_frames(
+    f: BinaryIO, frames: list[int], frame_table: bytes | None = None
+) -> tuple[list[bytes], UID]:
+    """The 1-based ``frames`` of the file ``f`` as stored, and the file's transfer syntax."""
+    ds = read_header(f)
+    tsyntax = transfer_syntax(ds)
+    if tsyntax == DeflatedExplicitVRLittleEndian:
+        raise UndecodablePixelData(
+            "the file is deflated: its frames cannot be read by offset; retrieve the instance"
+        )
+    keyword, _vr = pixel_element_header(f, ds)
+    if keyword is None:
+        raise NoPixelData("the file has no Pixel Data, Float Pixel Data or Double Float Pixel Data")
+    count = frame_count(ds)
+    for frame in frames:
+        if not 1 <= frame <= count:
+            raise FrameOutOfRange(
+                f"frame {frame} is out of range: the image has frames 1 to {count}"
+            )
+    value_at = f.tell()
+    try:
+        if tsyntax.is_encapsulated:
+            offsets = None
+            if frame_table is not None:
+                half = len(frame_table) // 2
+                offsets = (frame_table[:half], frame_table[half:])
+            out = []
+            for frame in frames:
+                f.seek(value_at)
+                out.append(
+                    get_frame(f, frame - 1, extended_offsets=offsets, number_of_frames=count)
+                )
+            return out, tsyntax
+        return [_native_frame(f, ds, value_at, frame, tsyntax) for frame in frames], tsyntax
+    except ServiceError:
+        raise
+    except Exception as exc:  # a stream that does not match its attributes
+        raise UndecodablePixelData(f"cannot read the frame: {type(exc).__name__}: {exc}") from exc
+
+
+def _native_frame(f: BinaryIO, ds: object, value_at: int, frame: int, tsyntax: UID) -> bytes:
+    rows, columns = int(ds.Rows), int(ds.Columns)  # type: ignore[attr-defined]
+    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    bits = int(ds.BitsAllocated)  # type: ignore[attr-defined]
+    frame_bits = rows * columns * samples * bits
+    if frame_bits % 8:
+        raise UndecodablePixelData(
+            "the frames are bit-packed and do not start on a byte: retrieve the instance"
+        )
+    length = frame_bits // 8
+    f.seek(value_at + (frame - 1) * length)
+    data = f.read(length)
+    if len(data) != length:
+        raise UndecodablePixelData("the pixel data ends before the frame does")
+    if tsyntax == ExplicitVRBigEndian and bits in (16, 32, 64):
+        data = np.frombuffer(data, dtype=f">u{bits // 8}").astype(f"<u{bits // 8}").tobytes()
+    return data
