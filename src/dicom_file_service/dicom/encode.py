@@ -61,3 +61,13 @@ def to_image(arr: NDArray[Any]) -> Image.Image:
         data = np.ascontiguousarray(arr, dtype="<u2")
         return Image.frombuffer("I;16", (arr.shape[1], arr.shape[0]), data, "raw", "I;16", 0, 1)
     raise ValueError(f"cannot encode an array of {arr.dtype} with shape {arr.shape} as PNG")
+
+
+def png_to_jpeg(png: bytes, *, quality: int = 90) -> bytes:
+    """An 8-bit PNG (grayscale or RGB) re-encoded as baseline JPEG (PS3.18 rendered media)."""
+    with Image.open(io.BytesIO(png)) as image:
+        if image.mode not in ("L", "RGB"):
+            raise ValueError(f"a {image.mode} image has no 8-bit JPEG form")
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=quality)
+    return out.getvalue()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dicom_file_service.dicom.encode import png_to_jpeg
 from dicom_file_service.dicom.frames import stored_frames
+from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.dicom.stow import (
     CANNOT_UNDERSTAND,
     DUPLICATE_SOP_INSTANCE,
@@ -32,6 +34,7 @@ from dicom_file_service.index import repository as repo
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.files import delete_file
 from dicom_file_service.service.ingest import ingest_staged
+from dicom_file_service.service.rendering import render_blocking
 from dicom_file_service.service.staging import StagedUpload
 from dicom_file_service.storage import BlobNotFound
 
@@ -136,3 +139,21 @@ def frames(
     except BlobNotFound as exc:
         raise FileNotFound(_nothing(study, series, sop)) from exc
     return data, str(tsyntax)
+
+
+def rendered(
+    ctx: ServiceContext,
+    study: str,
+    series: str,
+    sop: str,
+    options: RenderOptions,
+    media_type: str,
+    quality: int,
+) -> bytes:
+    """The instance (or frame) rendered for display, through the render cache (PNG); JPEG
+    is made from the cached PNG."""
+    record = find_instances(ctx, study, series, sop)[0]
+    png = render_blocking(ctx, record.file_id, options).data
+    if media_type == "image/png":
+        return png
+    return png_to_jpeg(png, quality=quality)

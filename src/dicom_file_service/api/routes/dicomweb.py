@@ -15,8 +15,10 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from dicom_file_service.api.deps import service_context
+from dicom_file_service.api.fast_paths import IMMUTABLE
 from dicom_file_service.api.related_body import read_parts, related_boundary
 from dicom_file_service.dicom.frames import frame_media_type
+from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.dicom.stow import stow_response, stow_status
 from dicom_file_service.errors import InvalidParameter, NotAcceptable, ServiceError
 from dicom_file_service.service import dicomweb
@@ -257,3 +259,90 @@ async def retrieve_frames(
         body,
         media_type=f'multipart/related; type="{media_type}"; boundary={boundary}',
     )
+
+
+_RENDERED_TYPES = ("image/jpeg", "image/png")
+
+
+def _rendered_media_type(request: Request) -> str:
+    """``accept=`` query parameter, else the Accept header; JPEG by default (PS3.18 8.3.5.1)."""
+    wanted = request.query_params.get("accept") or request.headers.get("accept") or "*/*"
+    for item in wanted.split(","):
+        media = item.split(";")[0].strip().lower()
+        if media in _RENDERED_TYPES:
+            return media
+        if media in ("*/*", "image/*"):
+            return "image/jpeg"
+    raise NotAcceptable(f"cannot answer with {wanted!r}: renderings are image/jpeg or image/png")
+
+
+def _render_options(request: Request, frame: int, thumbnail: bool) -> tuple[RenderOptions, int]:
+    """PS3.18 8.3.5.1: ``window=center,width[,function]``, ``viewport=w,h``, ``quality``."""
+    query = request.query_params
+    center = width = None
+    if "window" in query:
+        parts = query["window"].split(",")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2].lower() != "linear"):
+            raise InvalidParameter(
+                "window is center,width[,linear] (only the LINEAR function is supported)"
+            )
+        try:
+            center, width = float(parts[0]), float(parts[1])
+        except ValueError as exc:
+            raise InvalidParameter("window's center and width must be numbers") from exc
+    size = (128, 128) if thumbnail else (None, None)
+    if "viewport" in query:
+        try:
+            vw, vh = (int(v) for v in query["viewport"].split(","))
+        except ValueError as exc:
+            raise InvalidParameter("viewport is width,height in pixels") from exc
+        size = (vw, vh)
+    try:
+        quality = int(query.get("quality", "90"))
+    except ValueError as exc:
+        raise InvalidParameter("quality is a number from 1 to 100") from exc
+    if not 1 <= quality <= 100:
+        raise InvalidParameter("quality is a number from 1 to 100")
+    options = RenderOptions(
+        frame=frame, window_center=center, window_width=width, width=size[0], height=size[1]
+    )
+    return options, quality
+
+
+async def _rendered(
+    request: Request, study: str, series: str, sop: str, frame: int, *, thumbnail: bool
+) -> Response:
+    ctx = service_context(request)
+    media_type = _rendered_media_type(request)
+    options, quality = _render_options(request, frame, thumbnail)
+    data = await ctx.run_cpu(
+        lambda: dicomweb.rendered(ctx, study, series, sop, options, media_type, quality)
+    )
+    return Response(data, media_type=media_type, headers={"cache-control": IMMUTABLE})
+
+
+_INSTANCE = "/studies/{study}/series/{series}/instances/{sop}"
+
+
+@router.get(_INSTANCE + "/rendered", summary="WADO-RS: the instance rendered (frame 1)")
+async def rendered_instance(request: Request, study: str, series: str, sop: str) -> Response:
+    return await _rendered(request, study, series, sop, 1, thumbnail=False)
+
+
+@router.get(_INSTANCE + "/thumbnail", summary="WADO-RS: the instance's thumbnail")
+async def thumbnail_instance(request: Request, study: str, series: str, sop: str) -> Response:
+    return await _rendered(request, study, series, sop, 1, thumbnail=True)
+
+
+@router.get(_INSTANCE + "/frames/{frame}/rendered", summary="WADO-RS: one frame rendered")
+async def rendered_frame(
+    request: Request, study: str, series: str, sop: str, frame: int
+) -> Response:
+    return await _rendered(request, study, series, sop, frame, thumbnail=False)
+
+
+@router.get(_INSTANCE + "/frames/{frame}/thumbnail", summary="WADO-RS: one frame's thumbnail")
+async def thumbnail_frame(
+    request: Request, study: str, series: str, sop: str, frame: int
+) -> Response:
+    return await _rendered(request, study, series, sop, frame, thumbnail=True)

@@ -1,0 +1,68 @@
+"""WADO-RS rendered and thumbnail resources: the same renderings as /dicom-image/{id}/png."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+from tests.api.dicom_factory import copy_with_new_uid
+from tests.api.test_upload import assert_problem
+from tests.datafiles import data_file
+from tests.unit.service.test_rendering import _multiframe
+
+
+def _store(client: httpx.Client, data: bytes) -> tuple[str, str]:
+    body = client.post(
+        "/dicom-image", content=data, headers={"content-type": "application/dicom"}
+    ).json()
+    url = (
+        f"/dicomweb/studies/{body['study_instance_uid']}/series/{body['series_instance_uid']}"
+        f"/instances/{body['sop_instance_uid']}"
+    )
+    return body["file_id"], url
+
+
+def test_rendered_png_is_the_file_apis_png(client: httpx.Client) -> None:
+    file_id, url = _store(client, copy_with_new_uid(data_file("CT_small.dcm")))
+    r = client.get(f"{url}/rendered", headers={"accept": "image/png"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.content == client.get(f"/dicom-image/{file_id}/png").content
+    windowed = client.get(f"{url}/rendered", params={"window": "40,400", "accept": "image/png"})
+    same = client.get(
+        f"/dicom-image/{file_id}/png", params={"window_center": 40, "window_width": 400}
+    )
+    assert windowed.content == same.content != r.content
+
+
+def test_rendered_is_jpeg_by_default_and_thumbnails_are_small(client: httpx.Client) -> None:
+    _, url = _store(client, copy_with_new_uid(data_file("MR_small.dcm")))
+    jpeg = client.get(f"{url}/rendered", params={"quality": 80})
+    assert jpeg.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(jpeg.content)).size == (64, 64)
+    thumb = client.get(f"{url}/thumbnail", params={"viewport": "32,32"})
+    assert Image.open(io.BytesIO(thumb.content)).size == (32, 32)
+
+
+def test_a_frame_is_rendered_on_its_own(client: httpx.Client, tmp_path: Path) -> None:
+    _, url = _store(client, _multiframe(tmp_path, 5, compressed=True).read_bytes())
+    pngs = [
+        client.get(f"{url}/frames/{n}/rendered", params={"accept": "image/png"}).content
+        for n in (1, 4)
+    ]
+    assert pngs[0] != pngs[1]
+    assert_problem(client.get(f"{url}/frames/9/rendered"), 400, "frame_out_of_range")
+
+
+def test_rendered_requests_that_cannot_be_served(client: httpx.Client) -> None:
+    _, url = _store(client, copy_with_new_uid(data_file("CT_small.dcm")))
+    assert_problem(
+        client.get(f"{url}/rendered", headers={"accept": "image/gif"}), 406, "not_acceptable"
+    )
+    assert_problem(client.get(f"{url}/rendered", params={"window": "40"}), 400, "invalid_parameter")
+    assert_problem(client.get(f"{url}/rendered", params={"quality": 0}), 400, "invalid_parameter")
+    assert_problem(
+        client.get("/dicomweb/studies/1.2/series/3.4/instances/5.6/rendered"), 404, "file_not_found"
+    )
