@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(files.router)
     app.include_router(ops.router)
     app.include_router(dicomweb.router)
+    app.include_router(dicomweb.wado_uri)
     served = FastPaths(app, app.state)
     if not settings.cors_origins:
         return served

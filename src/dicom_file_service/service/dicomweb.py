@@ -157,3 +157,7 @@ def rendered(
     if media_type == "image/png":
         return png
     return png_to_jpeg(png, quality=quality)
+
+
+def instance_record(ctx: ServiceContext, study: str, series: str, sop: str) -> repo.InstanceRecord:
+    return find_instances(ctx, study, series, sop)[0]

@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import httpx
+import pydicom
 from PIL import Image
 
 from tests.api.dicom_factory import copy_with_new_uid
@@ -66,3 +67,38 @@ def test_rendered_requests_that_cannot_be_served(client: httpx.Client) -> None:
     assert_problem(
         client.get("/dicomweb/studies/1.2/series/3.4/instances/5.6/rendered"), 404, "file_not_found"
     )
+
+
+def test_bulk_data_under_dicomweb_is_the_elements_value(client: httpx.Client) -> None:
+    data = copy_with_new_uid(data_file("CT_small.dcm"))
+    _, url = _store(client, data)
+    r = client.get(f"{url}/bulkdata/7FE00010")
+    assert r.status_code == 200
+    assert r.content == pydicom.dcmread(io.BytesIO(data)).PixelData
+    assert_problem(client.get(f"{url}/bulkdata/00100010"), 404, "tag_not_found")
+
+
+def test_wado_uri_answers_dicom_and_renderings(client: httpx.Client) -> None:
+    data = copy_with_new_uid(data_file("CT_small.dcm"))
+    file_id, url = _store(client, data)
+    study, series, sop = url.split("/")[3], url.split("/")[5], url.split("/")[7]
+    base = {"requestType": "WADO", "studyUID": study, "seriesUID": series, "objectUID": sop}
+    dicom = client.get("/wado", params={**base, "contentType": "application/dicom"})
+    assert dicom.status_code == 200 and dicom.content == data
+    png = client.get(
+        "/wado",
+        params={**base, "contentType": "image/png", "windowCenter": 40, "windowWidth": 400},
+    )
+    same = client.get(
+        f"/dicom-image/{file_id}/png", params={"window_center": 40, "window_width": 400}
+    )
+    assert png.content == same.content
+    jpeg = client.get("/wado", params={**base, "rows": 64, "columns": 64})
+    assert jpeg.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(jpeg.content)).size == (64, 64)
+    assert_problem(
+        client.get("/wado", params={**base, "requestType": "X"}), 400, "invalid_parameter"
+    )
+    gif = client.get("/wado", params={**base, "contentType": "image/gif"})
+    assert_problem(gif, 406, "not_acceptable")
+    assert_problem(client.get("/wado", params={"requestType": "WADO"}), 400, "invalid_parameter")

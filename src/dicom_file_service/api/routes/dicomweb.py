@@ -17,11 +17,13 @@ from starlette.responses import Response, StreamingResponse
 from dicom_file_service.api.deps import service_context
 from dicom_file_service.api.fast_paths import IMMUTABLE
 from dicom_file_service.api.related_body import read_parts, related_boundary
+from dicom_file_service.api.routes.files import send_stored_file
 from dicom_file_service.dicom.frames import frame_media_type
 from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.dicom.stow import stow_response, stow_status
 from dicom_file_service.errors import InvalidParameter, NotAcceptable, ServiceError
 from dicom_file_service.service import dicomweb
+from dicom_file_service.service import files as files_service
 from dicom_file_service.service.staging import StagedUpload
 from dicom_file_service.storage import BlobNotFound
 
@@ -346,3 +348,80 @@ async def thumbnail_frame(
     request: Request, study: str, series: str, sop: str, frame: int
 ) -> Response:
     return await _rendered(request, study, series, sop, frame, thumbnail=True)
+
+
+@router.get(
+    _INSTANCE + "/bulkdata/{location:path}",
+    summary="WADO-RS: a bulk data element's value",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def bulk_data(request: Request, study: str, series: str, sop: str, location: str) -> Response:
+    ctx = service_context(request)
+    record = await run_in_threadpool(dicomweb.instance_record, ctx, study, series, sop)
+    data = await ctx.run_cpu(lambda: files_service.bulk_value(ctx, record.file_id, location))
+    return Response(
+        data, media_type="application/octet-stream", headers={"cache-control": IMMUTABLE}
+    )
+
+
+wado_uri = APIRouter(tags=["DICOMweb"])
+
+
+@wado_uri.get("/wado", summary="WADO-URI (PS3.18 9): one instance, as DICOM or rendered")
+async def wado(
+    request: Request,
+    requestType: str,  # noqa: N803 - the standard's parameter names
+    studyUID: str,  # noqa: N803
+    seriesUID: str,  # noqa: N803
+    objectUID: str,  # noqa: N803
+    contentType: str = "image/jpeg",  # noqa: N803
+) -> Response:
+    if requestType != "WADO":
+        raise InvalidParameter("requestType must be WADO")
+    ctx = service_context(request)
+    wanted = [t.split(";")[0].strip().lower() for t in contentType.split(",")]
+    if "application/dicom" in wanted:
+        record = await run_in_threadpool(
+            dicomweb.instance_record, ctx, studyUID, seriesUID, objectUID
+        )
+        return await send_stored_file(request, ctx, record)
+    media_type = next((t for t in wanted if t in _RENDERED_TYPES), None)
+    if media_type is None:
+        raise NotAcceptable(
+            f"contentType {contentType!r}: WADO-URI answers application/dicom, image/jpeg "
+            "or image/png"
+        )
+    options, quality = _wado_render_options(request)
+    data = await ctx.run_cpu(
+        lambda: dicomweb.rendered(ctx, studyUID, seriesUID, objectUID, options, media_type, quality)
+    )
+    return Response(data, media_type=media_type, headers={"cache-control": IMMUTABLE})
+
+
+def _wado_render_options(request: Request) -> tuple[RenderOptions, int]:
+    """PS3.18 9.1.2: frameNumber, windowCenter + windowWidth, rows, columns, imageQuality."""
+    query = request.query_params
+
+    def number(name: str, kind: type[float] | type[int]) -> Any:
+        if name not in query:
+            return None
+        try:
+            return kind(query[name])
+        except ValueError as exc:
+            raise InvalidParameter(f"{name} must be a number") from exc
+
+    center, width = number("windowCenter", float), number("windowWidth", float)
+    if (center is None) != (width is None):
+        raise InvalidParameter("give both windowCenter and windowWidth, or neither")
+    quality = number("imageQuality", int) or 90
+    if not 1 <= quality <= 100:
+        raise InvalidParameter("imageQuality is a number from 1 to 100")
+    options = RenderOptions(
+        frame=number("frameNumber", int) or 1,
+        window_center=center,
+        window_width=width,
+        width=number("columns", int),
+        height=number("rows", int),
+    )
+    return options, quality
