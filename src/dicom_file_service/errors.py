@@ -28,6 +28,13 @@ class ServiceError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+        # The instance the error is about, where it is known (STOW-RS reports it).
+        self.sop_class_uid: str | None = None
+        self.sop_instance_uid: str | None = None
+
+    def about(self, sop_class_uid: str, sop_instance_uid: str) -> None:
+        """Name the instance this error is about."""
+        self.sop_class_uid, self.sop_instance_uid = sop_class_uid, sop_instance_uid
 
 
 class BadRequest(ServiceError):

@@ -67,7 +67,7 @@ def store_part(
     try:
         result = ingest_staged(ctx, staged, study_instance_uid=study_instance_uid)
     except ServiceError as exc:
-        return PartOutcome(None, FailedInstance(None, None, _reason(exc)), None)
+        return failed_part(exc)
     record = result.record
     url = instance_url(
         base_url, record.study_instance_uid, record.series_instance_uid, record.sop_instance_uid
@@ -77,7 +77,8 @@ def store_part(
 
 
 def failed_part(exc: ServiceError) -> PartOutcome:
-    return PartOutcome(None, FailedInstance(None, None, _reason(exc)), None)
+    failed = FailedInstance(exc.sop_class_uid, exc.sop_instance_uid, _reason(exc))
+    return PartOutcome(None, failed, None)
 
 
 def find_instances(

@@ -24,6 +24,7 @@ from dicom_file_service.errors import (
     CommitOutcomeUnknown,
     DuplicateInstance,
     EmptyUpload,
+    ServiceError,
     StudyMismatch,
 )
 from dicom_file_service.index import repository as repo
@@ -58,6 +59,22 @@ def ingest_staged(
         raise EmptyUpload("the upload is empty: send the DICOM file's bytes")
     file_id = ids.new_file_id()
     parsed = parse_file(staged.path, bulk_data_uri_prefix=bulk_data_prefix(file_id))
+    try:
+        return _store_parsed(ctx, staged, parsed, file_id, sha256, overwrite, study_instance_uid)
+    except ServiceError as exc:
+        exc.about(parsed.sop_class_uid, parsed.sop_instance_uid)  # STOW-RS names it
+        raise
+
+
+def _store_parsed(
+    ctx: ServiceContext,
+    staged: StagedUpload,
+    parsed: ParsedInstance,
+    file_id: str,
+    sha256: str,
+    overwrite: bool,
+    study_instance_uid: str | None,
+) -> IngestResult:
     if study_instance_uid is not None and parsed.study_instance_uid != study_instance_uid:
         raise StudyMismatch(
             f"the instance belongs to study {parsed.study_instance_uid}, not to "

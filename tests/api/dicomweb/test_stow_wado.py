@@ -153,8 +153,12 @@ def test_bad_parts_fail_alone_and_good_parts_are_stored(client: httpx.Client) ->
     answer = r.json()
     stored = answer["00081199"]["Value"]
     assert [s["00081155"]["Value"][0] for s in stored] == [good.SOPInstanceUID]
-    reasons = [f["00081197"]["Value"][0] for f in answer["00081198"]["Value"]]
+    failed = answer["00081198"]["Value"]
+    reasons = [f["00081197"]["Value"][0] for f in failed]
     assert reasons == [0xC000, 0x0110, 0xC000]  # not DICOM, outside the study, not DICOM
+    assert failed[1]["00081155"]["Value"] == [other_study.SOPInstanceUID]  # named when known
+    assert failed[1]["00081150"]["Value"] == [other_study.SOPClassUID]
+    assert "Value" not in failed[0]["00081155"]  # unknown for bytes that are not DICOM
     # The instance outside the study was not stored.
     listed = client.get(
         "/dicom-image", params={"study_instance_uid": other_study.StudyInstanceUID}
@@ -171,7 +175,9 @@ def test_a_duplicate_with_other_content_fails_with_0111_and_all_failed_is_409(
     ds.PatientID = "ANOTHER"
     r = _stow_one(client, ds)
     assert r.status_code == 409
-    assert r.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0x0111]
+    item = r.json()["00081198"]["Value"][0]
+    assert item["00081197"]["Value"] == [0x0111]
+    assert item["00081155"]["Value"] == [ds.SOPInstanceUID]
 
 
 def test_requests_that_are_not_stow_are_refused(client: httpx.Client) -> None:
