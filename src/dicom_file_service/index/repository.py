@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select
+from sqlalchemy import Connection, Row, Select, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from dicom_file_service.index.tables import instances
@@ -114,12 +114,10 @@ def instances_of(
     sop_instance_uid: str | None = None,
 ) -> Sequence[InstanceRecord]:
     """The instances of a study (or of one series, or one instance), in storage order."""
-    stmt = select(*_SUMMARY_COLUMNS).where(instances.c.study_instance_uid == study_instance_uid)
-    if series_instance_uid is not None:
-        stmt = stmt.where(instances.c.series_instance_uid == series_instance_uid)
-    if sop_instance_uid is not None:
-        stmt = stmt.where(instances.c.sop_instance_uid == sop_instance_uid)
-    return [_record(r) for r in conn.execute(stmt.order_by(instances.c.seq))]
+    stmt = _selected(
+        select(*_SUMMARY_COLUMNS), study_instance_uid, series_instance_uid, sop_instance_uid
+    )
+    return [_record(r) for r in conn.execute(stmt)]
 
 
 def headers_of(
@@ -129,9 +127,17 @@ def headers_of(
     sop_instance_uid: str | None = None,
 ) -> list[bytes]:
     """The stored DICOM JSON headers of the same selection (metadata without blob reads)."""
-    stmt = select(instances.c.header).where(instances.c.study_instance_uid == study_instance_uid)
-    if series_instance_uid is not None:
-        stmt = stmt.where(instances.c.series_instance_uid == series_instance_uid)
-    if sop_instance_uid is not None:
-        stmt = stmt.where(instances.c.sop_instance_uid == sop_instance_uid)
-    return [bytes(h) for h in conn.execute(stmt.order_by(instances.c.seq)).scalars()]
+    stmt = _selected(
+        select(instances.c.header), study_instance_uid, series_instance_uid, sop_instance_uid
+    )
+    return [bytes(h) for h in conn.execute(stmt).scalars()]
+
+
+def _selected(stmt: Select[Any], study: str, series: str | None, sop: str | None) -> Select[Any]:
+    """``stmt`` narrowed to a study, series or instance, in storage order."""
+    stmt = stmt.where(instances.c.study_instance_uid == study)
+    if series is not None:
+        stmt = stmt.where(instances.c.series_instance_uid == series)
+    if sop is not None:
+        stmt = stmt.where(instances.c.sop_instance_uid == sop)
+    return stmt.order_by(instances.c.seq)

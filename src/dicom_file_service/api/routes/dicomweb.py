@@ -80,21 +80,26 @@ async def stow_study(request: Request, study: str) -> Response:
     return await _stow(request, study)
 
 
+def _accepted(request: Request) -> list[tuple[str, dict[str, str]]]:
+    """The Accept header's media ranges, each with its parameters (lower case, unquoted)."""
+    ranges = []
+    for item in request.headers.get("accept", "*/*").split(","):
+        media, *params = [p.strip().lower().replace('"', "") for p in item.split(";")]
+        ranges.append((media, dict(p.split("=", 1) for p in params if "=" in p)))
+    return ranges
+
+
 def _check_accept(request: Request) -> None:
     """multipart/related; type="application/dicom" (transfer-syntax=* or as stored)."""
-    accept = request.headers.get("accept", "*/*")
-    for item in accept.split(","):
-        media = item.split(";")[0].strip().lower()
-        params = item.lower().replace('"', "").replace(" ", "")
+    for media, params in _accepted(request):
         if media in ("*/*", "multipart/*"):
             return
-        dicom = "type=" not in params or "type=application/dicom" in params
-        any_syntax = "transfer-syntax" not in params or "transfer-syntax=*" in params
-        if media == "multipart/related" and dicom and any_syntax:
+        dicom = params.get("type", "application/dicom") == "application/dicom"
+        if media == "multipart/related" and dicom and params.get("transfer-syntax", "*") == "*":
             return
     raise NotAcceptable(
-        f"cannot answer with {accept!r}: this service sends instances as "
-        'multipart/related; type="application/dicom"; transfer-syntax=* (as stored)'
+        f"cannot answer with {request.headers.get('accept')!r}: this service sends instances "
+        'as multipart/related; type="application/dicom"; transfer-syntax=* (as stored)'
     )
 
 
@@ -215,21 +220,18 @@ def _check_frames_accept(request: Request, media_type: str) -> None:
     """Frames go as stored: ``application/octet-stream`` for native pixel data, the
     bitstream's own media type for compressed. A client asking for octet-stream with
     ``transfer-syntax=*`` (as OHIF does) takes either."""
-    accept = request.headers.get("accept", "*/*")
-    for item in accept.split(","):
-        media, *params = [p.strip().lower().replace('"', "") for p in item.split(";")]
+    for media, params in _accepted(request):
         if media in ("*/*", "multipart/*"):
             return
-        named = dict(p.split("=", 1) for p in params if "=" in p)
-        part_type = named.get("type", "application/octet-stream")
-        any_syntax = named.get("transfer-syntax") == "*"
+        part_type = params.get("type", "application/octet-stream")
+        any_syntax = params.get("transfer-syntax") == "*"
         if media == "multipart/related" and (
             part_type == media_type or (part_type == "application/octet-stream" and any_syntax)
         ):
             return
     raise NotAcceptable(
-        f"cannot answer with {accept!r}: these frames are stored as {media_type}; ask for "
-        f'multipart/related; type="{media_type}"; transfer-syntax=*'
+        f"cannot answer with {request.headers.get('accept')!r}: these frames are stored as "
+        f'{media_type}; ask for multipart/related; type="{media_type}"; transfer-syntax=*'
     )
 
 
