@@ -26,6 +26,7 @@ from dicom_file_service.errors import (
     FileNotFound,
     InvalidDicom,
     MissingIdentity,
+    NoPixelData,
     PayloadTooLarge,
     ServiceError,
     UnsupportedMediaType,
@@ -154,10 +155,50 @@ def rendered(
     """The instance (or frame) rendered for display, through the render cache (PNG); JPEG
     is made from the cached PNG."""
     record = find_instances(ctx, study, series, sop)[0]
+    return _rendition(ctx, record, options, media_type, quality)
+
+
+def _rendition(
+    ctx: ServiceContext,
+    record: repo.InstanceRecord,
+    options: RenderOptions,
+    media_type: str,
+    quality: int,
+) -> bytes:
     png = render_blocking(ctx, record.file_id, options).data
     if media_type == "image/png":
         return png
     return png_to_jpeg(png, quality=quality)
+
+
+def representative_thumbnail(
+    ctx: ServiceContext,
+    study: str,
+    series: str | None,
+    options: RenderOptions,
+    media_type: str,
+    quality: int,
+) -> bytes:
+    """A study's or series' thumbnail: its middle image instance's (PS3.18 10.4.1.1.4)."""
+    images = [r for r in find_instances(ctx, study, series) if r.number_of_frames > 0]
+    if not images:
+        raise NoPixelData(f"{_nothing(study, series, None)[3:]} has no image to show")
+    return _rendition(ctx, images[len(images) // 2], options, media_type, quality)
+
+
+def rendered_all(
+    ctx: ServiceContext,
+    study: str,
+    series: str | None,
+    options: RenderOptions,
+    media_type: str,
+    quality: int,
+) -> list[bytes]:
+    """Every image instance of a study or series rendered (PS3.18 10.4.1.1.3)."""
+    images = [r for r in find_instances(ctx, study, series) if r.number_of_frames > 0]
+    if not images:
+        raise NoPixelData(f"{_nothing(study, series, None)[3:]} has no image to show")
+    return [_rendition(ctx, r, options, media_type, quality) for r in images]
 
 
 def instance_record(ctx: ServiceContext, study: str, series: str, sop: str) -> repo.InstanceRecord:

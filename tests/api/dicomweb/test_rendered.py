@@ -10,6 +10,7 @@ import pydicom
 from PIL import Image
 
 from tests.api.dicom_factory import copy_with_new_uid
+from tests.api.dicomweb.test_stow_wado import _bytes, _parts, _study
 from tests.api.test_upload import assert_problem
 from tests.datafiles import data_file
 from tests.unit.service.test_rendering import _multiframe
@@ -102,3 +103,25 @@ def test_wado_uri_answers_dicom_and_renderings(client: httpx.Client) -> None:
     gif = client.get("/wado", params={**base, "contentType": "image/gif"})
     assert_problem(gif, 406, "not_acceptable")
     assert_problem(client.get("/wado", params={"requestType": "WADO"}), 400, "invalid_parameter")
+
+
+def test_study_and_series_renderings_and_thumbnails(client: httpx.Client) -> None:
+
+    study = _study(2, 3)
+    for ds in study:
+        client.post(
+            "/dicom-image", content=_bytes(ds), headers={"content-type": "application/dicom"}
+        )
+    uid, series = study[0].StudyInstanceUID, study[0].SeriesInstanceUID
+    thumb = client.get(f"/dicomweb/studies/{uid}/series/{series}/thumbnail")
+    assert thumb.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(thumb.content)).size) <= 128
+    assert client.get(
+        f"/dicomweb/studies/{uid}/thumbnail", params={"accept": "image/png"}
+    ).content.startswith(b"\x89PNG")
+    rendered = client.get(f"/dicomweb/studies/{uid}/rendered", params={"accept": "image/png"})
+    assert rendered.headers["content-type"].startswith('multipart/related; type="image/png"')
+    assert len(_parts(rendered)) == 6
+    assert all(p.startswith(b"\x89PNG") for p in _parts(rendered))
+    assert len(_parts(client.get(f"/dicomweb/studies/{uid}/series/{series}/rendered"))) == 3
+    assert_problem(client.get("/dicomweb/studies/1.2.3.4/thumbnail"), 404, "file_not_found")

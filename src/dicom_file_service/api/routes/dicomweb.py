@@ -427,3 +427,50 @@ def _wado_render_options(request: Request) -> tuple[RenderOptions, int]:
         height=number("rows", int),
     )
     return options, quality
+
+
+async def _rendered_group(
+    request: Request, study: str, series: str | None, *, thumbnail: bool
+) -> Response:
+    ctx = service_context(request)
+    media_type = _rendered_media_type(request)
+    options, quality = _render_options(request, 1, thumbnail)
+    if thumbnail:
+        data = await ctx.run_cpu(
+            lambda: dicomweb.representative_thumbnail(
+                ctx, study, series, options, media_type, quality
+            )
+        )
+        return Response(data, media_type=media_type)
+    images = await ctx.run_cpu(
+        lambda: dicomweb.rendered_all(ctx, study, series, options, media_type, quality)
+    )
+    boundary = uuid.uuid4().hex
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: {media_type}\r\n\r\n".encode() + image + b"\r\n"
+            for image in images
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    return Response(body, media_type=f'multipart/related; type="{media_type}"; boundary={boundary}')
+
+
+@router.get("/studies/{study}/thumbnail", summary="WADO-RS: a study's thumbnail")
+async def thumbnail_study(request: Request, study: str) -> Response:
+    return await _rendered_group(request, study, None, thumbnail=True)
+
+
+@router.get("/studies/{study}/series/{series}/thumbnail", summary="WADO-RS: a series' thumbnail")
+async def thumbnail_series(request: Request, study: str, series: str) -> Response:
+    return await _rendered_group(request, study, series, thumbnail=True)
+
+
+@router.get("/studies/{study}/rendered", summary="WADO-RS: a study's images rendered")
+async def rendered_study(request: Request, study: str) -> Response:
+    return await _rendered_group(request, study, None, thumbnail=False)
+
+
+@router.get("/studies/{study}/series/{series}/rendered", summary="WADO-RS: a series rendered")
+async def rendered_series(request: Request, study: str, series: str) -> Response:
+    return await _rendered_group(request, study, series, thumbnail=False)
