@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from xml.sax.saxutils import escape, quoteattr
 
 # (0008,1197) Failure Reason codes of PS3.4 Annex GG.4 / PS3.18 Table 10.5.3-2.
 OUT_OF_RESOURCES = 0xA700
@@ -76,3 +77,44 @@ def stow_status(stored: int, failed: int) -> int:
     if failed == 0:
         return 200
     return 202 if stored else 409
+
+
+def stow_response_xml(response: dict[str, Any]) -> bytes:
+    """The same response dataset in the Native DICOM Model (PS3.19 A.1), for a client that
+    asks for ``application/dicom+xml``."""
+    keywords = {
+        "00081150": "ReferencedSOPClassUID",
+        "00081155": "ReferencedSOPInstanceUID",
+        "00081190": "RetrieveURL",
+        "00081197": "FailureReason",
+        "00081198": "FailedSOPSequence",
+        "00081199": "ReferencedSOPSequence",
+    }
+
+    def attributes(dataset: dict[str, Any]) -> str:
+        out = []
+        for tag in sorted(dataset):
+            element = dataset[tag]
+            head = (
+                f"<DicomAttribute tag={quoteattr(tag)} vr={quoteattr(element['vr'])} "
+                f"keyword={quoteattr(keywords.get(tag, ''))}>"
+            )
+            if element["vr"] == "SQ":
+                body = "".join(
+                    f'<Item number="{n}">{attributes(item)}</Item>'
+                    for n, item in enumerate(element.get("Value", []), start=1)
+                )
+            else:
+                body = "".join(
+                    f'<Value number="{n}">{escape(str(v))}</Value>'
+                    for n, v in enumerate(element.get("Value", []), start=1)
+                )
+            out.append(head + body + "</DicomAttribute>")
+        return "".join(out)
+
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<NativeDicomModel xmlns="http://dicom.nema.org/PS3.19/models/NativeDICOM">'
+        + attributes(response)
+        + "</NativeDicomModel>\n"
+    ).encode()

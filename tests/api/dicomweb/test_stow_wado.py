@@ -259,3 +259,31 @@ def test_a_viewer_on_another_origin_may_call_every_route(cors_server: Server) ->
         assert preflight.status_code == 200
         other = c.get(f"/dicom-image/{file_id}/metadata", headers={"origin": "https://evil.test"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_the_stow_response_in_xml_when_asked(client: httpx.Client) -> None:
+    import xml.etree.ElementTree as ET
+
+    ds = _study(1, 1)[0]
+    boundary = uuid.uuid4().hex
+    body = _multipart([("application/dicom", _bytes(ds)), ("application/dicom", b"junk")], boundary)
+    r = client.post(
+        "/dicomweb/studies",
+        content=body,
+        headers={
+            "content-type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+            "accept": "application/dicom+xml",
+        },
+    )
+    assert r.status_code == 202
+    assert r.headers["content-type"].startswith("application/dicom+xml")
+    ns = {"d": "http://dicom.nema.org/PS3.19/models/NativeDICOM"}
+    root = ET.fromstring(r.content)
+    stored = root.findall(
+        "d:DicomAttribute[@keyword='ReferencedSOPSequence']/d:Item/"
+        "d:DicomAttribute[@keyword='ReferencedSOPInstanceUID']/d:Value",
+        ns,
+    )
+    assert [v.text for v in stored] == [ds.SOPInstanceUID]
+    reasons = root.findall(".//d:DicomAttribute[@keyword='FailureReason']/d:Value", ns)
+    assert [v.text for v in reasons] == [str(0xC000)]

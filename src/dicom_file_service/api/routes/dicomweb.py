@@ -20,7 +20,7 @@ from dicom_file_service.api.related_body import read_parts, related_boundary
 from dicom_file_service.api.routes.files import send_stored_file
 from dicom_file_service.dicom.frames import frame_media_type
 from dicom_file_service.dicom.render import RenderOptions
-from dicom_file_service.dicom.stow import stow_response, stow_status
+from dicom_file_service.dicom.stow import stow_response, stow_response_xml, stow_status
 from dicom_file_service.errors import InvalidParameter, NotAcceptable, ServiceError
 from dicom_file_service.service import dicomweb
 from dicom_file_service.service import files as files_service
@@ -29,6 +29,7 @@ from dicom_file_service.storage import BlobNotFound
 
 router = APIRouter(prefix="/dicomweb", tags=["DICOMweb"])
 DICOM_JSON = "application/dicom+json"
+DICOM_XML = "application/dicom+xml"
 
 
 def _base(request: Request) -> str:
@@ -61,9 +62,17 @@ async def _stow(request: Request, study: str | None) -> Response:
         return _dicom_json({}, 400)
     studies = {o.study_instance_uid for o in outcomes if o.study_instance_uid}
     study_url = f"{base}/studies/{studies.pop()}" if len(studies) == 1 else None
-    return _dicom_json(
-        stow_response(study_url, stored, failed), stow_status(len(stored), len(failed))
-    )
+    status = stow_status(len(stored), len(failed))
+    answer = stow_response(study_url, stored, failed)
+    if _wants_xml(request):
+        return Response(stow_response_xml(answer), status_code=status, media_type=DICOM_XML)
+    return _dicom_json(answer, status)
+
+
+def _wants_xml(request: Request) -> bool:
+    """``application/dicom+xml`` when the client prefers it to DICOM JSON (PS3.18 10.5.3)."""
+    accept = request.headers.get("accept", "")
+    return DICOM_XML in accept and DICOM_JSON not in accept.split(DICOM_XML)[0]
 
 
 def _dicom_json(body: Any, status: int = 200) -> Response:
