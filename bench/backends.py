@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from sqlalchemy import create_engine, text  # noqa: E402
 from tests.s3server import S3Server, make_s3_server  # noqa: E402
 
-from bench import copies, free_port, machine, publish, wait_http  # noqa: E402
+from bench import copies, free_port, machine, post_form, publish, wait_http  # noqa: E402
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -58,20 +58,7 @@ class Deployment:
     boundary: str = field(default_factory=lambda: "bench" + uuid.uuid4().hex)
 
     def upload(self, conn: http.client.HTTPConnection, data: bytes) -> str:
-        body = (
-            (
-                f'--{self.boundary}\r\nContent-Disposition: form-data; name="file"; '
-                'filename="IM"\r\nContent-Type: application/octet-stream\r\n\r\n'
-            ).encode()
-            + data
-            + f"\r\n--{self.boundary}--\r\n".encode()
-        )
-        conn.request(
-            "POST",
-            "/dicom-image",
-            body=body,
-            headers={"Content-Type": f"multipart/form-data; boundary={self.boundary}"},
-        )
+        post_form(conn, self.boundary, data)
         response = conn.getresponse()
         answer = response.read()
         if response.status not in (200, 201):

@@ -147,6 +147,24 @@ def _read(conn: http.client.HTTPConnection) -> tuple[int, bytes]:
     return response.status, response.read()
 
 
+def post_form(conn: http.client.HTTPConnection, boundary: str, data: bytes) -> None:
+    """``POST /dicom-image`` with the multipart form of the original README (``curl -F``)."""
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="IM"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    conn.request(
+        "POST",
+        "/dicom-image",
+        body=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+
+
 def start_ours(workdir: Path) -> Peer:
     port = free_port()
     exe = Path(sys.executable).parent / "dicom-file-service"
@@ -174,20 +192,7 @@ def start_ours(workdir: Path) -> Peer:
     boundary = "bench" + uuid.uuid4().hex
 
     def upload(conn: http.client.HTTPConnection, data: bytes) -> str:
-        body = (
-            (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="IM"\r\n'
-                "Content-Type: application/octet-stream\r\n\r\n"
-            ).encode()
-            + data
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
-        conn.request(
-            "POST",
-            "/dicom-image",
-            body=body,
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-        )
+        post_form(conn, boundary, data)
         status, answer = _read(conn)
         if status not in (200, 201):
             raise RuntimeError(f"ours: upload answered {status}: {answer[:200]!r}")

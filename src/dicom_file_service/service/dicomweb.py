@@ -171,6 +171,15 @@ def _rendition(
     return png_to_jpeg(png, quality=quality)
 
 
+def _images(ctx: ServiceContext, study: str, series: str | None) -> list[repo.InstanceRecord]:
+    """The instances of a study or series that have pixel data to show."""
+    images = [r for r in find_instances(ctx, study, series) if r.number_of_frames > 0]
+    if not images:
+        which = f"series {series}" if series is not None else f"study {study}"
+        raise NoPixelData(f"{which} has no image to show")
+    return images
+
+
 def representative_thumbnail(
     ctx: ServiceContext,
     study: str,
@@ -180,9 +189,7 @@ def representative_thumbnail(
     quality: int,
 ) -> bytes:
     """A study's or series' thumbnail: its middle image instance's (PS3.18 10.4.1.1.4)."""
-    images = [r for r in find_instances(ctx, study, series) if r.number_of_frames > 0]
-    if not images:
-        raise NoPixelData(f"{_nothing(study, series, None)[3:]} has no image to show")
+    images = _images(ctx, study, series)
     return _rendition(ctx, images[len(images) // 2], options, media_type, quality)
 
 
@@ -195,9 +202,7 @@ def rendered_all(
     quality: int,
 ) -> list[bytes]:
     """Every image instance of a study or series rendered (PS3.18 10.4.1.1.3)."""
-    images = [r for r in find_instances(ctx, study, series) if r.number_of_frames > 0]
-    if not images:
-        raise NoPixelData(f"{_nothing(study, series, None)[3:]} has no image to show")
+    images = _images(ctx, study, series)
     return [_rendition(ctx, r, options, media_type, quality) for r in images]
 
 

@@ -75,6 +75,18 @@ def _wants_xml(request: Request) -> bool:
     return DICOM_XML in accept and DICOM_JSON not in accept.split(DICOM_XML)[0]
 
 
+def _related(media_type: str, parts: list[tuple[str, bytes]]) -> Response:
+    """A ``multipart/related`` response of small parts, each ``(its headers, its body)``."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        f"--{boundary}\r\n{headers}\r\n\r\n".encode() + data + b"\r\n" for headers, data in parts
+    )
+    return Response(
+        body + f"--{boundary}--\r\n".encode(),
+        media_type=f'multipart/related; type="{media_type}"; boundary={boundary}',
+    )
+
+
 def _dicom_json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type=DICOM_JSON)
 
@@ -256,22 +268,13 @@ async def retrieve_frames(
     data, tsyntax = await ctx.run_cpu(lambda: dicomweb.frames(ctx, study, series, sop, numbers))
     media_type = frame_media_type(tsyntax)
     _check_frames_accept(request, media_type)
-    boundary = uuid.uuid4().hex
     syntax = "" if media_type == "application/octet-stream" else f"; transfer-syntax={tsyntax}"
-    body = (
-        b"".join(
-            f"--{boundary}\r\nContent-Type: {media_type}{syntax}\r\n"
-            f"Content-Location: {request.url.path.rsplit('/', 1)[0]}/{n}\r\n\r\n".encode()
-            + frame
-            + b"\r\n"
-            for n, frame in zip(numbers, data, strict=True)
-        )
-        + f"--{boundary}--\r\n".encode()
-    )
-    return Response(
-        body,
-        media_type=f'multipart/related; type="{media_type}"; boundary={boundary}',
-    )
+    where = request.url.path.rsplit("/", 1)[0]
+    parts = [
+        (f"Content-Type: {media_type}{syntax}\r\nContent-Location: {where}/{n}", frame)
+        for n, frame in zip(numbers, data, strict=True)
+    ]
+    return _related(media_type, parts)
 
 
 _RENDERED_TYPES = ("image/jpeg", "image/png")
@@ -454,15 +457,7 @@ async def _rendered_group(
     images = await ctx.run_cpu(
         lambda: dicomweb.rendered_all(ctx, study, series, options, media_type, quality)
     )
-    boundary = uuid.uuid4().hex
-    body = (
-        b"".join(
-            f"--{boundary}\r\nContent-Type: {media_type}\r\n\r\n".encode() + image + b"\r\n"
-            for image in images
-        )
-        + f"--{boundary}--\r\n".encode()
-    )
-    return Response(body, media_type=f'multipart/related; type="{media_type}"; boundary={boundary}')
+    return _related(media_type, [(f"Content-Type: {media_type}", image) for image in images])
 
 
 @router.get("/studies/{study}/thumbnail", summary="WADO-RS: a study's thumbnail")
