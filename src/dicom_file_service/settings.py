@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     )
     max_tags_per_request: int = Field(default=64, ge=1)
     list_max_limit: int = Field(default=1000, ge=1)
+    qido_max_results: int = Field(
+        default=1000,
+        ge=1,
+        description="Most matches one QIDO-RS answer holds (and its default limit); a Warning "
+        "header says when more follow, to be fetched with offset.",
+    )
     pending_upload_ttl_seconds: int = Field(default=3600, ge=60)
 
     @model_validator(mode="after")

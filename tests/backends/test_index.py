@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, select
 
+from dicom_file_service.dicom.query_keys import QueryKeys
 from dicom_file_service.index import repository as repo
 from dicom_file_service.index.db import WRITE_OPTIONS, create_index_engine, upgrade
 from dicom_file_service.index.hot_reads import HeaderReader
@@ -49,9 +50,18 @@ def _values(n: int, **over: Any) -> dict[str, Any]:
     return values
 
 
+def _keys(values: dict[str, Any]) -> QueryKeys:
+    study, series = values["study_instance_uid"], values["series_instance_uid"]
+    return QueryKeys(
+        {"study_instance_uid": study},
+        {"series_instance_uid": series, "study_instance_uid": study},
+        {"instance_number": None},
+    )
+
+
 def _insert(engine: Engine, values: dict[str, Any]) -> None:
     with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
-        repo.insert_instance(conn, values)
+        repo.insert_instance(conn, values, _keys(values))
 
 
 def test_migrations_create_the_schema_and_are_idempotent(engine: Engine) -> None:
@@ -79,7 +89,7 @@ def test_the_database_rejects_a_second_row_for_one_sop_instance(engine: Engine) 
 
 def test_nothing_is_written_when_the_caller_rolls_back(engine: Engine) -> None:
     with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin() as tx:
-        repo.insert_instance(conn, _values(1))
+        repo.insert_instance(conn, _values(1), _keys(_values(1)))
         tx.rollback()
     with engine.connect() as conn:
         assert repo.get_by_file_id(conn, "file000000000000000001") is None
@@ -206,7 +216,7 @@ def test_transactions_stay_atomic_after_hot_reads_returned_connections(
 
 def _insert_then_fail(index: Any) -> None:
     with index.transaction() as conn:
-        repo.insert_instance(conn, _values(1))
+        repo.insert_instance(conn, _values(1), _keys(_values(1)))
         raise RuntimeError("roll back")
 
 
@@ -247,5 +257,113 @@ def test_concurrent_async_reads_each_get_their_own_row(database_url: str) -> Non
         expected = [1, 2, 2, 3, None, 4, 5, 1]
         assert got[:8] == [None if n is None else f'{{"n":{n}}}'.encode() for n in expected]
         assert got[8:] == [True, True, True, True, False, True, True, True]
+    finally:
+        index.close()
+
+
+def test_study_and_series_rows_come_with_the_first_instance_and_go_with_the_last(
+    engine: Engine,
+) -> None:
+    from dicom_file_service.index.tables import series, studies
+
+    def counts() -> tuple[int, int]:
+        with engine.connect() as conn:
+            n_studies = len(conn.execute(select(studies.c.seq)).all())
+            return n_studies, len(conn.execute(select(series.c.seq)).all())
+
+    _insert(engine, _values(1))
+    _insert(engine, _values(2))
+    _insert(engine, _values(3, series_instance_uid="1.2.3.101"))
+    assert counts() == (1, 2)
+    for n, expected in ((1, (1, 2)), (3, (1, 1)), (2, (0, 0))):
+        with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+            assert repo.delete_by_file_id(conn, f"file{n:018d}")
+        assert counts() == expected
+
+
+def test_the_migration_fills_query_rows_from_headers_stored_before_it(
+    database_url: str,
+) -> None:
+    """Instances stored before the study and series tables existed are found by QIDO."""
+    from alembic import command
+    from sqlalchemy import column, insert, table
+
+    from dicom_file_service.dicom.header_index import encode_header
+    from dicom_file_service.dicom.parse import parse_file
+    from dicom_file_service.index.db import alembic_config
+    from dicom_file_service.index.tables import instances, series, studies
+    from tests.datafiles import data_file
+
+    eng = create_index_engine(database_url)
+    try:
+        with eng.connect() as conn:
+            cfg = alembic_config(eng)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0003")
+            conn.commit()
+        parsed = parse_file(data_file("CT_small.dcm"), bulk_data_uri_prefix="/x")
+        header, index = encode_header(parsed.header)
+        old_columns = [column(c.name) for c in instances.columns if c.name != "instance_number"]
+        values = _values(
+            1,
+            study_instance_uid=parsed.study_instance_uid,
+            series_instance_uid=parsed.series_instance_uid,
+            header=header,
+            header_index=index,
+        )
+        with eng.begin() as conn:
+            conn.execute(insert(table("instances", *old_columns)).values(**values))
+        upgrade(eng)
+        with eng.connect() as conn:
+            study = conn.execute(select(studies)).one()._mapping
+            assert study["study_instance_uid"] == parsed.study_instance_uid
+            assert study["patient_name"] == "CompressedSamples^CT1".upper()
+            assert study["study_date"] == "20040119"
+            one = conn.execute(select(series)).one()._mapping
+            assert one["modality"] == "CT"
+            number = conn.execute(select(instances.c.instance_number)).scalar()
+            assert number == 1
+    finally:
+        eng.dispose()
+
+
+def test_uploads_and_deletes_racing_in_one_study_keep_its_rows_consistent(
+    database_url: str,
+) -> None:
+    """An upload into a study while its last instance is deleted: the study and series rows
+    end up existing exactly when instances of them do (the study row is locked first)."""
+    from dicom_file_service.index.database import IndexDatabase
+    from dicom_file_service.index.tables import instances, series, studies
+
+    index = IndexDatabase(database_url, pool_size=4, pool_timeout=10)
+    try:
+        index.upgrade()
+
+        orphans: list[int] = []
+
+        def churn(first: int) -> None:
+            for n in range(first, first + 200, 2):
+                values = _values(n)
+                with index.transaction() as conn:
+                    repo.insert_instance(conn, values, _keys(values))
+                with index.read() as conn:  # our instance is there: so must its rows be
+                    if not conn.execute(select(series.c.seq)).all():
+                        orphans.append(n)
+                with index.transaction() as conn:
+                    repo.delete_by_file_id(conn, values["file_id"])
+
+        threads = [threading.Thread(target=churn, args=(first,)) for first in (1, 2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert orphans == []
+        _insert(index.engine, _values(99))
+        with index.read() as conn:
+            assert conn.execute(select(instances.c.file_id)).scalars().all() == [
+                "file000000000000000099"
+            ]
+            assert len(conn.execute(select(studies.c.seq)).all()) == 1
+            assert len(conn.execute(select(series.c.seq)).all()) == 1
     finally:
         index.close()

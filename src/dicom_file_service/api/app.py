@@ -13,7 +13,7 @@ from starlette.types import ASGIApp
 from dicom_file_service import __version__
 from dicom_file_service.api.fast_paths import FastPaths
 from dicom_file_service.api.problems import install_problem_handlers
-from dicom_file_service.api.routes import dicomweb, files, ops, transfer
+from dicom_file_service.api.routes import dicomweb, dicomweb_search, files, ops, transfer
 from dicom_file_service.dicom.render import warm_up
 from dicom_file_service.service import prerender
 from dicom_file_service.service.context import ServiceContext
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(files.router)
     app.include_router(ops.router)
     app.include_router(dicomweb.router)
+    app.include_router(dicomweb_search.router)
     app.include_router(dicomweb.wado_uri)
     served = FastPaths(app, app.state)
     if not settings.cors_origins:

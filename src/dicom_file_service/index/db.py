@@ -77,6 +77,9 @@ def _create_engine(url: str, pool_size: int, pool_timeout: float) -> Engine:
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            # DICOM matching is case-sensitive (PN is matched on upper-cased keys instead),
+            # as PostgreSQL's LIKE is; SQLite's is not unless told.
+            cur.execute("PRAGMA case_sensitive_like=ON")
             cur.close()
 
         @event.listens_for(engine, "begin")

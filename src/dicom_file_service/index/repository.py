@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, delete, insert, select
+from sqlalchemy import Connection, Row, Select, delete, exists, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from dicom_file_service.index.tables import instances
+from dicom_file_service.dicom.query_keys import QueryKeys
+from dicom_file_service.index.tables import instances, series, studies
 
 
 @dataclass(frozen=True)
@@ -49,12 +51,20 @@ def _record(row: Row[Any]) -> InstanceRecord:
     return InstanceRecord(**row._mapping)
 
 
-def insert_instance(conn: Connection, values: dict[str, Any]) -> int:
-    """Insert one instance row and return its ``seq``.
+def insert_instance(conn: Connection, values: dict[str, Any], keys: QueryKeys) -> int:
+    """Insert one instance row (and its study's and series' rows if they are new); return
+    its ``seq``.
 
     Raises DuplicateKey on a unique-constraint conflict; the caller's transaction is then
     unusable (PostgreSQL aborts it), so the caller ends it and decides in a new one.
+
+    The study row is written (or locked, when it exists) first, as ``delete_by_file_id``
+    locks it first: an upload into a study and the delete of its last instance take turns, so
+    neither leaves an instance without its study row nor a study row without instances.
     """
+    _claim(conn, studies, keys.study, "study_instance_uid")
+    _claim(conn, series, keys.series, "series_instance_uid")
+    values = {**values, **keys.instance}
     try:
         result = conn.execute(insert(instances).values(**values))
     except IntegrityError as exc:
@@ -81,8 +91,36 @@ def referenced_blob_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
     return set(conn.execute(stmt).scalars())
 
 
+def _claim(conn: Connection, table: Any, values: dict[str, Any], key: str) -> None:
+    """Insert the row, or lock it where it exists (PostgreSQL; SQLite has one writer)."""
+    if conn.dialect.name == "postgresql":
+        pg = postgresql.insert(table).values(**values)
+        conn.execute(pg.on_conflict_do_update(index_elements=[key], set_={key: pg.excluded[key]}))
+    else:
+        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+        conn.execute(stmt)
+
+
 def delete_by_file_id(conn: Connection, file_id: str) -> bool:
+    """Delete an instance row, and its series' and study's rows when it was their last."""
+    row = conn.execute(
+        select(instances.c.study_instance_uid, instances.c.series_instance_uid).where(
+            instances.c.file_id == file_id
+        )
+    ).first()
+    if row is None:
+        return False
+    study, series_uid = row
+    conn.execute(  # the order of insert_instance: the study's row first
+        select(studies.c.seq).where(studies.c.study_instance_uid == study).with_for_update()
+    ).first()
     result = conn.execute(delete(instances).where(instances.c.file_id == file_id))
+    if not conn.execute(
+        select(exists().where(instances.c.series_instance_uid == series_uid))
+    ).scalar():
+        conn.execute(delete(series).where(series.c.series_instance_uid == series_uid))
+    if not conn.execute(select(exists().where(instances.c.study_instance_uid == study))).scalar():
+        conn.execute(delete(studies).where(studies.c.study_instance_uid == study))
     return bool(result.rowcount)
 
 

@@ -49,12 +49,58 @@ instances = Table(
     # Extended offsets of encapsulated multi-frame pixel data (dicom.parse.frame_table), so
     # one frame is read without walking the fragments before it.
     Column("frame_table", LargeBinary, nullable=True),
+    Column("instance_number", BigInteger, nullable=True),
 )
 
 Index("ix_instances_study", instances.c.study_instance_uid)
 Index("ix_instances_series", instances.c.series_instance_uid)
 Index("ix_instances_patient_id", instances.c.patient_id)
 Index("ix_instances_modality", instances.c.modality)
+
+# QIDO-RS matches on these (dicom.query_keys makes their values). A study's and a series' row
+# holds the values of the first instance stored in it, and goes with its last instance.
+_Key = String(256)
+
+studies = Table(
+    "studies",
+    metadata,
+    Column("seq", _SeqType, primary_key=True, autoincrement=True),
+    Column("study_instance_uid", String(64), nullable=False, unique=True),
+    Column("patient_name", _Key),
+    Column("patient_name_fuzzy", _Key),
+    Column("patient_id", _Key),
+    Column("study_date", _Key),
+    Column("study_time", _Key),
+    Column("study_datetime", _Key),
+    Column("accession_number", _Key),
+    Column("referring_physician_name", _Key),
+    Column("referring_physician_name_fuzzy", _Key),
+    Column("study_id", _Key),
+    Column("study_description", _Key),
+)
+Index("ix_studies_patient_name", studies.c.patient_name)
+Index("ix_studies_patient_name_fuzzy", studies.c.patient_name_fuzzy)
+Index("ix_studies_patient_id", studies.c.patient_id)
+Index("ix_studies_study_date", studies.c.study_date)
+Index("ix_studies_study_datetime", studies.c.study_datetime)
+Index("ix_studies_accession_number", studies.c.accession_number)
+
+series = Table(
+    "series",
+    metadata,
+    Column("seq", _SeqType, primary_key=True, autoincrement=True),
+    Column("series_instance_uid", String(64), nullable=False, unique=True),
+    Column("study_instance_uid", String(64), nullable=False),
+    Column("modality", _Key),
+    Column("series_number", BigInteger),
+    Column("series_description", _Key),
+    Column("performed_procedure_step_start_date", _Key),
+    Column("performed_procedure_step_start_time", _Key),
+    Column("scheduled_procedure_step_ids", _Key),
+    Column("requested_procedure_ids", _Key),
+)
+Index("ix_series_study", series.c.study_instance_uid)
+Index("ix_series_modality", series.c.modality)
 
 # Background renderings waiting to be made (the embedded queue; PostgreSQL uses procrastinate's
 # tables). A row is written in the same transaction as its instance, so a crash between the

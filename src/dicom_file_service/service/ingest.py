@@ -20,6 +20,7 @@ import orjson
 
 from dicom_file_service.dicom.header_index import encode_header
 from dicom_file_service.dicom.parse import ParsedInstance, parse_file
+from dicom_file_service.dicom.query_keys import query_keys
 from dicom_file_service.errors import (
     CommitOutcomeUnknown,
     DuplicateInstance,
@@ -104,6 +105,7 @@ def _index(
     overwrite: bool,
 ) -> IngestResult:
     header_json, header_index = encode_header(parsed.header)
+    keys = query_keys(parsed.header)
     values: dict[str, Any] = {
         "file_id": file_id,
         "sop_instance_uid": parsed.sop_instance_uid,
@@ -130,7 +132,7 @@ def _index(
         # transaction, settles a race with a concurrent upload of the same instance.
         try:
             with _uncommitted_blob_removed(ctx, blob_key), ctx.index.transaction() as conn:
-                seq = repo.insert_instance(conn, values)
+                seq = repo.insert_instance(conn, values, keys)
                 enqueue_prerender(ctx, conn, file_id)
             ctx.jobs.committed()
         except repo.DuplicateKey as exc:
@@ -151,7 +153,7 @@ def _index(
                 repo.delete_by_file_id(conn, current.file_id)
                 replaced = current
             try:
-                seq = repo.insert_instance(conn, values)
+                seq = repo.insert_instance(conn, values, keys)
             except repo.DuplicateKey as exc:  # a concurrent writer on another database session
                 raise _duplicate(parsed.sop_instance_uid, None) from exc
             enqueue_prerender(ctx, conn, file_id)

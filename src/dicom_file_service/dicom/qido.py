@@ -1,0 +1,412 @@
+"""QIDO-RS queries (PS3.18 10.6): what a query string asks for, as conditions on query keys.
+
+This module knows DICOM matching (PS3.4 C.2.2.2) and nothing of SQL or HTTP: it turns
+``PatientName=doe*&StudyDate=20240101-20240131&includefield=00081030&limit=10`` into
+conditions on the normalised values of ``query_keys`` and a list of attributes to return.
+Patterns use ``%`` and ``_`` as wildcards with ``!`` as the escape character (what a
+database's ``LIKE ... ESCAPE '!'`` takes).
+
+Matching kinds: single value, UID list (``,`` or ``\\``), wildcards ``*`` and ``?`` (PN
+case-insensitive, and accent-insensitive with ``fuzzymatching=true``; a PN value without ``=``
+matches any of the name's component groups), ranges of dates and times (open at either end;
+StudyDate with StudyTime is matched as one date-time range), and sequence matching for the
+Request Attributes Sequence. A key this service cannot match on at the level asked is ignored
+and named in a warning, as PS3.18 8.3.4.1 asks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydicom.datadict import tag_for_keyword
+
+from dicom_file_service.dicom.query_keys import pn_key, time_key
+from dicom_file_service.errors import InvalidParameter
+
+Level = Literal["study", "series", "instance"]
+LEVELS: tuple[Level, ...] = ("study", "series", "instance")
+Kind = Literal["uid", "text", "pn", "date", "time", "int", "items"]
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """A matching key: where its normalised value lives (level's row, column) and its kind."""
+
+    keyword: str
+    tag: str
+    level: Level
+    column: str
+    kind: Kind
+
+
+def _attr(keyword: str, level: Level, column: str, kind: Kind, tag: str | None = None) -> Attribute:
+    found = tag_for_keyword(keyword)
+    return Attribute(keyword, tag or f"{found:08X}", level, column, kind)
+
+
+# PS3.18 Table 10.6.1-5, plus StudyDescription and SeriesDescription that viewers search on.
+MATCHABLE: tuple[Attribute, ...] = (
+    _attr("StudyInstanceUID", "study", "study_instance_uid", "uid"),
+    _attr("PatientName", "study", "patient_name", "pn"),
+    _attr("PatientID", "study", "patient_id", "text"),
+    _attr("StudyDate", "study", "study_date", "date"),
+    _attr("StudyTime", "study", "study_time", "time"),
+    _attr("AccessionNumber", "study", "accession_number", "text"),
+    _attr("ReferringPhysicianName", "study", "referring_physician_name", "pn"),
+    _attr("StudyID", "study", "study_id", "text"),
+    _attr("StudyDescription", "study", "study_description", "text"),
+    _attr("ModalitiesInStudy", "series", "modality", "text"),
+    _attr("SeriesInstanceUID", "series", "series_instance_uid", "uid"),
+    _attr("Modality", "series", "modality", "text"),
+    _attr("SeriesNumber", "series", "series_number", "int"),
+    _attr("SeriesDescription", "series", "series_description", "text"),
+    _attr(
+        "PerformedProcedureStepStartDate", "series", "performed_procedure_step_start_date", "date"
+    ),
+    _attr(
+        "PerformedProcedureStepStartTime", "series", "performed_procedure_step_start_time", "time"
+    ),
+    _attr(
+        "ScheduledProcedureStepID",
+        "series",
+        "scheduled_procedure_step_ids",
+        "items",
+        "00400275.00400009",
+    ),
+    _attr(
+        "RequestedProcedureID", "series", "requested_procedure_ids", "items", "00400275.00401001"
+    ),
+    _attr("SOPClassUID", "instance", "sop_class_uid", "uid"),
+    _attr("SOPInstanceUID", "instance", "sop_instance_uid", "uid"),
+    _attr("InstanceNumber", "instance", "instance_number", "int"),
+)
+_BY_TAG = {a.tag: a for a in MATCHABLE}
+_SEQUENCE_KEYWORDS = {"RequestAttributeSequence": "00400275"}  # PS3.18 Table 10.6.1-5 spelling
+
+# What each level answers with (PS3.18 Tables 10.6.3-3, -4 and -5), plus the UIDs of the
+# levels above so that a client can address what it found, and the descriptions viewers show.
+STUDY_RETURN = [
+    "00080005",
+    "00080020",
+    "00080030",
+    "00080050",
+    "00080056",
+    "00080061",
+    "00080090",
+    "00080201",
+    "00081030",
+    "00081190",
+    "00100010",
+    "00100020",
+    "00100030",
+    "00100040",
+    "0020000D",
+    "00200010",
+    "00201206",
+    "00201208",
+]
+SERIES_RETURN = [
+    "00080005",
+    "00080060",
+    "00080201",
+    "0008103E",
+    "00081190",
+    "0020000D",
+    "0020000E",
+    "00200011",
+    "00201209",
+    "00400244",
+    "00400245",
+    "00400275",
+]
+INSTANCE_RETURN = [
+    "00080005",
+    "00080016",
+    "00080018",
+    "00080056",
+    "00080201",
+    "00081190",
+    "0020000D",
+    "0020000E",
+    "00200013",
+    "00280008",
+    "00280010",
+    "00280011",
+    "00280100",
+]
+RETURN: dict[Level, list[str]] = {
+    "study": STUDY_RETURN,
+    "series": SERIES_RETURN,
+    "instance": INSTANCE_RETURN,
+}
+# Attributes the service computes rather than reads from a header.
+COMPUTED = {"00080056", "00080061", "00081190", "00201206", "00201208", "00201209"}
+# ``includefield=all`` at study and series level: these modules' attributes (Patient, General
+# Study, Patient Study; General Series) as far as the first instance of the study or series has
+# them. At instance level ``all`` is the whole stored header.
+ALL_STUDY = [
+    "00080020",
+    "00080030",
+    "00080050",
+    "00080090",
+    "00081030",
+    "00081032",
+    "00081060",
+    "00100010",
+    "00100020",
+    "00100021",
+    "00100030",
+    "00100032",
+    "00100040",
+    "00101010",
+    "00101020",
+    "00101030",
+    "00102160",
+    "00104000",
+    "0020000D",
+    "00200010",
+    "00321060",
+]
+ALL_SERIES = [
+    "00080021",
+    "00080031",
+    "00080060",
+    "0008103E",
+    "00081070",
+    "00081111",
+    "00180015",
+    "00185100",
+    "0020000E",
+    "00200011",
+    "00200060",
+    "00400244",
+    "00400245",
+    "00400275",
+]
+
+Op = Literal["equal", "like", "range"]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One matching condition on one column.
+
+    ``equal``: the column equals one of ``values``; ``like``: the column matches one of the
+    ``values`` patterns; ``range``: ``low <= column <= high`` with either end open (None).
+    """
+
+    attribute: Attribute
+    column: str
+    op: Op
+    values: tuple[str | int | None, ...]
+
+
+@dataclass
+class Query:
+    level: Level
+    conditions: list[Condition] = field(default_factory=list)
+    include: list[str] = field(default_factory=list)  # tags to return beyond the defaults
+    include_all: bool = False
+    limit: int | None = None
+    offset: int = 0
+    fuzzy: bool = False
+    ignored: list[str] = field(default_factory=list)  # keys named in the Warning header
+
+
+_CONTROL = {"limit", "offset", "fuzzymatching", "includefield"}
+_TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
+_DATE = re.compile(r"^\d{8}$")
+
+
+def parse_query(params: Iterable[tuple[str, str]], level: Level) -> Query:
+    """The query a QIDO-RS request's parameters make at ``level``; 400 on a malformed value."""
+    pairs = list(params)
+    query = Query(level)
+    for name, value in pairs:
+        if name == "fuzzymatching":
+            query.fuzzy = _boolean(name, value)
+    matches: dict[str, tuple[Attribute, str]] = {}
+    for name, value in pairs:
+        if name in ("limit", "offset"):
+            number = _count(name, value)
+            if name == "limit":
+                query.limit = number
+            else:
+                query.offset = number
+        elif name == "includefield":
+            for item in filter(None, (v.strip() for v in value.split(","))):
+                if item.lower() == "all":
+                    query.include_all = True
+                elif (tag := _resolve(item)) is not None:
+                    query.include.append(tag)
+                else:
+                    query.ignored.append(item)
+        elif name not in _CONTROL:
+            _match_key(query, name, value, matches)
+    query.conditions.extend(_conditions(matches, query.fuzzy))
+    return query
+
+
+def _match_key(
+    query: Query, name: str, value: str, matches: dict[str, tuple[Attribute, str]]
+) -> None:
+    tag = _resolve(name)
+    attribute = _BY_TAG.get(tag) if tag else None
+    if attribute is None or not _matchable(attribute, query.level):
+        if attribute is None and tag is not None:
+            query.include.append(tag.split(".")[0])  # still returned, just not matched
+        query.ignored.append(name)
+        return
+    query.include.append(attribute.tag.split(".")[0])
+    if value.strip():  # an empty value is universal matching: return the key, match all
+        matches[attribute.tag] = (attribute, value.strip())
+
+
+def _matchable(attribute: Attribute, level: Level) -> bool:
+    """Keys of the level and the levels above it; ModalitiesInStudy at study level only."""
+    if attribute.keyword == "ModalitiesInStudy":
+        return level == "study"
+    return LEVELS.index(attribute.level) <= LEVELS.index(level)
+
+
+def _resolve(name: str) -> str | None:
+    """A key (``PatientName``, ``00100010``, ``RequestAttributeSequence.RequestedProcedureID``
+    or ``00400275.00401001``) as an upper-case tag path, or None if it names nothing."""
+    parts = []
+    for i, part in enumerate(name.split(".")):
+        if _TAG.match(part):
+            parts.append(part.upper())
+            continue
+        keyword = _SEQUENCE_KEYWORDS.get(part) if i == 0 and "." in name else None
+        found = tag_for_keyword(part)
+        if keyword is None and found is None:
+            return None
+        parts.append(keyword or f"{found:08X}")
+    return ".".join(parts)
+
+
+def _conditions(matches: dict[str, tuple[Attribute, str]], fuzzy: bool) -> list[Condition]:
+    date = matches.pop("00080020", None)
+    time = matches.pop("00080030", None)
+    out = []
+    if date and time:
+        out.append(_date_time(date[1], time[1]))
+    elif date:
+        out.append(_condition(*date, fuzzy))
+    elif time:
+        out.append(_condition(*time, fuzzy))
+    out.extend(_condition(attribute, value, fuzzy) for attribute, value in matches.values())
+    return out
+
+
+def _condition(attribute: Attribute, value: str, fuzzy: bool) -> Condition:
+    kind = attribute.kind
+    if kind == "uid" or attribute.keyword == "ModalitiesInStudy":  # lists of values
+        values = tuple(u.strip() for u in re.split(r"[,\\]", value) if u.strip())
+        if kind != "uid" and any(_is_wild(v) for v in values):
+            return Condition(attribute, attribute.column, "like", tuple(map(_pattern, values)))
+        return Condition(attribute, attribute.column, "equal", values)
+    if kind == "date":
+        low, high = _range(attribute, value, _date)
+        return Condition(attribute, attribute.column, "range", (low, high))
+    if kind == "time":
+        low, high = _time_range(attribute, value)
+        return Condition(attribute, attribute.column, "range", (low, high))
+    if kind == "int":
+        try:
+            return Condition(attribute, attribute.column, "equal", (int(value),))
+        except ValueError:
+            raise InvalidParameter(f"{attribute.keyword}={value!r}: not an integer") from None
+    if kind == "pn":
+        return _person_name(attribute, value, fuzzy)
+    if kind == "items":
+        return Condition(attribute, attribute.column, "like", (f"%\\{_pattern(value)}\\%",))
+    if _is_wild(value):
+        return Condition(attribute, attribute.column, "like", (_pattern(value),))
+    return Condition(attribute, attribute.column, "equal", (value,))
+
+
+def _person_name(attribute: Attribute, value: str, fuzzy: bool) -> Condition:
+    column = attribute.column + ("_fuzzy" if fuzzy else "")
+    key = pn_key(value, fuzzy=fuzzy)
+    if "=" in value:  # component groups named: match the whole name
+        if _is_wild(key):
+            return Condition(attribute, column, "like", (_pattern(key),))
+        return Condition(attribute, column, "equal", (key,))
+    # One group's value: any of the stored name's groups may match it.
+    p = _pattern(key)
+    return Condition(attribute, column, "like", (p, f"{p}=%", f"%={p}", f"%={p}=%"))
+
+
+def _is_wild(value: str) -> bool:
+    return "*" in value or "?" in value
+
+
+def _pattern(value: str) -> str:
+    """A DICOM wildcard value as a LIKE pattern with ``!`` as the escape character."""
+    escaped = value.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _range(
+    attribute: Attribute, value: str, parse: Callable[[Attribute, str], str]
+) -> tuple[str | None, str | None]:
+    if "-" not in value:
+        single = parse(attribute, value)
+        return single, single
+    low, _, high = value.partition("-")
+    if not low.strip() and not high.strip():
+        raise InvalidParameter(f"{attribute.keyword}={value!r}: a range needs at least one end")
+    return (
+        parse(attribute, low) if low.strip() else None,
+        parse(attribute, high) if high.strip() else None,
+    )
+
+
+def _date(attribute: Attribute, value: str) -> str:
+    text = value.strip()
+    if not _DATE.match(text):
+        raise InvalidParameter(
+            f"{attribute.keyword}={value!r}: not a date (YYYYMMDD) or date range (A-B, -B, A-)"
+        )
+    return text
+
+
+def _time_range(attribute: Attribute, value: str) -> tuple[str | None, str | None]:
+    low, sep, high = value.partition("-")
+    if not sep:
+        low = high = value
+    if not low.strip() and not high.strip():
+        raise InvalidParameter(f"{attribute.keyword}={value!r}: a range needs at least one end")
+    start = time_key(low) if low.strip() else None
+    end = time_key(high, upper=True) if high.strip() else None
+    if (low.strip() and start is None) or (high.strip() and end is None):
+        raise InvalidParameter(
+            f"{attribute.keyword}={value!r}: not a time (HHMMSS.FFFFFF) or time range"
+        )
+    return start, end
+
+
+def _date_time(date: str, time: str) -> Condition:
+    """StudyDate with StudyTime: one range of date-times (PS3.4 C.2.2.2.5.1)."""
+    attribute = _BY_TAG["00080020"]
+    d_low, d_high = _range(attribute, date, _date)
+    t_low, t_high = _time_range(_BY_TAG["00080030"], time)
+    low = d_low + (t_low or "000000.000000") if d_low else None
+    high = d_high + (t_high or "235959.999999") if d_high else None
+    return Condition(attribute, "study_datetime", "range", (low, high))
+
+
+def _boolean(name: str, value: str) -> bool:
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise InvalidParameter(f"{name}={value!r}: use true or false")
+
+
+def _count(name: str, value: str) -> int:
+    if not value.isdigit():
+        raise InvalidParameter(f"{name}={value!r}: not a non-negative integer")
+    return int(value)

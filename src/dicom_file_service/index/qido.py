@@ -1,0 +1,148 @@
+"""QIDO-RS queries as SQL over the study, series and instance rows (never over stored JSON).
+
+``matches`` finds one page of studies, series or instances; the summaries then give what an
+answer needs of each (its first instance, whose header supplies the returned attributes, and
+the counts PS3.18 asks to be computed) in one grouped query per kind for the whole page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Table, and_, func, or_, select
+
+from dicom_file_service.dicom.qido import LEVELS, Condition, Level, Query
+from dicom_file_service.index.tables import instances, series, studies
+
+_TABLES: dict[Level, Table] = {"study": studies, "series": series, "instance": instances}
+_UID: dict[Level, str] = {
+    "study": "study_instance_uid",
+    "series": "series_instance_uid",
+    "instance": "sop_instance_uid",
+}
+_CHUNK = 500  # UIDs per IN (...) list, well under every database's limit on parameters
+
+
+@dataclass(frozen=True)
+class Match:
+    """One study, series or instance found: its UIDs (those above it included) and ``seq``
+    of its instance row (instance level)."""
+
+    study_instance_uid: str
+    series_instance_uid: str | None = None
+    sop_instance_uid: str | None = None
+    seq: int | None = None
+
+
+def matches(
+    conn: Connection, query: Query, scope: dict[Level, str], limit: int
+) -> tuple[list[Match], bool]:
+    """One page (``query.offset``, at most ``limit``) of what the query finds, in storage
+    order, within ``scope`` (UIDs from the request's path); and whether more follow."""
+    base = _TABLES[query.level]
+    columns: list[Any] = [base.c.study_instance_uid]
+    if query.level != "study":
+        columns.append(base.c.series_instance_uid)
+    if query.level == "instance":
+        columns += [base.c.sop_instance_uid, base.c.seq]
+    stmt = select(*columns).order_by(base.c.seq).offset(query.offset).limit(limit + 1)
+    for level, uid in scope.items():
+        stmt = stmt.where(base.c[_UID[level]] == uid)
+    for condition in query.conditions:
+        stmt = stmt.where(_linked(query.level, condition))
+    rows = conn.execute(stmt).all()
+    return [Match(*row) for row in rows[:limit]], len(rows) > limit
+
+
+def _linked(level: Level, condition: Condition) -> ColumnElement[bool]:
+    """The condition on the query level's rows, through the study or series UID when the
+    attribute lives on another level's rows."""
+    where = condition.attribute.level
+    table = _TABLES[where]
+    clause = _clause(table.c[condition.column], condition)
+    if where == level:
+        return clause
+    # A higher level's key links by that level's UID; a lower level's by the query level's.
+    link = _UID[where] if LEVELS.index(where) < LEVELS.index(level) else _UID[level]
+    return _TABLES[level].c[link].in_(select(table.c[link]).where(clause))
+
+
+def _clause(column: Any, condition: Condition) -> ColumnElement[bool]:
+    values = condition.values
+    if condition.op == "equal":
+        equal: ColumnElement[bool] = column == values[0] if len(values) == 1 else column.in_(values)
+        return equal
+    if condition.op == "like":
+        return or_(*(column.like(str(p), escape="!") for p in values))
+    low, high = values
+    ends = [column >= low] if low is not None else []
+    ends += [column <= high] if high is not None else []
+    return and_(column.is_not(None), *ends)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The first instance's ``seq`` and the counts of one study or series."""
+
+    first_seq: int
+    instances: int
+    series: int = 0
+    modalities: tuple[str, ...] = ()
+
+
+def study_summaries(conn: Connection, uids: Sequence[str]) -> dict[str, Summary]:
+    firsts: dict[str, tuple[int, int]] = {}
+    counts: dict[str, int] = {}
+    modalities: dict[str, list[str]] = {}
+    for chunk in _chunks(uids):
+        uid = instances.c.study_instance_uid
+        grouped = select(uid, func.min(instances.c.seq), func.count()).where(uid.in_(chunk))
+        for study, first, n in conn.execute(grouped.group_by(uid)):
+            firsts[study] = (first, n)
+        in_series = select(series.c.study_instance_uid, func.count()).where(
+            series.c.study_instance_uid.in_(chunk)
+        )
+        for study, n in conn.execute(in_series.group_by(series.c.study_instance_uid)):
+            counts[study] = n
+        kinds = (
+            select(series.c.study_instance_uid, series.c.modality)
+            .where(series.c.study_instance_uid.in_(chunk), series.c.modality.is_not(None))
+            .distinct()
+            .order_by(series.c.modality)
+        )
+        for study, modality in conn.execute(kinds):
+            modalities.setdefault(study, []).append(modality)
+    return {
+        study: Summary(first, n, counts.get(study, 0), tuple(modalities.get(study, ())))
+        for study, (first, n) in firsts.items()
+    }
+
+
+def series_summaries(conn: Connection, uids: Sequence[str]) -> dict[str, Summary]:
+    out = {}
+    for chunk in _chunks(uids):
+        uid = instances.c.series_instance_uid
+        grouped = select(uid, func.min(instances.c.seq), func.count()).where(uid.in_(chunk))
+        for found, first, n in conn.execute(grouped.group_by(uid)):
+            out[found] = Summary(first, n)
+    return out
+
+
+def headers_by_seq(conn: Connection, seqs: Sequence[int]) -> dict[int, tuple[bytes, bytes]]:
+    """Stored headers and their span indexes, by instance ``seq``."""
+    out = {}
+    for chunk in _chunks(seqs):
+        stmt = select(instances.c.seq, instances.c.header, instances.c.header_index).where(
+            instances.c.seq.in_(chunk)
+        )
+        for seq, header, index in conn.execute(stmt):
+            out[seq] = (bytes(header), bytes(index))
+    return out
+
+
+def _chunks(items: Sequence[Any]) -> Iterator[list[Any]]:
+    unique = list(dict.fromkeys(items))
+    for start in range(0, len(unique), _CHUNK):
+        yield unique[start : start + _CHUNK]

@@ -1,0 +1,163 @@
+"""QIDO-RS (PS3.18 10.6): search studies, series and instances.
+
+Matching is the index's (indexed columns of study, series and instance rows); the attributes
+an answer returns are sliced from the stored header of each match's first instance (one row
+read per match, never a blob) and completed with what PS3.18 says to compute: the related
+counts, the modalities in a study, availability and the RetrieveURL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydicom.datadict import dictionary_VR
+
+from dicom_file_service.dicom import header_index
+from dicom_file_service.dicom.qido import (
+    ALL_SERIES,
+    ALL_STUDY,
+    COMPUTED,
+    RETURN,
+    Level,
+    Query,
+    parse_query,
+)
+from dicom_file_service.index import qido as index_qido
+from dicom_file_service.service.context import ServiceContext
+
+_WARN = '299 dicom-file-service: "{}"'
+
+
+@dataclass
+class SearchResult:
+    matches: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+
+    def body(self) -> bytes:
+        return orjson.dumps(self.matches)
+
+
+def search(
+    ctx: ServiceContext,
+    params: Iterable[tuple[str, str]],
+    level: Level,
+    scope: dict[Level, str],
+    base_url: str,
+) -> SearchResult:
+    """What a QIDO-RS request finds at ``level`` within ``scope`` (the UIDs of its path)."""
+    query = parse_query(params, level)
+    cap = ctx.settings.qido_max_results
+    result = SearchResult([])
+    if query.ignored:
+        names = ", ".join(dict.fromkeys(query.ignored))
+        result.warnings.append(_WARN.format(f"The following query keys were ignored: {names}"))
+    if query.limit is not None and query.limit > cap:
+        result.warnings.append(_WARN.format(f"The limit was lowered to {cap}"))
+    limit = min(query.limit if query.limit is not None else cap, cap)
+    with ctx.index.read() as conn:
+        found, more = index_qido.matches(conn, query, scope, limit)
+        summaries = _summaries(conn, level, found)
+        firsts = {m: _first_seq(m, level, summaries) for m in found}
+        headers = index_qido.headers_by_seq(conn, [s for s in firsts.values() if s is not None])
+    if more:
+        result.warnings.append(
+            _WARN.format(
+                f"There are more matches than the {limit} returned; ask again with "
+                f"offset={query.offset + limit}"
+            )
+        )
+    wanted = _returned(query, scope)
+    for match in found:
+        summary = summaries.get(_uid(match, level))
+        seq = firsts[match]
+        if seq is None or seq not in headers:
+            continue  # deleted between the two reads
+        header, index = headers[seq]
+        attributes = (
+            orjson.loads(header)
+            if query.include_all and level == "instance"
+            else header_index.select(header, index, wanted)
+        )
+        attributes.update(_computed(match, level, summary, base_url))
+        for tag in wanted:
+            attributes.setdefault(tag, _empty(tag))
+        result.matches.append(dict(sorted(attributes.items())))
+    return result
+
+
+def _uid(match: index_qido.Match, level: Level) -> str:
+    if level == "series":
+        return match.series_instance_uid or ""
+    return match.study_instance_uid
+
+
+def _first_seq(
+    match: index_qido.Match, level: Level, summaries: dict[str, index_qido.Summary]
+) -> int | None:
+    """The instance whose header answers for the match (None: it went meanwhile)."""
+    if match.seq is not None:
+        return match.seq
+    summary = summaries.get(_uid(match, level))
+    return summary.first_seq if summary else None
+
+
+def _summaries(
+    conn: Any, level: Level, found: list[index_qido.Match]
+) -> dict[str, index_qido.Summary]:
+    if level == "study":
+        return index_qido.study_summaries(conn, [m.study_instance_uid for m in found])
+    if level == "series":
+        return index_qido.series_summaries(conn, [m.series_instance_uid or "" for m in found])
+    return {}
+
+
+def _returned(query: Query, scope: dict[Level, str]) -> list[str]:
+    """The tags an answer holds: the level's own, the levels' above it unless the path named
+    them, what ``includefield`` and the query keys asked for."""
+    tags = list(RETURN[query.level])
+    if query.level == "instance" and "series" not in scope:
+        tags += RETURN["series"]
+    if query.level != "study" and "study" not in scope:
+        tags += RETURN["study"]
+    if query.include_all:
+        tags += ALL_STUDY + (ALL_SERIES if query.level != "study" else [])
+    tags += query.include
+    own = set(RETURN[query.level])
+    return [t for t in dict.fromkeys(tags) if t in own or t not in COMPUTED]
+
+
+def _computed(
+    match: index_qido.Match, level: Level, summary: index_qido.Summary | None, base_url: str
+) -> dict[str, Any]:
+    url = f"{base_url}/studies/{match.study_instance_uid}"
+    if level != "study":
+        url += f"/series/{match.series_instance_uid}"
+    if level == "instance":
+        url += f"/instances/{match.sop_instance_uid}"
+    out: dict[str, Any] = {
+        "00080056": {"vr": "CS", "Value": ["ONLINE"]},
+        "00081190": {"vr": "UR", "Value": [url]},
+    }
+    if summary is not None and level == "study":
+        out["00201206"] = {"vr": "IS", "Value": [summary.series]}
+        out["00201208"] = {"vr": "IS", "Value": [summary.instances]}
+        out["00080061"] = (
+            {"vr": "CS", "Value": list(summary.modalities)}
+            if summary.modalities
+            else _empty("00080061")
+        )
+    elif summary is not None and level == "series":
+        out["00201209"] = {"vr": "IS", "Value": [summary.instances]}
+    return out
+
+
+def _empty(tag: str) -> dict[str, Any]:
+    """A returned attribute the data has no value for: present, zero length (PS3.18 F.2.5)."""
+    try:
+        vr = dictionary_VR(int(tag, 16))
+    except KeyError:
+        vr = "UN"
+    return {"vr": vr if len(vr) == 2 else "UN"}
