@@ -367,3 +367,47 @@ def test_uploads_and_deletes_racing_in_one_study_keep_its_rows_consistent(
             assert len(conn.execute(select(series.c.seq)).all()) == 1
     finally:
         index.close()
+
+
+def test_the_migration_takes_routes_out_of_stored_headers(database_url: str) -> None:
+    """Headers stored with the file API's route in their BulkDataURIs keep only the location,
+    and their span index still finds every element."""
+    from alembic import command
+    from sqlalchemy import column, insert, table
+
+    from dicom_file_service.dicom.header_index import encode_header
+    from dicom_file_service.dicom.header_index import select as select_keys
+    from dicom_file_service.dicom.parse import parse_file
+    from dicom_file_service.index.db import alembic_config
+    from dicom_file_service.index.tables import instances
+    from tests.datafiles import data_file
+
+    eng = create_index_engine(database_url)
+    try:
+        with eng.connect() as conn:
+            cfg = alembic_config(eng)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0004")
+            conn.commit()
+        file_id = "file000000000000000001"
+        parsed = parse_file(
+            data_file("CT_small.dcm"), bulk_data_uri_prefix=f"/dicom-image/{file_id}/bulkdata"
+        )
+        header, index = encode_header(parsed.header)
+        with eng.begin() as conn:
+            columns = [column(c.name) for c in instances.columns]
+            conn.execute(
+                insert(table("instances", *columns)).values(
+                    **_values(1, header=header, header_index=index), instance_number=1
+                )
+            )
+        upgrade(eng)
+        with eng.connect() as conn:
+            row = conn.execute(select(instances.c.header, instances.c.header_index)).one()
+        new_header, new_index = bytes(row[0]), bytes(row[1])
+        assert b"/dicom-image/" not in new_header
+        found = select_keys(new_header, new_index, ["7FE00010", "00100010"])
+        assert found["7FE00010"]["BulkDataURI"] == "7FE00010"
+        assert found["00100010"]["Value"] == [{"Alphabetic": "CompressedSamples^CT1"}]
+    finally:
+        eng.dispose()

@@ -24,6 +24,12 @@ _BULK_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN", "OB or OW", "US
 _UNDEFINED = 0xFFFFFFFF
 
 
+def bulk_data_uri(base: str, location: str) -> str:
+    """A bulk data location (``7FE00010``, ``00081115/0/00091001``) under ``base``; with no
+    base, the location itself (what stored headers hold)."""
+    return f"{base}/{location}" if base else location
+
+
 def dataset_to_json(ds: Dataset, uri_prefix: str) -> tuple[dict[str, Any], dict[str, int]]:
     """(DICOM JSON object of file meta + dataset, {bulk path: byte length})."""
     out: dict[str, Any] = {}
@@ -64,7 +70,8 @@ def _convert(
             and (length == _UNDEFINED or length > BULK_THRESHOLD)
         ):
             json_vr = "OW" if vr in ("OB or OW", "US or OW") else vr
-            out[key] = {"vr": json_vr, "BulkDataURI": f"{prefix}/{where.replace('.', '/')}"}
+            uri = bulk_data_uri(prefix, where.replace(".", "/"))
+            out[key] = {"vr": json_vr, "BulkDataURI": uri}
             if length != _UNDEFINED:
                 bulk[where.replace(".", "/")] = int(length)
             continue

@@ -23,7 +23,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from dicom_file_service.dicom.dicom_json import BULK_THRESHOLD, dataset_to_json
+from dicom_file_service.dicom.dicom_json import BULK_THRESHOLD, bulk_data_uri, dataset_to_json
 from dicom_file_service.errors import InvalidDicom, MissingIdentity, ServiceError, TagNotFound
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -108,7 +108,7 @@ def _parse(path: str | os.PathLike[str], bulk_data_uri_prefix: str) -> ParsedIns
     if pixel is not None:
         tag, vr, length, fragments = pixel
         key = f"{tag:08X}"
-        header[key] = {"vr": vr, "BulkDataURI": f"{bulk_data_uri_prefix}/{key}"}
+        header[key] = {"vr": vr, "BulkDataURI": bulk_data_uri(bulk_data_uri_prefix, key)}
         bulk_lengths[key] = length
     instance = _instance(ds, header, bulk_lengths, has_pixels=pixel is not None)
     table = _frame_table(fragments, instance.number_of_frames)

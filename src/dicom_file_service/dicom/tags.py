@@ -21,6 +21,7 @@ from pydicom.datadict import (
     private_dictionary_description,
 )
 
+from dicom_file_service.dicom.dicom_json import bulk_data_uri
 from dicom_file_service.errors import InvalidTag, TagNotFound
 
 MAX_SELECTOR_LENGTH = 256
@@ -114,9 +115,15 @@ def required_keys(path: TagPath) -> list[str]:
 
 
 def lookup(
-    header: Mapping[str, Any], path: TagPath, bulk_lengths: Mapping[str, int]
+    header: Mapping[str, Any],
+    path: TagPath,
+    bulk_lengths: Mapping[str, int],
+    bulk_data_base: str = "",
 ) -> dict[str, Any]:
-    """The attribute at ``path`` in a DICOM JSON header. Raises TagNotFound."""
+    """The attribute at ``path`` in a DICOM JSON header. Raises TagNotFound.
+
+    ``bulk_data_base``: where the answer's bulk data URIs point (the stored header names
+    bulk values by their location alone)."""
     dataset: Mapping[str, Any] = header
     location = ""
     for tag, index in path.steps[:-1]:
@@ -140,7 +147,7 @@ def lookup(
     if element is None:
         raise TagNotFound(f"the file has no attribute {path}")
     vr = element.get("vr", "UN")
-    value, vm = _natural(element, vr, location + key, bulk_lengths)
+    value, vm = _natural(element, vr, location + key, bulk_lengths, bulk_data_base)
     keyword, name = _names(tag, dataset)
     answer: dict[str, Any] = {
         "tag": _tag_text(tag),
@@ -156,11 +163,16 @@ def lookup(
 
 
 def _natural(
-    element: Mapping[str, Any], vr: str, location: str, bulk_lengths: Mapping[str, int]
+    element: Mapping[str, Any],
+    vr: str,
+    location: str,
+    bulk_lengths: Mapping[str, int],
+    base: str,
 ) -> tuple[Any, int]:
     """(natural JSON value, VM) of one DICOM JSON element."""
     if "BulkDataURI" in element:
-        return {"bulk_data_uri": element["BulkDataURI"], "length": bulk_lengths.get(location)}, 1
+        uri = bulk_data_uri(base, element["BulkDataURI"])
+        return {"bulk_data_uri": uri, "length": bulk_lengths.get(location)}, 1
     if "InlineBinary" in element:
         data = element["InlineBinary"]
         return {"inline_binary": data, "length": len(base64.b64decode(data))}, 1
@@ -168,7 +180,9 @@ def _natural(
     if not values:
         return None, 0
     if vr == "SQ":
-        items = [_item(item, f"{location}/{i}/", bulk_lengths) for i, item in enumerate(values)]
+        items = [
+            _item(item, f"{location}/{i}/", bulk_lengths, base) for i, item in enumerate(values)
+        ]
         return items, 1
     if vr == "PN":
         values = [v.get("Alphabetic") if isinstance(v, dict) else v for v in values]
@@ -176,13 +190,13 @@ def _natural(
 
 
 def _item(
-    item: Mapping[str, Any], location: str, bulk_lengths: Mapping[str, int]
+    item: Mapping[str, Any], location: str, bulk_lengths: Mapping[str, int], base: str
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, element in item.items():
         tag = int(key, 16)
         keyword, _ = _names(tag, item)
-        value, _vm = _natural(element, element.get("vr", "UN"), location + key, bulk_lengths)
+        value, _vm = _natural(element, element.get("vr", "UN"), location + key, bulk_lengths, base)
         out[keyword or _tag_text(tag)] = value
     return out
 

@@ -163,12 +163,17 @@ def headers_of(
     study_instance_uid: str,
     series_instance_uid: str | None = None,
     sop_instance_uid: str | None = None,
-) -> list[bytes]:
-    """The stored DICOM JSON headers of the same selection (metadata without blob reads)."""
-    stmt = _selected(
-        select(instances.c.header), study_instance_uid, series_instance_uid, sop_instance_uid
+) -> list[tuple[bytes, str, str, str]]:
+    """The stored DICOM JSON headers of the same selection (metadata without blob reads),
+    each with its study, series and SOP Instance UIDs."""
+    columns = (
+        instances.c.header,
+        instances.c.study_instance_uid,
+        instances.c.series_instance_uid,
+        instances.c.sop_instance_uid,
     )
-    return [bytes(h) for h in conn.execute(stmt).scalars()]
+    stmt = _selected(select(*columns), study_instance_uid, series_instance_uid, sop_instance_uid)
+    return [(bytes(h), a, b, c) for h, a, b, c in conn.execute(stmt)]
 
 
 def _selected(stmt: Select[Any], study: str, series: str | None, sop: str | None) -> Select[Any]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from dicom_file_service.dicom.encode import png_to_jpeg
 from dicom_file_service.dicom.frames import stored_frames
+from dicom_file_service.dicom.header_index import with_bulk_data_base
 from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.dicom.stow import (
     CANNOT_UNDERSTAND,
@@ -93,14 +94,31 @@ def find_instances(
 
 
 def metadata(
-    ctx: ServiceContext, study: str, series: str | None = None, sop: str | None = None
+    ctx: ServiceContext,
+    base_url: str,
+    study: str,
+    series: str | None = None,
+    sop: str | None = None,
 ) -> bytes:
-    """The stored headers as one DICOM JSON array, from the index alone."""
+    """The stored headers as one DICOM JSON array, from the index alone, their bulk data
+    URIs on DICOMweb's routes under ``base_url``."""
     with ctx.index.read() as conn:
         headers = repo.headers_of(conn, study, series, sop)
     if not headers:
         raise FileNotFound(_nothing(study, series, sop))
-    return b"[" + b",".join(headers) + b"]"
+    return (
+        b"["
+        + b",".join(
+            with_bulk_data_base(header, bulk_data_base(base_url, *uids))
+            for header, *uids in headers
+        )
+        + b"]"
+    )
+
+
+def bulk_data_base(base_url: str, study: str, series: str, sop: str) -> str:
+    """Where DICOMweb serves an instance's bulk values (``/bulkdata/<location>``)."""
+    return f"{instance_url(base_url, study, series, sop)}/bulkdata"
 
 
 def _nothing(study: str, series: str | None, sop: str | None) -> str:

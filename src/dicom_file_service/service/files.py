@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from dicom_file_service.dicom.header_index import select
+from dicom_file_service.dicom.header_index import select, with_bulk_data_base
 from dicom_file_service.dicom.parse import read_bulk_value
 from dicom_file_service.dicom.tags import lookup, parse_selector, required_keys
 from dicom_file_service.errors import FileNotFound, InvalidParameter
@@ -59,7 +59,7 @@ def get_attributes(ctx: ServiceContext, file_id: str, selectors: list[str]) -> l
     """One answer per selector, in request order. Reads only the index, never the file."""
     _check_selector_count(ctx, selectors)
     paths = [parse_selector(s) for s in selectors]
-    return _answers(load_header(ctx, file_id), paths)
+    return _answers(load_header(ctx, file_id), paths, file_id)
 
 
 async def get_attributes_async(
@@ -68,7 +68,7 @@ async def get_attributes_async(
     """``get_attributes`` for the event loop: the hot path of tag lookups."""
     _check_selector_count(ctx, selectors)
     paths = [parse_selector(s) for s in selectors]
-    return _answers(await load_header_async(ctx, file_id), paths)
+    return _answers(await load_header_async(ctx, file_id), paths, file_id)
 
 
 def _check_selector_count(ctx: ServiceContext, selectors: list[str]) -> None:
@@ -78,16 +78,24 @@ def _check_selector_count(ctx: ServiceContext, selectors: list[str]) -> None:
         )
 
 
-def _answers(stored: StoredHeader, paths: list[Any]) -> list[dict[str, Any]]:
+def _answers(stored: StoredHeader, paths: list[Any], file_id: str) -> list[dict[str, Any]]:
     keys = {key for p in paths for key in required_keys(p)}
     header = select(stored.json, stored.spans, keys)  # parse only what the paths need
     bulk = orjson.loads(stored.bulk_lengths)
-    return [lookup(header, p, bulk) for p in paths]
+    base = bulk_data_base(file_id)
+    return [lookup(header, p, bulk, base) for p in paths]
 
 
-def metadata_json(ctx: ServiceContext, file_id: str) -> bytes:
-    """The header as a DICOM JSON array of one dataset (the shape WADO-RS metadata uses)."""
-    return b"[" + load_header(ctx, file_id).json + b"]"
+def bulk_data_base(file_id: str) -> str:
+    """Where the file API serves a file's bulk values (``/bulkdata/<location>``)."""
+    return f"/dicom-image/{file_id}/bulkdata"
+
+
+async def metadata_async(ctx: ServiceContext, file_id: str) -> bytes:
+    """The header as a DICOM JSON array of one dataset (the shape WADO-RS metadata uses),
+    its bulk data URIs on the file API's route."""
+    stored = await load_header_async(ctx, file_id)
+    return b"[" + with_bulk_data_base(stored.json, bulk_data_base(file_id)) + b"]"
 
 
 def bulk_value(ctx: ServiceContext, file_id: str, location: str) -> bytes:

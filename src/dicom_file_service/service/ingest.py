@@ -39,10 +39,6 @@ from dicom_file_service.service.staging import StagedUpload
 log = logging.getLogger(__name__)
 
 
-def bulk_data_prefix(file_id: str) -> str:
-    return f"/dicom-image/{file_id}/bulkdata"
-
-
 def ingest_staged(
     ctx: ServiceContext,
     staged: StagedUpload,
@@ -59,7 +55,8 @@ def ingest_staged(
     if staged.size == 0:
         raise EmptyUpload("the upload is empty: send the DICOM file's bytes")
     file_id = ids.new_file_id()
-    parsed = parse_file(staged.path, bulk_data_uri_prefix=bulk_data_prefix(file_id))
+    # Bulk values are named by location alone: routes are added when answering.
+    parsed = parse_file(staged.path, bulk_data_uri_prefix="")
     try:
         return _store_parsed(ctx, staged, parsed, file_id, sha256, overwrite, study_instance_uid)
     except ServiceError as exc:

@@ -27,6 +27,7 @@ from dicom_file_service.dicom.qido import (
 )
 from dicom_file_service.index import qido as index_qido
 from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.dicomweb import bulk_data_base
 
 _WARN = '299 dicom-file-service: "{}"'
 
@@ -76,11 +77,12 @@ def search(
         if seq is None or seq not in headers:
             continue  # deleted between the two reads
         header, index = headers[seq]
-        attributes = (
-            orjson.loads(header)
-            if query.include_all and level == "instance"
-            else header_index.select(header, index, wanted)
-        )
+        if query.include_all and level == "instance":
+            uids = (match.series_instance_uid, match.sop_instance_uid)
+            base = bulk_data_base(base_url, match.study_instance_uid, *map(str, uids))
+            attributes = orjson.loads(header_index.with_bulk_data_base(header, base))
+        else:
+            attributes = header_index.select(header, index, wanted)
         attributes.update(_computed(match, level, summary, base_url))
         for tag in wanted:
             attributes.setdefault(tag, _empty(tag))

@@ -12,6 +12,7 @@ from PIL import Image
 from tests.api.dicom_factory import copy_with_new_uid
 from tests.api.dicomweb.test_stow_wado import _bytes, _parts, _study
 from tests.api.test_upload import assert_problem
+from tests.conftest import Server
 from tests.datafiles import data_file
 from tests.unit.service.test_rendering import _multiframe
 
@@ -77,6 +78,25 @@ def test_bulk_data_under_dicomweb_is_the_elements_value(client: httpx.Client) ->
     assert r.status_code == 200
     assert r.content == pydicom.dcmread(io.BytesIO(data)).PixelData
     assert_problem(client.get(f"{url}/bulkdata/00100010"), 404, "tag_not_found")
+
+
+def test_bulk_data_uris_are_made_for_the_route_that_answers(
+    client: httpx.Client, server: Server
+) -> None:
+    """One stored element, reachable from the file API's and from DICOMweb's metadata, each
+    pointing at its own route: no route is stored with the header."""
+    data = copy_with_new_uid(data_file("CT_small.dcm"))
+    file_id, url = _store(client, data)
+    pixels = pydicom.dcmread(io.BytesIO(data)).PixelData
+    (web,) = client.get(f"{url}/metadata").json()
+    web_uri = web["7FE00010"]["BulkDataURI"]
+    assert web_uri == f"{server.base_url}{url}/bulkdata/7FE00010"
+    (own,) = client.get(f"/dicom-image/{file_id}/metadata").json()
+    assert own["7FE00010"]["BulkDataURI"] == f"/dicom-image/{file_id}/bulkdata/7FE00010"
+    tag = client.get(f"/dicom-image/{file_id}", params={"dicom_tag": "(7FE0,0010)"}).json()
+    assert tag["value"]["bulk_data_uri"] == f"/dicom-image/{file_id}/bulkdata/7FE00010"
+    assert client.get(web_uri).content == pixels
+    assert client.get(own["7FE00010"]["BulkDataURI"]).content == pixels
 
 
 def test_wado_uri_answers_dicom_and_renderings(client: httpx.Client) -> None:

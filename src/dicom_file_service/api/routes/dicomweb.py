@@ -176,7 +176,7 @@ async def _metadata(
     request: Request, study: str, series: str | None = None, sop: str | None = None
 ) -> Response:
     ctx = service_context(request)
-    body = await run_in_threadpool(dicomweb.metadata, ctx, study, series, sop)
+    body = await run_in_threadpool(dicomweb.metadata, ctx, _base(request), study, series, sop)
     return Response(body, media_type=DICOM_JSON)
 
 

@@ -167,8 +167,8 @@ async def send_stored_file(request: Request, ctx: Any, record: Any) -> Response:
 )
 async def get_metadata(request: Request, file_id: str) -> Response:
     ctx = service_context(request)
-    stored = await files_service.load_header_async(ctx, file_id)
-    return Response(b"[" + stored.json + b"]", media_type="application/dicom+json")
+    body = await files_service.metadata_async(ctx, file_id)
+    return Response(body, media_type="application/dicom+json")
 
 
 @router.get(
