@@ -49,6 +49,20 @@ class InvalidDicom(BadRequest):
     title = "Not a valid DICOM file"
 
 
+class SopClassMismatch(InvalidDicom):
+    """The data set's SOP Class UID contradicts the file meta's (STOW-RS reason 0xA900)."""
+
+    code = "sop_class_mismatch"
+    title = "The data set does not match its SOP class"
+
+
+class SopClassNotSupported(BadRequest):
+    """A SOP class that is not for storage, e.g. Verification (STOW-RS reason 0x0122)."""
+
+    code = "sop_class_not_supported"
+    title = "Not a storage SOP class"
+
+
 class EmptyUpload(BadRequest):
     code = "empty_upload"
     title = "Empty upload"
@@ -91,6 +105,13 @@ class PayloadTooLarge(BadRequest):
 class UnsupportedMediaType(BadRequest):
     code = "unsupported_media_type"
     title = "Unsupported content type"
+
+
+class TransferSyntaxNotSupported(UnsupportedMediaType):
+    """The file's transfer syntax UID names something else (STOW-RS reason 0xC122)."""
+
+    code = "transfer_syntax_not_supported"
+    title = "Transfer syntax not supported"
 
 
 class NoPixelData(BadRequest):

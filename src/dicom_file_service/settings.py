@@ -91,6 +91,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Samples (rows x columns x samples) one rendered frame may decode to.",
     )
+    max_transcode_bytes: int = Field(
+        default=1024**3,
+        gt=0,
+        description="Decoded size of an instance WADO-RS may transcode to Explicit VR Little "
+        "Endian; larger ones are retrieved as stored (transfer-syntax=*).",
+    )
     render_timeout_seconds: float = Field(default=60.0, gt=0)
     upload_timeout_seconds: float = Field(
         default=600.0, gt=0, description="Time a client has to send one upload's body."

@@ -29,6 +29,7 @@ STATUS: dict[type[e.ServiceError], int] = {
     e.UnsupportedMediaType: 415,
     e.InvalidDicom: 422,
     e.MissingIdentity: 422,
+    e.SopClassNotSupported: 422,
     e.NoPixelData: 422,
     e.UndecodablePixelData: 422,
     e.ImageTooLarge: 422,

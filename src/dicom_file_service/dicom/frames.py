@@ -15,6 +15,7 @@ from pydicom.encaps import get_frame
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from dicom_file_service.dicom.pixels import (
+    decode_frame,
     frame_count,
     pixel_element_header,
     read_header,
@@ -89,6 +90,21 @@ def stored_frames(
         raise
     except Exception as exc:  # a stream that does not match its attributes
         raise UndecodablePixelData(f"cannot read the frame: {type(exc).__name__}: {exc}") from exc
+
+
+def decoded_frames(
+    f: BinaryIO, frames: list[int], *, max_pixels: int, frame_table: bytes | None = None
+) -> list[bytes]:
+    """The 1-based ``frames`` decoded to native little-endian bytes (PS3.18 8.7.3.3.2:
+    ``application/octet-stream`` in Explicit VR Little Endian), colour as interleaved RGB."""
+    ds = read_header(f)
+    after_header = f.tell()
+    out = []
+    for number in frames:
+        f.seek(after_header)
+        pixels = decode_frame(f, ds, number, max_pixels=max_pixels, frame_table=frame_table).pixels
+        out.append(np.ascontiguousarray(pixels, pixels.dtype.newbyteorder("<")).tobytes())
+    return out
 
 
 def _native_frame(f: BinaryIO, ds: object, value_at: int, frame: int, tsyntax: UID) -> bytes:

@@ -22,9 +22,18 @@ from pydicom import dcmread
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 from dicom_file_service.dicom.dicom_json import BULK_THRESHOLD, bulk_data_uri, dataset_to_json
-from dicom_file_service.errors import InvalidDicom, MissingIdentity, ServiceError, TagNotFound
+from dicom_file_service.errors import (
+    InvalidDicom,
+    MissingIdentity,
+    ServiceError,
+    SopClassMismatch,
+    SopClassNotSupported,
+    TagNotFound,
+    TransferSyntaxNotSupported,
+)
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _HEX8 = re.compile(r"^[0-9A-F]{8}$")
@@ -71,7 +80,7 @@ def parse_file(path: str | os.PathLike[str], *, bulk_data_uri_prefix: str) -> Pa
     """Validate the file at ``path`` and capture what the index needs. Raises InvalidDicom."""
     try:
         return _parse(path, bulk_data_uri_prefix)
-    except (InvalidDicom, MissingIdentity):
+    except ServiceError:  # ours, and precise already
         raise
     except Exception as exc:  # pydicom raises many kinds on malformed input
         raise InvalidDicom(f"the file cannot be parsed as DICOM: {_reason(exc)}") from exc
@@ -377,6 +386,7 @@ def _instance(
     series = _uid(header, "0020000E", "Series Instance UID")
     sop_class = _first(header, "00080016") or _first(header, "00020002") or ""
     ts = _first(header, "00020010") or _inferred_syntax(ds)
+    _check_classes(header, str(sop_class).strip(), str(ts).strip(), sop)
     frames = 0
     if has_pixels:
         try:
@@ -400,6 +410,37 @@ def _instance(
         header=header,
         bulk_lengths=bulk_lengths,
     )
+
+
+def _check_classes(header: dict[str, Any], sop_class: str, ts: str, sop: str) -> None:
+    """The SOP class is one for storage and agrees with the file meta; the transfer syntax
+    UID names a transfer syntax. UIDs pydicom does not know (private ones) are accepted."""
+    meta_class = str(_first(header, "00020002") or "").strip().rstrip("\x00")
+    if meta_class and sop_class and meta_class != sop_class.rstrip("\x00"):
+        error: ServiceError = SopClassMismatch(
+            f"the data set's SOP Class UID (0008,0016) {sop_class[:64]} is not the file "
+            f"meta's Media Storage SOP Class UID (0002,0002) {meta_class[:64]}"
+        )
+    elif _known_as(sop_class) not in (None, "SOP Class") or (
+        _known_as(sop_class) == "SOP Class" and "Storage" not in UID(sop_class).name
+    ):
+        error = SopClassNotSupported(
+            f"SOP Class UID {sop_class} is {UID(sop_class).name}, not a storage SOP class"
+        )
+    elif _known_as(ts) not in (None, "Transfer Syntax"):
+        error = TransferSyntaxNotSupported(
+            f"Transfer Syntax UID (0002,0010) {ts} is {UID(ts).name}, not a transfer syntax"
+        )
+    else:
+        return
+    error.about(sop_class[:64], sop)
+    raise error
+
+
+def _known_as(uid: str) -> str | None:
+    """The kind pydicom's UID dictionary gives ``uid`` ("SOP Class", ...), None if unknown."""
+    found = UID(uid.rstrip("\x00"))
+    return str(found.type) if found.name != str(found) and found.type else None
 
 
 def _first(header: dict[str, Any], key: str) -> Any:

@@ -10,17 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dicom_file_service.dicom.encode import png_to_jpeg
-from dicom_file_service.dicom.frames import stored_frames
+from dicom_file_service.dicom.frames import decoded_frames, stored_frames
 from dicom_file_service.dicom.header_index import with_bulk_data_base
 from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.dicom.stow import (
     CANNOT_UNDERSTAND,
+    DATASET_DOES_NOT_MATCH_SOP_CLASS,
     DUPLICATE_SOP_INSTANCE,
     OUT_OF_RESOURCES,
     PROCESSING_FAILURE,
+    SOP_CLASS_NOT_SUPPORTED,
+    TRANSFER_SYNTAX_NOT_SUPPORTED,
     FailedInstance,
     StoredInstance,
 )
+from dicom_file_service.dicom.transcode import to_explicit_little_endian
 from dicom_file_service.errors import (
     DuplicateInstance,
     EmptyUpload,
@@ -30,6 +34,9 @@ from dicom_file_service.errors import (
     NoPixelData,
     PayloadTooLarge,
     ServiceError,
+    SopClassMismatch,
+    SopClassNotSupported,
+    TransferSyntaxNotSupported,
     UnsupportedMediaType,
 )
 from dicom_file_service.index import repository as repo
@@ -51,6 +58,12 @@ class PartOutcome:
 def _reason(exc: ServiceError) -> int:
     if isinstance(exc, DuplicateInstance):
         return DUPLICATE_SOP_INSTANCE
+    if isinstance(exc, SopClassMismatch):
+        return DATASET_DOES_NOT_MATCH_SOP_CLASS
+    if isinstance(exc, SopClassNotSupported):
+        return SOP_CLASS_NOT_SUPPORTED
+    if isinstance(exc, TransferSyntaxNotSupported):
+        return TRANSFER_SYNTAX_NOT_SUPPORTED
     if isinstance(exc, PayloadTooLarge):
         return OUT_OF_RESOURCES
     if isinstance(exc, InvalidDicom | MissingIdentity | UnsupportedMediaType | EmptyUpload):
@@ -146,19 +159,29 @@ def delete(
 
 
 def frames(
-    ctx: ServiceContext, study: str, series: str, sop: str, numbers: list[int]
-) -> tuple[list[bytes], str]:
-    """The frames' stored bytes and the instance's transfer syntax (ranged reads only)."""
-    record = find_instances(ctx, study, series, sop)[0]
+    ctx: ServiceContext, record: repo.InstanceRecord, numbers: list[int], *, decoded: bool
+) -> list[bytes]:
+    """The frames' bytes, as stored (ranged reads only) or ``decoded`` to native pixels."""
     found = ctx.index.headers.locate(record.file_id)
     if found is None:
-        raise FileNotFound(_nothing(study, series, sop))
+        raise FileNotFound(f"instance {record.sop_instance_uid} was deleted")
     try:
         with ctx.store.open_reader(found.blob_key, found.size) as f:
-            data, tsyntax = stored_frames(f, numbers, found.frame_table)
+            if decoded:
+                limit = ctx.settings.max_decoded_pixels
+                return decoded_frames(f, numbers, max_pixels=limit, frame_table=found.frame_table)
+            return stored_frames(f, numbers, found.frame_table)[0]
     except BlobNotFound as exc:
-        raise FileNotFound(_nothing(study, series, sop)) from exc
-    return data, str(tsyntax)
+        raise FileNotFound(f"instance {record.sop_instance_uid} was deleted") from exc
+
+
+def transcoded(ctx: ServiceContext, record: repo.InstanceRecord) -> bytes:
+    """The instance in Explicit VR Little Endian (WADO-RS's default transfer syntax)."""
+    try:
+        with ctx.store.open_reader(record.blob_key, record.size) as f:
+            return to_explicit_little_endian(f, max_bytes=ctx.settings.max_transcode_bytes)
+    except BlobNotFound as exc:
+        raise FileNotFound(f"instance {record.sop_instance_uid} was deleted") from exc
 
 
 def rendered(

@@ -16,6 +16,7 @@ from tests.datafiles import data_file
 from tests.unit.service.test_rendering import _multiframe
 
 OHIF = "multipart/related; type=application/octet-stream; transfer-syntax=*"
+JPEG = "multipart/related; type=image/jpeg"
 
 
 def _store(client: httpx.Client, data: bytes) -> dict[str, str]:
@@ -56,11 +57,32 @@ def test_compressed_frames_come_as_stored(client: httpx.Client, tmp_path: Path) 
     assert (
         "image/dicom-rle" in r.text[:300] and "transfer-syntax=1.2.840.10008.1.2.5" in r.text[:300]
     )
-    plain = client.get(
-        _frames_url(body, "7"),
+    as_jpeg = client.get(_frames_url(body, "7"), headers={"accept": JPEG})
+    assert_problem(as_jpeg, 406, "not_acceptable")  # RLE is not transcoded to JPEG
+
+
+def test_compressed_frames_are_decoded_for_octet_stream_in_the_default_syntax(
+    client: httpx.Client, tmp_path: Path
+) -> None:
+    """Without transfer-syntax=*, octet-stream means Explicit VR Little Endian: decoded."""
+    data = _multiframe(tmp_path, 12, compressed=True).read_bytes()
+    body = _store(client, data)
+    pixels = pydicom.dcmread(io.BytesIO(data)).pixel_array
+    for accept in (
+        "multipart/related; type=application/octet-stream",
+        "multipart/related; type=application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1",
+    ):
+        r = client.get(_frames_url(body, "2,11"), headers={"accept": accept})
+        assert r.status_code == 200, r.text
+        assert "transfer-syntax" not in r.text[:300]
+        assert _parts(r) == [pixels[1].astype("<u2").tobytes(), pixels[10].astype("<u2").tobytes()]
+    j2k = data_file("MR2_J2KR.dcm").read_bytes()
+    r = client.get(
+        _frames_url(_store(client, j2k), "1"),
         headers={"accept": "multipart/related; type=application/octet-stream"},
     )
-    assert_problem(plain, 406, "not_acceptable")  # decoding to raw is not offered yet
+    expected = pydicom.dcmread(io.BytesIO(j2k)).pixel_array
+    assert _parts(r) == [expected.astype(expected.dtype.newbyteorder("<")).tobytes()]
 
 
 def test_a_jpeg_2000_frame_is_its_bitstream(client: httpx.Client) -> None:

@@ -103,6 +103,34 @@ def test_an_instance_stored_by_the_file_api_is_retrieved_by_dicomweb(
     assert _parts(raw) == [data]  # the stored bytes, unchanged
 
 
+def test_instances_are_transcoded_to_explicit_little_endian_unless_asked_as_stored(
+    web: DICOMwebClient, client: httpx.Client
+) -> None:
+    """PS3.18's default for application/dicom is Explicit VR Little Endian: compressed,
+    implicit and big-endian instances are transcoded, with the same pixels; ``*`` is as
+    stored, and a syntax the service cannot make is refused."""
+    study = generate_uid()
+    originals = {}
+    for name in ("MR2_J2KR.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm"):
+        ds = pydicom.dcmread(io.BytesIO(copy_with_new_uid(data_file(name))))
+        ds.StudyInstanceUID = study
+        originals[ds.SOPInstanceUID] = ds
+    web.store_instances(list(originals.values()))
+    for got in web.retrieve_study(study):  # dicomweb-client names no transfer syntax
+        assert got.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+        original = originals[got.SOPInstanceUID]
+        assert (got.pixel_array == original.pixel_array).all()
+        assert got.PatientName == original.PatientName
+    as_stored = web.retrieve_study(study, media_types=(("application/dicom", "*"),))
+    assert {str(ds.file_meta.TransferSyntaxUID) for ds in as_stored} == {
+        str(ds.file_meta.TransferSyntaxUID) for ds in originals.values()
+    }
+    jpeg = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'
+    assert_problem(
+        client.get(f"/dicomweb/studies/{study}", headers={"accept": jpeg}), 406, "not_acceptable"
+    )
+
+
 def _multipart(parts: list[tuple[str, bytes]], boundary: str) -> bytes:
     out = b""
     for content_type, data in parts:
@@ -178,6 +206,45 @@ def test_a_duplicate_with_other_content_fails_with_0111_and_all_failed_is_409(
     item = r.json()["00081198"]["Value"][0]
     assert item["00081197"]["Value"] == [0x0111]
     assert item["00081155"]["Value"] == [ds.SOPInstanceUID]
+
+
+def test_instances_of_no_storage_class_fail_with_their_standard_reasons(
+    client: httpx.Client,
+) -> None:
+    """0xA900 for a data set whose SOP class contradicts its file meta, 0x0122 for a class
+    that is not for storage, 0xC122 for a transfer syntax UID that names something else;
+    the file API refuses the same files with the same problem codes."""
+    mismatch, verification, bad_syntax = (_study(1, 1)[0] for _ in range(3))
+    mismatch.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # MR, not CT
+    verification.SOPClassUID = verification.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.1"
+    data = {ds.SOPInstanceUID: _bytes(ds) for ds in (mismatch, verification, bad_syntax)}
+    explicit = b"1.2.840.10008.1.2.1\x00"
+    assert explicit in data[bad_syntax.SOPInstanceUID]
+    data[bad_syntax.SOPInstanceUID] = data[bad_syntax.SOPInstanceUID].replace(
+        explicit,
+        b"1.2.840.10008.1.3.10",
+        1,  # the DICOMDIR's SOP class: not a syntax
+    )
+    boundary = uuid.uuid4().hex
+    parts = [("application/dicom", body) for body in data.values()]
+    r = _post(client, "/dicomweb/studies", _multipart(parts, boundary), boundary)
+    assert r.status_code == 409, r.text
+    failed = r.json()["00081198"]["Value"]
+    assert [f["00081197"]["Value"][0] for f in failed] == [0xA900, 0x0122, 0xC122]
+    assert [f["00081155"]["Value"][0] for f in failed] == [
+        ds.SOPInstanceUID for ds in (mismatch, verification, bad_syntax)
+    ]
+    for ds, status, code in [
+        (mismatch, 422, "sop_class_mismatch"),
+        (verification, 422, "sop_class_not_supported"),
+        (bad_syntax, 415, "transfer_syntax_not_supported"),
+    ]:
+        upload = client.post(
+            "/dicom-image",
+            content=data[ds.SOPInstanceUID],
+            headers={"content-type": "application/dicom"},
+        )
+        assert_problem(upload, status, code)
 
 
 def test_requests_that_are_not_stow_are_refused(client: httpx.Client) -> None:

@@ -21,7 +21,8 @@ from dicom_file_service.api.routes.files import send_stored_file
 from dicom_file_service.dicom.frames import frame_media_type
 from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.dicom.stow import stow_response, stow_response_xml, stow_status
-from dicom_file_service.errors import InvalidParameter, NotAcceptable, ServiceError
+from dicom_file_service.dicom.transcode import EXPLICIT_LITTLE
+from dicom_file_service.errors import FileNotFound, InvalidParameter, NotAcceptable, ServiceError
 from dicom_file_service.service import dicomweb
 from dicom_file_service.service import files as files_service
 from dicom_file_service.service.staging import StagedUpload
@@ -30,6 +31,7 @@ from dicom_file_service.storage import BlobNotFound
 router = APIRouter(prefix="/dicomweb", tags=["DICOMweb"])
 DICOM_JSON = "application/dicom+json"
 DICOM_XML = "application/dicom+xml"
+DICOM = "application/dicom"
 
 
 def _base(request: Request) -> str:
@@ -110,39 +112,68 @@ def _accepted(request: Request) -> list[tuple[str, dict[str, str]]]:
     return ranges
 
 
-def _check_accept(request: Request) -> None:
-    """multipart/related; type="application/dicom" (transfer-syntax=* or as stored)."""
+def _retrieve_syntaxes(request: Request) -> set[str]:
+    """The transfer syntaxes the Accept header takes instances in; ``*``: as stored. Without
+    ``transfer-syntax`` the standard's default, Explicit VR Little Endian (PS3.18 8.7.3.5.2)."""
+    syntaxes = set()
     for media, params in _accepted(request):
         if media in ("*/*", "multipart/*"):
-            return
-        dicom = params.get("type", "application/dicom") == "application/dicom"
-        if media == "multipart/related" and dicom and params.get("transfer-syntax", "*") == "*":
-            return
+            syntaxes.add("*")
+        elif media == "multipart/related" and params.get("type", DICOM) == DICOM:
+            syntaxes.add(params.get("transfer-syntax", EXPLICIT_LITTLE))
+    if not syntaxes:
+        raise NotAcceptable(
+            f"cannot answer with {request.headers.get('accept')!r}: instances are sent as "
+            f'multipart/related; type="{DICOM}", as stored (transfer-syntax=*) or in '
+            f"Explicit VR Little Endian (transfer-syntax={EXPLICIT_LITTLE})"
+        )
+    return syntaxes
+
+
+def _as_stored(record: Any, syntaxes: set[str]) -> bool:
+    """Whether ``record`` goes as stored (else it is transcoded); 406 if it can go neither way."""
+    if "*" in syntaxes or record.transfer_syntax_uid in syntaxes:
+        return True
+    if EXPLICIT_LITTLE in syntaxes:
+        return False
     raise NotAcceptable(
-        f"cannot answer with {request.headers.get('accept')!r}: this service sends instances "
-        'as multipart/related; type="application/dicom"; transfer-syntax=* (as stored)'
+        f"instance {record.sop_instance_uid} is stored in {record.transfer_syntax_uid}, which "
+        f"was not asked for: ask for transfer-syntax=* (as stored) or {EXPLICIT_LITTLE}"
     )
 
 
 async def _retrieve(
     request: Request, study: str, series: str | None = None, sop: str | None = None
 ) -> Response:
-    _check_accept(request)
+    syntaxes = _retrieve_syntaxes(request)
     ctx = service_context(request)
     found = await run_in_threadpool(dicomweb.find_instances, ctx, study, series, sop)
+    plan = [(record, _as_stored(record, syntaxes)) for record in found]
     boundary = uuid.uuid4().hex
-    first = await run_in_threadpool(ctx.store.iter_range, found[0].blob_key)  # fails early
+    first = None
+    if plan[0][1]:
+        first = await run_in_threadpool(ctx.store.iter_range, found[0].blob_key)  # fails early
 
     def parts() -> Iterator[bytes]:
-        for i, record in enumerate(found):
-            yield (
-                f"--{boundary}\r\nContent-Type: application/dicom; "
-                f"transfer-syntax={record.transfer_syntax_uid}\r\n"
-                f"Content-Length: {record.size}\r\n\r\n"
-            ).encode()
+        for i, (record, as_stored) in enumerate(plan):
+            if as_stored:
+                syntax, length = record.transfer_syntax_uid, f"Content-Length: {record.size}\r\n"
+                chunks = first if i == 0 and first is not None else None
+            else:
+                syntax, length, chunks = EXPLICIT_LITTLE, "", None
             try:
-                yield from first if i == 0 else ctx.store.iter_range(record.blob_key)
-            except BlobNotFound:
+                if chunks is None:
+                    chunks = (
+                        ctx.store.iter_range(record.blob_key)
+                        if as_stored
+                        else iter([dicomweb.transcoded(ctx, record)])
+                    )
+                yield (
+                    f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={syntax}\r\n"
+                    f"{length}\r\n"
+                ).encode()
+                yield from chunks
+            except (BlobNotFound, FileNotFound):
                 return  # deleted while streaming: the response ends short, as it must
             yield b"\r\n"
         yield f"--{boundary}--\r\n".encode()
@@ -152,8 +183,7 @@ async def _retrieve(
             yield chunk
 
     return StreamingResponse(
-        body(),
-        media_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
+        body(), media_type=f'multipart/related; type="{DICOM}"; boundary={boundary}'
     )
 
 
@@ -237,38 +267,57 @@ def _frame_numbers(text: str) -> list[int]:
     return numbers
 
 
-def _check_frames_accept(request: Request, media_type: str) -> None:
-    """Frames go as stored: ``application/octet-stream`` for native pixel data, the
-    bitstream's own media type for compressed. A client asking for octet-stream with
-    ``transfer-syntax=*`` (as OHIF does) takes either."""
+def _frames_decoded(request: Request, media_type: str) -> bool:
+    """Whether the frames go decoded (else as stored). As stored: their own media type
+    (``application/octet-stream`` for native pixel data, the bitstream's for compressed), or
+    octet-stream with ``transfer-syntax=*`` (as OHIF asks). Decoded: octet-stream in the
+    default syntax, Explicit VR Little Endian (PS3.18 8.7.3.3.2)."""
+    decodable = False
     for media, params in _accepted(request):
         if media in ("*/*", "multipart/*"):
-            return
+            return False
+        if media != "multipart/related":
+            continue
         part_type = params.get("type", "application/octet-stream")
-        any_syntax = params.get("transfer-syntax") == "*"
-        if media == "multipart/related" and (
-            part_type == media_type or (part_type == "application/octet-stream" and any_syntax)
+        syntax = params.get("transfer-syntax")
+        if (
+            part_type == media_type
+            and syntax in (None, "*")
+            and media_type != "application/octet-stream"
         ):
-            return
+            return False
+        if part_type == "application/octet-stream":
+            if syntax == "*" or media_type == "application/octet-stream":
+                return False
+            decodable = decodable or syntax in (None, EXPLICIT_LITTLE)
+    if decodable:
+        return True
     raise NotAcceptable(
         f"cannot answer with {request.headers.get('accept')!r}: these frames are stored as "
-        f'{media_type}; ask for multipart/related; type="{media_type}"; transfer-syntax=*'
+        f'{media_type}; ask for multipart/related; type="{media_type}" (as stored) or '
+        'type="application/octet-stream" (decoded)'
     )
 
 
 @router.get(
     "/studies/{study}/series/{series}/instances/{sop}/frames/{frame_list}",
-    summary="WADO-RS: frames as stored (multipart/related)",
+    summary="WADO-RS: frames, as stored or decoded (multipart/related)",
 )
 async def retrieve_frames(
     request: Request, study: str, series: str, sop: str, frame_list: str
 ) -> Response:
     ctx = service_context(request)
     numbers = _frame_numbers(frame_list)
-    data, tsyntax = await ctx.run_cpu(lambda: dicomweb.frames(ctx, study, series, sop, numbers))
-    media_type = frame_media_type(tsyntax)
-    _check_frames_accept(request, media_type)
-    syntax = "" if media_type == "application/octet-stream" else f"; transfer-syntax={tsyntax}"
+    record = await run_in_threadpool(dicomweb.instance_record, ctx, study, series, sop)
+    stored_type = frame_media_type(record.transfer_syntax_uid)
+    decoded = _frames_decoded(request, stored_type)
+    data = await ctx.run_cpu(lambda: dicomweb.frames(ctx, record, numbers, decoded=decoded))
+    media_type = "application/octet-stream" if decoded else stored_type
+    syntax = (
+        f"; transfer-syntax={record.transfer_syntax_uid}"
+        if media_type != "application/octet-stream"
+        else ""
+    )
     where = request.url.path.rsplit("/", 1)[0]
     parts = [
         (f"Content-Type: {media_type}{syntax}\r\nContent-Location: {where}/{n}", frame)
