@@ -165,10 +165,12 @@ def post_form(conn: http.client.HTTPConnection, boundary: str, data: bytes) -> N
     )
 
 
-def start_ours(workdir: Path) -> Peer:
+def start_ours(workdir: Path, workers: int | None = 2) -> Peer:
+    """Our server on the embedded default; ``workers=None``: as shipped (no flag)."""
     port = free_port()
     exe = Path(sys.executable).parent / "dicom-file-service"
     log = open(workdir / "ours.log", "wb")  # noqa: SIM115 - lives as long as the server
+    flags = ["--workers", str(workers)] if workers is not None else []
     process = subprocess.Popen(
         [
             str(exe),
@@ -177,8 +179,7 @@ def start_ours(workdir: Path) -> Peer:
             "127.0.0.1",
             "--port",
             str(port),
-            "--workers",
-            "2",
+            *flags,
             "--data-dir",
             str(workdir / "ours"),
             "--log-level",
@@ -208,7 +209,8 @@ def start_ours(workdir: Path) -> Peer:
     )
 
 
-def start_orthanc(workdir: Path) -> Peer:
+def start_orthanc(workdir: Path, plugins: tuple[str, ...] = (), **config: Any) -> Peer:
+    """Orthanc with its GDCM plugin (and ``plugins``), otherwise at its defaults."""
     port = free_port()
     storage = workdir / "orthanc"
     storage.mkdir()
@@ -220,9 +222,10 @@ def start_orthanc(workdir: Path) -> Peer:
         "DicomServerEnabled": False,
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": False,
-        "Plugins": [GDCM_PLUGIN],
+        "Plugins": [GDCM_PLUGIN, *plugins],
         "StorageCompression": False,
         "KeepAlive": True,
+        **config,
     }
     (workdir / "orthanc.json").write_text(json.dumps(config))
     log = open(workdir / "orthanc.log", "wb")  # noqa: SIM115 - lives as long as the server
