@@ -30,7 +30,7 @@ import pydicom
 from pydicom.uid import generate_uid
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench import (  # noqa: E402 - the sibling script, imported as a module
+from bench import (
     ORTHANC,
     Peer,
     data_file,

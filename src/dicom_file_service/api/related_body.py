@@ -8,6 +8,7 @@ request's size.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from python_multipart.exceptions import MultipartParseError
@@ -107,10 +108,19 @@ async def read_parts(
     body: AsyncIterator[bytes],
     scratch: ScratchArea,
     max_bytes: int,
-    on_part: Callable[[StagedUpload | None, ServiceError | None], Awaitable[None]],
+    on_part: Callable[[int, StagedUpload | None, ServiceError | None], Awaitable[None]],
+    *,
+    concurrency: int = 1,
 ) -> int:
-    """Call ``on_part`` for each part as it ends (a staged file, or the error that refused
-    it); returns the number of parts. A body that is not multipart is a ``MalformedBody``."""
+    """Call ``on_part(index, staged file or None, error or None)`` for each part as it ends;
+    returns the number of parts. A body that is not multipart is a ``MalformedBody``.
+
+    Up to ``concurrency`` parts are handled at once while the body is read on, so one part's
+    storing (parse, fsync, commit) overlaps the next part's arrival and storing; reading
+    pauses when that many are in flight, so at most that many parts are ever staged. Each
+    staged file is removed once its handler has finished, and this returns only when every
+    handler has.
+    """
     parts = _Parts(scratch, max_bytes)
     parser = MultipartParser(
         boundary,
@@ -124,22 +134,36 @@ async def read_parts(
             "on_part_end": parts.on_part_end,
         },
     )
+    slots = asyncio.Semaphore(concurrency)
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def handle(index: int, part: StagedUpload | None, error: ServiceError | None) -> None:
+        try:
+            await on_part(index, part, error)
+        finally:
+            if part is not None:
+                part.discard()
+            slots.release()
+
     count = 0
     try:
         async for chunk in body:
             parser.write(chunk)
             while parts.done:
                 part, error = parts.done.pop(0)
+                await slots.acquire()
+                task = asyncio.create_task(handle(count, part, error))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
                 count += 1
-                try:
-                    await on_part(part, error)
-                finally:
-                    if part is not None:
-                        part.discard()
         parser.finalize()
     except MultipartParseError as exc:
         raise MalformedBody(f"the multipart body cannot be parsed: {exc}") from exc
     finally:
+        if in_flight:  # their staged files go when they end, whatever happens here
+            done, _ = await asyncio.wait(set(in_flight))
+            for task in done:
+                task.result()  # a handler's own failure is the request's
         parts.discard_all()
     if parser.state != MultipartState.END:
         if count:

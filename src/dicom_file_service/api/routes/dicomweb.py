@@ -42,27 +42,31 @@ async def _stow(request: Request, study: str | None) -> Response:
     ctx = service_context(request)
     boundary = related_boundary(request.headers.get("content-type"))
     base = _base(request)
-    outcomes: list[dicomweb.PartOutcome] = []
+    outcomes: dict[int, dicomweb.PartOutcome] = {}
 
-    async def on_part(part: StagedUpload | None, error: ServiceError | None) -> None:
+    async def on_part(index: int, part: StagedUpload | None, error: ServiceError | None) -> None:
         if part is None:
             assert error is not None
-            outcomes.append(dicomweb.failed_part(error))
+            outcomes[index] = dicomweb.failed_part(error)
             return
-        outcomes.append(
-            await ctx.run_ingest(
-                lambda: dicomweb.store_part(ctx, part, study_instance_uid=study, base_url=base)
-            )
+        outcomes[index] = await ctx.run_ingest(
+            lambda: dicomweb.store_part(ctx, part, study_instance_uid=study, base_url=base)
         )
 
     await read_parts(
-        boundary, request.stream(), ctx.scratch, ctx.settings.max_upload_bytes, on_part
+        boundary,
+        request.stream(),
+        ctx.scratch,
+        ctx.settings.max_upload_bytes,
+        on_part,
+        concurrency=ctx.settings.ingest_workers,
     )
-    stored = [o.stored for o in outcomes if o.stored is not None]
-    failed = [o.failed for o in outcomes if o.failed is not None]
-    if not outcomes:
+    in_order = [outcomes[i] for i in sorted(outcomes)]
+    stored = [o.stored for o in in_order if o.stored is not None]
+    failed = [o.failed for o in in_order if o.failed is not None]
+    if not in_order:
         return _dicom_json({}, 400)
-    studies = {o.study_instance_uid for o in outcomes if o.study_instance_uid}
+    studies = {o.study_instance_uid for o in in_order if o.study_instance_uid}
     study_url = f"{base}/studies/{studies.pop()}" if len(studies) == 1 else None
     status = stow_status(len(stored), len(failed))
     answer = stow_response(study_url, stored, failed)
@@ -179,12 +183,27 @@ async def _retrieve(
         yield f"--{boundary}--\r\n".encode()
 
     async def body() -> AsyncIterator[bytes]:
-        async for chunk in iterate_in_threadpool(parts()):
+        async for chunk in iterate_in_threadpool(_coalesced(parts())):
             yield chunk
 
     return StreamingResponse(
         body(), media_type=f'multipart/related; type="{DICOM}"; boundary={boundary}'
     )
+
+
+def _coalesced(chunks: Iterator[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    """The chunks joined into pieces of about ``size`` bytes: a study of small instances
+    costs one thread hop per megabyte, not several per instance."""
+    pending: list[bytes] = []
+    held = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield b"".join(pending)
+            pending, held = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 @router.get("/studies/{study}", summary="WADO-RS: a study's instances")
