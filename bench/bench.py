@@ -12,7 +12,7 @@ Starts both servers on loopback (Orthanc from Debian's ``orthanc`` + ``orthanc-g
   which it does not cache);
 - peak RSS (VmHWM) of every server process.
 
-Prints a Markdown table with the ratios and the targets of issue 2, and writes
+Prints a Markdown table with the ratios and the targets (bench/README.md), and writes
 ``bench/results/latest.json`` and ``latest.md``.
 """
 

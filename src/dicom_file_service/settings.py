@@ -9,6 +9,7 @@ Built once at start-up (``Settings()``) and passed down; no other module reads t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
@@ -104,6 +105,13 @@ class Settings(BaseSettings):
     render_workers: int = Field(default=2, ge=1, description="Threads that decode and render.")
     ingest_workers: int = Field(
         default=4, ge=1, description="Threads that parse, store and index uploads."
+    )
+    parse_processes: int = Field(
+        default_factory=lambda: min(os.cpu_count() or 1, 4),
+        ge=0,
+        description="Processes that parse uploads (CPU-bound Python: processes let one "
+        "request's parts use every core); 0: parse in the ingest threads. Default: one per "
+        "core, at most 4.",
     )
     db_pool_size: int = Field(default=10, ge=1, description="Index connections kept open.")
     db_pool_timeout_seconds: float = Field(

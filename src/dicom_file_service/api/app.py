@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +32,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         ctx = ServiceContext.create(settings)
         await ctx.run_cpu(warm_up)  # the first request should not pay for lazy imports
         prerender.start_in_process(ctx)
+        # The parser processes start beside the service; the first upload may wait for them.
+        asyncio.get_running_loop().run_in_executor(ctx.ingest_pool, ctx.parsers.start)
         app.state.ctx = ctx
         log.info("service started", extra={"data_dir": str(settings.data_dir)})
         try:

@@ -66,7 +66,7 @@ def insert_instance(conn: Connection, values: dict[str, Any], keys: QueryKeys) -
     _claim(conn, series, keys.series, "series_instance_uid")
     values = {**values, **keys.instance}
     try:
-        result = conn.execute(insert(instances).values(**values))
+        result = conn.execute(_INSERT_INSTANCE, values)
     except IntegrityError as exc:
         raise DuplicateKey(str(exc.orig)) from exc
     pk = result.inserted_primary_key
@@ -91,14 +91,29 @@ def referenced_blob_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
     return set(conn.execute(stmt).scalars())
 
 
+# Built once: executed with a dict of values, a statement is compiled once and cached.
+_INSERT_INSTANCE = insert(instances)
+
+
+def _claims(dialect: Any, update: bool) -> dict[str, Any]:
+    out = {}
+    for table, key in ((studies, "study_instance_uid"), (series, "series_instance_uid")):
+        stmt = dialect.insert(table)
+        out[table.name] = (
+            stmt.on_conflict_do_update(index_elements=[key], set_={key: stmt.excluded[key]})
+            if update
+            else stmt.on_conflict_do_nothing(index_elements=[key])
+        )
+    return out
+
+
+# PostgreSQL locks an existing row (an update to itself); SQLite has one writer anyway.
+_CLAIM = {"postgresql": _claims(postgresql, update=True), "sqlite": _claims(sqlite, update=False)}
+
+
 def _claim(conn: Connection, table: Any, values: dict[str, Any], key: str) -> None:
     """Insert the row, or lock it where it exists (PostgreSQL; SQLite has one writer)."""
-    if conn.dialect.name == "postgresql":
-        pg = postgresql.insert(table).values(**values)
-        conn.execute(pg.on_conflict_do_update(index_elements=[key], set_={key: pg.excluded[key]}))
-    else:
-        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
-        conn.execute(stmt)
+    conn.execute(_CLAIM[conn.dialect.name][table.name], values)
 
 
 def delete_by_file_id(conn: Connection, file_id: str) -> bool:

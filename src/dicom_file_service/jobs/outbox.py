@@ -24,6 +24,7 @@ from dicom_file_service.index.tables import render_outbox
 from dicom_file_service.jobs.base import Handler
 
 log = logging.getLogger(__name__)
+_ENQUEUE = insert(render_outbox)  # built once; compiled once
 
 MAX_ATTEMPTS = 3
 POLL_SECONDS = 5.0
@@ -41,7 +42,7 @@ class OutboxQueue:
         self._pool: ThreadPoolExecutor | None = None
 
     def enqueue(self, conn: Connection, file_id: str) -> None:
-        conn.execute(insert(render_outbox).values(file_id=file_id, created_at=time.time()))
+        conn.execute(_ENQUEUE, {"file_id": file_id, "created_at": time.time()})
 
     def committed(self) -> None:
         self._wake.set()

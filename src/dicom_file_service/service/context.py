@@ -13,6 +13,7 @@ from dicom_file_service.errors import ServiceError
 from dicom_file_service.index.database import IndexDatabase
 from dicom_file_service.jobs import PrerenderQueue, open_prerender_queue
 from dicom_file_service.service import ids
+from dicom_file_service.service.parsing import Parsers
 from dicom_file_service.settings import Settings
 from dicom_file_service.storage import (
     BlobRenderCache,
@@ -45,6 +46,7 @@ class ServiceContext:
     cpu_pool: ThreadPoolExecutor = field(repr=False)
     cache_writer: ThreadPoolExecutor = field(repr=False)
     ingest_pool: ThreadPoolExecutor = field(repr=False)
+    parsers: Parsers = field(repr=False)
 
     @classmethod
     def create(cls, settings: Settings, *, migrate: bool = True) -> ServiceContext:
@@ -77,6 +79,7 @@ class ServiceContext:
             ingest_pool=ThreadPoolExecutor(
                 max_workers=settings.ingest_workers, thread_name_prefix="ingest"
             ),
+            parsers=Parsers(settings.parse_processes),
         )
 
     async def run_cpu(self, fn: Callable[[], T], *, time_limit: float | None = None) -> T:
@@ -109,4 +112,5 @@ class ServiceContext:
         self.cpu_pool.shutdown(wait=False, cancel_futures=True)
         self.cache_writer.shutdown(wait=True)  # a few small writes: let them land
         self.ingest_pool.shutdown(wait=True)  # an acknowledged-to-be upload finishes
+        self.parsers.close()
         self.index.close()

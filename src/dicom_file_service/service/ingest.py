@@ -1,6 +1,6 @@
 """Ingest: validate a staged upload, store its bytes, index it — in an order that loses nothing.
 
-Order (ARCHITECTURE.md principle 7): parse and validate the staged file; write the blob
+Order (docs/architecture.md, "Writes"): parse and validate the staged file; write the blob
 atomically and durably under a fresh key; insert the index row in one transaction; only then
 acknowledge. A crash before the insert leaves at most an unreferenced blob (swept), never an
 index row without its bytes. The unique constraint on SOP Instance UID settles races between
@@ -18,9 +18,6 @@ from typing import Any
 
 import orjson
 
-from dicom_file_service.dicom.header_index import encode_header
-from dicom_file_service.dicom.parse import ParsedInstance, parse_file
-from dicom_file_service.dicom.query_keys import query_keys
 from dicom_file_service.errors import (
     CommitOutcomeUnknown,
     DuplicateInstance,
@@ -31,6 +28,7 @@ from dicom_file_service.errors import (
 from dicom_file_service.index import repository as repo
 from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.parsing import PreparedUpload
 from dicom_file_service.service.prerender import enqueue_prerender
 from dicom_file_service.service.records import IngestResult
 from dicom_file_service.service.removal import remove_instance_bytes
@@ -55,10 +53,10 @@ def ingest_staged(
     if staged.size == 0:
         raise EmptyUpload("the upload is empty: send the DICOM file's bytes")
     file_id = ids.new_file_id()
-    # Bulk values are named by location alone: routes are added when answering.
-    parsed = parse_file(staged.path, bulk_data_uri_prefix="")
+    prepared = ctx.parsers.parse(staged.path)
+    parsed = prepared.parsed
     try:
-        return _store_parsed(ctx, staged, parsed, file_id, sha256, overwrite, study_instance_uid)
+        return _store_parsed(ctx, staged, prepared, file_id, sha256, overwrite, study_instance_uid)
     except ServiceError as exc:
         exc.about(parsed.sop_class_uid, parsed.sop_instance_uid)  # STOW-RS names it
         raise
@@ -67,42 +65,36 @@ def ingest_staged(
 def _store_parsed(
     ctx: ServiceContext,
     staged: StagedUpload,
-    parsed: ParsedInstance,
+    prepared: PreparedUpload,
     file_id: str,
     sha256: str,
     overwrite: bool,
     study_instance_uid: str | None,
 ) -> IngestResult:
+    parsed = prepared.parsed
     if study_instance_uid is not None and parsed.study_instance_uid != study_instance_uid:
         raise StudyMismatch(
             f"the instance belongs to study {parsed.study_instance_uid}, not to "
             f"{study_instance_uid} named by the request"
         )
 
-    with ctx.index.read() as conn:
-        existing = repo.get_by_sop_instance_uid(conn, parsed.sop_instance_uid)
-    if existing is not None:
-        if existing.sha256 == sha256:
-            return IngestResult(record=existing, created=False)
-        if not overwrite:
-            raise _duplicate(parsed.sop_instance_uid, existing.file_id)
-
+    # No read first: the insert's unique constraint finds a stored instance (then the new
+    # blob goes, and the stored one is compared), so a new upload costs one transaction.
     blob_key = ids.instance_key(file_id)
     ctx.store.put_file(blob_key, staged.path)
-    return _index(ctx, parsed, file_id, blob_key, sha256, staged.size, overwrite)
+    return _index(ctx, prepared, file_id, blob_key, sha256, staged.size, overwrite)
 
 
 def _index(
     ctx: ServiceContext,
-    parsed: ParsedInstance,
+    prepared: PreparedUpload,
     file_id: str,
     blob_key: str,
     sha256: str,
     size: int,
     overwrite: bool,
 ) -> IngestResult:
-    header_json, header_index = encode_header(parsed.header)
-    keys = query_keys(parsed.header)
+    parsed, keys = prepared.parsed, prepared.keys
     values: dict[str, Any] = {
         "file_id": file_id,
         "sop_instance_uid": parsed.sop_instance_uid,
@@ -119,8 +111,8 @@ def _index(
         "sha256": sha256,
         "blob_key": blob_key,
         "created_at": time.time(),
-        "header": header_json,
-        "header_index": header_index,
+        "header": prepared.header_json,
+        "header_index": prepared.header_index,
         "bulk_lengths": orjson.dumps(parsed.bulk_lengths),
         "frame_table": parsed.frame_table,
     }

@@ -1,6 +1,6 @@
 """Remove what a crash can leave behind: staged uploads and unreferenced instance blobs.
 
-Ingest writes the blob before the index row (ARCHITECTURE.md principle 7), so a crash between
+Ingest writes the blob before the index row (docs/architecture.md, "Writes"), so a crash between
 the two leaves a blob no row points to. It is never served, but it takes space. A blob is
 removed only when no index row names it and it is older than the grace period, so an upload
 in flight (blob written, row about to commit) is never touched.

@@ -1,0 +1,102 @@
+"""Where uploads are parsed: in processes of their own, so one request's parts use every core.
+
+Parsing an upload (pydicom's header read, the strict checks, the DICOM JSON of the header) is
+CPU-bound Python: in threads it holds the GIL, so a STOW-RS request of 200 instances, or a
+bulk import, runs on one core whatever the machine has. A small pool of worker processes
+parses from the staged file's path (the bytes never cross the pipe, only the result does)
+while the calling thread goes on storing and indexing. With ``parse_processes = 0`` files are
+parsed in the calling thread.
+
+A parser process that dies (killed for memory, or crashed) breaks the pool: the uploads in it
+are told to retry (503) and the pool is made again for the next ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+from dicom_file_service.dicom.header_index import encode_header
+from dicom_file_service.dicom.parse import ParsedInstance, parse_file
+from dicom_file_service.dicom.query_keys import QueryKeys, query_keys
+from dicom_file_service.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+
+class ParserUnavailable(Unavailable):
+    code = "parser_unavailable"
+    title = "The parser stopped"
+
+
+@dataclass(frozen=True)
+class PreparedUpload:
+    """A parsed upload with its index values made: the stored header (JSON and span index)
+    and the query keys. Made where it was parsed, so that work leaves the calling process
+    too and only bytes cross the pipe, not the header as nested objects."""
+
+    parsed: ParsedInstance  # without its header: that is ``header_json`` now
+    header_json: bytes
+    header_index: bytes
+    keys: QueryKeys
+
+
+def parse_upload(path: str) -> PreparedUpload:
+    """Bulk values are named by location alone: routes are added when answering."""
+    parsed = parse_file(path, bulk_data_uri_prefix="")
+    header_json, header_index = encode_header(parsed.header)
+    keys = query_keys(parsed.header)
+    return PreparedUpload(dataclasses.replace(parsed, header={}), header_json, header_index, keys)
+
+
+class Parsers:
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def parse(self, path: Path) -> PreparedUpload:
+        if self.processes == 0:
+            return parse_upload(str(path))
+        pool = self._current()
+        try:
+            return pool.submit(parse_upload, str(path)).result()
+        except BrokenProcessPool as exc:
+            self._replace(pool)
+            log.error("a parser process stopped; its pool is made again")
+            raise ParserUnavailable(
+                "a parser process stopped while this upload was read; send it again"
+            ) from exc
+
+    def start(self) -> None:
+        """Start the processes now, so the first upload does not wait for them."""
+        if self.processes:
+            pool = self._current()
+            for future in [pool.submit(int) for _ in range(self.processes)]:
+                future.result()
+
+    def _current(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                # spawn: a fork of a process with running threads may inherit held locks.
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
+            return self._pool
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is broken:
+                self._pool = None
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
