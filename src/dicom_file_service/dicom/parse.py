@@ -74,6 +74,8 @@ class ParsedInstance:
     # offsets from the first fragment's item tag, then lengths, each "<Q" packed; None when
     # frames and fragments are not one to one (pydicom then follows the Basic Offset Table).
     frame_table: bytes | None = None
+    # What is odd about the file but did not stop it being stored (STOW-RS WarningReason).
+    warnings: tuple[str, ...] = ()
 
 
 def parse_file(path: str | os.PathLike[str], *, bulk_data_uri_prefix: str) -> ParsedInstance:
@@ -395,7 +397,15 @@ def _instance(
             frames = 1
     name = _first(header, "00100010")
     patient_name = name.get("Alphabetic") if isinstance(name, dict) else None
+    warnings = []
+    meta_sop = str(_first(header, "00020003") or "").strip().rstrip("\x00")
+    if meta_sop and meta_sop != sop:
+        warnings.append(
+            f"the file meta's Media Storage SOP Instance UID (0002,0003) {meta_sop[:64]} is not "
+            f"the data set's SOP Instance UID (0008,0018) {sop}: stored under the data set's"
+        )
     return ParsedInstance(
+        warnings=tuple(warnings),
         sop_instance_uid=sop,
         series_instance_uid=series,
         study_instance_uid=study,

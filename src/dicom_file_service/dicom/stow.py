@@ -19,6 +19,8 @@ PROCESSING_FAILURE = 0x0110
 DUPLICATE_SOP_INSTANCE = 0x0111
 SOP_CLASS_NOT_SUPPORTED = 0x0122
 TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
+# (0008,1196) Warning Reason: stored, but the data set does not match what it declares.
+DATASET_DOES_NOT_MATCH_SOP_CLASS_WARNING = 0xB007
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class StoredInstance:
     sop_class_uid: str
     sop_instance_uid: str
     retrieve_url: str
+    warning_reason: int | None = None
+    warning: str | None = None  # for people: the Warning header says what the reason means
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class FailedInstance:
     sop_class_uid: str | None  # None: the part could not be read far enough to know
     sop_instance_uid: str | None
     reason: int
+    detail: str | None = None  # for people: the Warning header carries it
 
 
 def _ui(value: str | None) -> dict[str, Any]:
@@ -65,6 +70,11 @@ def stow_response(
                 "00081150": _ui(item.sop_class_uid),
                 "00081155": _ui(item.sop_instance_uid),
                 "00081190": {"vr": "UR", "Value": [item.retrieve_url]},
+                **(
+                    {"00081196": {"vr": "US", "Value": [item.warning_reason]}}
+                    if item.warning_reason is not None
+                    else {}
+                ),
             }
             for item in stored
         ],
@@ -72,11 +82,24 @@ def stow_response(
     return response
 
 
-def stow_status(stored: int, failed: int) -> int:
-    """200 all stored, 202 some failed, 409 all failed (PS3.18 10.5.3)."""
+def stow_status(stored: int, failed: int, warned: int = 0) -> int:
+    """200 all stored, 202 some failed or stored with a warning, 409 all failed (PS3.18
+    10.5.3, Table 10.5.3-1)."""
     if failed == 0:
-        return 200
+        return 202 if warned else 200
     return 202 if stored else 409
+
+
+def warning_headers(stored: list[StoredInstance], failed: list[FailedInstance]) -> list[str]:
+    """``Warning: 299`` values (RFC 7234 5.5) saying in words why each instance failed or was
+    warned about, as a person reading the response needs; ASCII, at most 20."""
+    texts = [f"{i.sop_instance_uid or 'a part'}: {i.detail}" for i in failed if i.detail]
+    texts += [f"{i.sop_instance_uid}: {i.warning}" for i in stored if i.warning]
+    out = []
+    for text in texts[:20]:
+        plain = text.encode("ascii", "replace").decode().replace('"', "'").replace("\\", "/")
+        out.append(f'299 dicom-file-service "{plain[:300]}"')
+    return out
 
 
 def stow_response_xml(response: dict[str, Any]) -> bytes:
@@ -86,6 +109,7 @@ def stow_response_xml(response: dict[str, Any]) -> bytes:
         "00081150": "ReferencedSOPClassUID",
         "00081155": "ReferencedSOPInstanceUID",
         "00081190": "RetrieveURL",
+        "00081196": "WarningReason",
         "00081197": "FailureReason",
         "00081198": "FailedSOPSequence",
         "00081199": "ReferencedSOPSequence",

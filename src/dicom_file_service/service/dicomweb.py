@@ -16,6 +16,7 @@ from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.dicom.stow import (
     CANNOT_UNDERSTAND,
     DATASET_DOES_NOT_MATCH_SOP_CLASS,
+    DATASET_DOES_NOT_MATCH_SOP_CLASS_WARNING,
     DUPLICATE_SOP_INSTANCE,
     OUT_OF_RESOURCES,
     PROCESSING_FAILURE,
@@ -87,12 +88,19 @@ def store_part(
     url = instance_url(
         base_url, record.study_instance_uid, record.series_instance_uid, record.sop_instance_uid
     )
-    stored = StoredInstance(record.sop_class_uid, record.sop_instance_uid, url)
+    warning = "; ".join(result.warnings) or None
+    stored = StoredInstance(
+        record.sop_class_uid,
+        record.sop_instance_uid,
+        url,
+        warning_reason=DATASET_DOES_NOT_MATCH_SOP_CLASS_WARNING if warning else None,
+        warning=warning,
+    )
     return PartOutcome(stored, None, record.study_instance_uid)
 
 
 def failed_part(exc: ServiceError) -> PartOutcome:
-    failed = FailedInstance(exc.sop_class_uid, exc.sop_instance_uid, _reason(exc))
+    failed = FailedInstance(exc.sop_class_uid, exc.sop_instance_uid, _reason(exc), exc.detail)
     return PartOutcome(None, failed, None)
 
 

@@ -9,6 +9,7 @@ concurrent uploads of the same instance.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -56,10 +57,13 @@ def ingest_staged(
     prepared = ctx.parsers.parse(staged.path)
     parsed = prepared.parsed
     try:
-        return _store_parsed(ctx, staged, prepared, file_id, sha256, overwrite, study_instance_uid)
+        result = _store_parsed(
+            ctx, staged, prepared, file_id, sha256, overwrite, study_instance_uid
+        )
     except ServiceError as exc:
         exc.about(parsed.sop_class_uid, parsed.sop_instance_uid)  # STOW-RS names it
         raise
+    return dataclasses.replace(result, warnings=parsed.warnings) if parsed.warnings else result
 
 
 def _store_parsed(

@@ -27,3 +27,4 @@ class IngestResult:
     record: InstanceRecord
     created: bool  # False: byte-identical content was already stored under this id
     replaced_file_id: str | None = None  # set when ?overwrite=true replaced another instance
+    warnings: tuple[str, ...] = ()  # what was odd about the file but did not stop it

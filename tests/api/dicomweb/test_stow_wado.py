@@ -247,6 +247,31 @@ def test_instances_of_no_storage_class_fail_with_their_standard_reasons(
         assert_problem(upload, status, code)
 
 
+def test_an_instance_stored_with_a_warning_and_failures_explained_in_warning_headers(
+    client: httpx.Client,
+) -> None:
+    """A file meta naming another SOP Instance UID than its data set: stored under the data
+    set's, with WarningReason 0xB007 and status 202; every failure and warning is also said
+    in words in a ``Warning: 299`` header, as dcm4chee does."""
+    odd = _study(1, 1)[0]
+    odd.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    boundary = uuid.uuid4().hex
+    body = _multipart(
+        [("application/dicom", _bytes(odd)), ("application/dicom", b"not DICOM" * 50)],
+        boundary,
+    )
+    r = _post(client, "/dicomweb/studies", body, boundary)
+    assert r.status_code == 202, r.text
+    (stored,) = r.json()["00081199"]["Value"]
+    assert stored["00081155"]["Value"] == [odd.SOPInstanceUID]
+    assert stored["00081196"]["Value"] == [0xB007]
+    warnings = r.headers.get_list("warning")
+    assert len(warnings) == 2
+    assert all(w.startswith("299 dicom-file-service ") for w in warnings)
+    assert "not a DICOM file" in warnings[0]
+    assert "Media Storage SOP Instance UID" in warnings[1]
+
+
 def test_requests_that_are_not_stow_are_refused(client: httpx.Client) -> None:
     r = client.post(
         "/dicomweb/studies", content=b"x", headers={"content-type": "application/dicom"}

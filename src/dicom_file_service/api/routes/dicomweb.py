@@ -20,7 +20,12 @@ from dicom_file_service.api.related_body import read_parts, related_boundary
 from dicom_file_service.api.routes.files import send_stored_file
 from dicom_file_service.dicom.frames import frame_media_type
 from dicom_file_service.dicom.render import RenderOptions
-from dicom_file_service.dicom.stow import stow_response, stow_response_xml, stow_status
+from dicom_file_service.dicom.stow import (
+    stow_response,
+    stow_response_xml,
+    stow_status,
+    warning_headers,
+)
 from dicom_file_service.dicom.transcode import EXPLICIT_LITTLE
 from dicom_file_service.errors import FileNotFound, InvalidParameter, NotAcceptable, ServiceError
 from dicom_file_service.service import dicomweb
@@ -68,11 +73,16 @@ async def _stow(request: Request, study: str | None) -> Response:
         return _dicom_json({}, 400)
     studies = {o.study_instance_uid for o in in_order if o.study_instance_uid}
     study_url = f"{base}/studies/{studies.pop()}" if len(studies) == 1 else None
-    status = stow_status(len(stored), len(failed))
+    warned = sum(1 for s in stored if s.warning_reason is not None)
+    status = stow_status(len(stored), len(failed), warned)
     answer = stow_response(study_url, stored, failed)
     if _wants_xml(request):
-        return Response(stow_response_xml(answer), status_code=status, media_type=DICOM_XML)
-    return _dicom_json(answer, status)
+        response = Response(stow_response_xml(answer), status_code=status, media_type=DICOM_XML)
+    else:
+        response = _dicom_json(answer, status)
+    for warning in warning_headers(stored, failed):
+        response.headers.append("warning", warning)
+    return response
 
 
 def _wants_xml(request: Request) -> bool:
