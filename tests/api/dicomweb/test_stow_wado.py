@@ -267,7 +267,7 @@ def test_an_instance_stored_with_a_warning_and_failures_explained_in_warning_hea
     assert stored["00081196"]["Value"] == [0xB007]
     warnings = r.headers.get_list("warning")
     assert len(warnings) == 2
-    assert all(w.startswith("299 dicom-file-service ") for w in warnings)
+    assert all(w.startswith("299 dicom-file-service: ") for w in warnings)
     assert "not a DICOM file" in warnings[0]
     assert "Media Storage SOP Instance UID" in warnings[1]
 
