@@ -92,6 +92,9 @@ def start_server(data_dir: Path, env_extra: dict[str, str] | None = None) -> Ser
     """``dicom-file-service serve`` in a subprocess on a free loopback port."""
     port = free_port()
     env = _clean_environment()
+    # As a deployment sets it: dicomweb-client sends Host without the port, so URLs made from
+    # the request (RetrieveURL, BulkDataURI) would miss it.
+    env["DICOM_FS_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
     env.update(env_extra or {})
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"server-{port}.log"

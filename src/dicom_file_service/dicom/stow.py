@@ -91,8 +91,9 @@ def stow_status(stored: int, failed: int, warned: int = 0) -> int:
 
 
 def warning_headers(stored: list[StoredInstance], failed: list[FailedInstance]) -> list[str]:
-    """``Warning: 299`` values (as PS3.18 8.3.4 writes them) saying in words why each instance failed or was
-    warned about, as a person reading the response needs; ASCII, at most 20."""
+    """``Warning: 299`` values (as PS3.18 8.3.4 writes them) saying in words why each
+    instance failed or was warned about, as a person reading the response needs; ASCII, at
+    most 20."""
     texts = [f"{i.sop_instance_uid or 'a part'}: {i.detail}" for i in failed if i.detail]
     texts += [f"{i.sop_instance_uid}: {i.warning}" for i in stored if i.warning]
     out = []

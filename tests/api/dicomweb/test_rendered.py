@@ -74,10 +74,22 @@ def test_rendered_requests_that_cannot_be_served(client: httpx.Client) -> None:
 def test_bulk_data_under_dicomweb_is_the_elements_value(client: httpx.Client) -> None:
     data = copy_with_new_uid(data_file("CT_small.dcm"))
     _, url = _store(client, data)
-    r = client.get(f"{url}/bulkdata/7FE00010")
+    pixels = pydicom.dcmread(io.BytesIO(data)).PixelData
+    r = client.get(f"{url}/bulkdata/7FE00010")  # */*: PS3.18's multipart/related form
     assert r.status_code == 200
-    assert r.content == pydicom.dcmread(io.BytesIO(data)).PixelData
+    assert r.headers["content-type"].startswith(
+        'multipart/related; type="application/octet-stream"'
+    )
+    assert _parts(r) == [pixels]
+    bare = client.get(f"{url}/bulkdata/7FE00010", headers={"accept": "application/octet-stream"})
+    assert bare.headers["content-type"] == "application/octet-stream"
+    assert bare.content == pixels
     assert_problem(client.get(f"{url}/bulkdata/00100010"), 404, "tag_not_found")
+    assert_problem(
+        client.get(f"{url}/bulkdata/7FE00010", headers={"accept": "image/png"}),
+        406,
+        "not_acceptable",
+    )
 
 
 def test_bulk_data_uris_are_made_for_the_route_that_answers(
@@ -95,7 +107,7 @@ def test_bulk_data_uris_are_made_for_the_route_that_answers(
     assert own["7FE00010"]["BulkDataURI"] == f"/dicom-image/{file_id}/bulkdata/7FE00010"
     tag = client.get(f"/dicom-image/{file_id}", params={"dicom_tag": "(7FE0,0010)"}).json()
     assert tag["value"]["bulk_data_uri"] == f"/dicom-image/{file_id}/bulkdata/7FE00010"
-    assert client.get(web_uri).content == pixels
+    assert _parts(client.get(web_uri)) == [pixels]
     assert client.get(own["7FE00010"]["BulkDataURI"]).content == pixels
 
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
-from dicom_file_service.api.deps import service_context
+from dicom_file_service.api.deps import dicomweb_base, service_context
 from dicom_file_service.api.fast_paths import IMMUTABLE
 from dicom_file_service.api.related_body import read_parts, related_boundary
 from dicom_file_service.api.routes.files import send_stored_file
@@ -37,10 +37,11 @@ router = APIRouter(prefix="/dicomweb", tags=["DICOMweb"])
 DICOM_JSON = "application/dicom+json"
 DICOM_XML = "application/dicom+xml"
 DICOM = "application/dicom"
+OCTET_STREAM = "application/octet-stream"
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/dicomweb"
+    return dicomweb_base(request)
 
 
 async def _stow(request: Request, study: str | None) -> Response:
@@ -310,6 +311,13 @@ def _frames_decoded(request: Request, media_type: str) -> bool:
         part_type = params.get("type", "application/octet-stream")
         syntax = params.get("transfer-syntax")
         if (
+            part_type == "*/*"
+            or (  # any part type, or any of the stored one's kind
+                part_type.endswith("/*") and media_type.startswith(part_type[:-1])
+            )
+        ):
+            return False
+        if (
             part_type == media_type
             and syntax in (None, "*")
             and media_type != "application/octet-stream"
@@ -449,11 +457,30 @@ async def thumbnail_frame(
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
 async def bulk_data(request: Request, study: str, series: str, sop: str, location: str) -> Response:
+    multipart = _bulk_data_multipart(request)
     ctx = service_context(request)
     record = await run_in_threadpool(dicomweb.instance_record, ctx, study, series, sop)
     data = await ctx.run_cpu(lambda: files_service.bulk_value(ctx, record.file_id, location))
-    return Response(
-        data, media_type="application/octet-stream", headers={"cache-control": IMMUTABLE}
+    if multipart:
+        return _related(OCTET_STREAM, [(f"Content-Type: {OCTET_STREAM}", data)])
+    return Response(data, media_type=OCTET_STREAM, headers={"cache-control": IMMUTABLE})
+
+
+def _bulk_data_multipart(request: Request) -> bool:
+    """Bulk data goes as ``multipart/related; type="application/octet-stream"`` (PS3.18's
+    form, and what ``*/*`` gets), or as the bare value when the client asks for
+    ``application/octet-stream`` first."""
+    for media, params in _accepted(request):
+        if media == OCTET_STREAM:
+            return False
+        if media in ("*/*", "multipart/*") or (
+            media == "multipart/related"
+            and params.get("type", OCTET_STREAM) in (OCTET_STREAM, "*/*")
+        ):
+            return True
+    raise NotAcceptable(
+        f"cannot answer with {request.headers.get('accept')!r}: bulk data is sent as "
+        f'multipart/related; type="{OCTET_STREAM}" or as {OCTET_STREAM}'
     )
 
 

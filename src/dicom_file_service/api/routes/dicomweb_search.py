@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from dicom_file_service.api.deps import service_context
+from dicom_file_service.api.deps import dicomweb_base, service_context
 from dicom_file_service.dicom.qido import Level
 from dicom_file_service.errors import NotAcceptable
 from dicom_file_service.service import qido
@@ -38,7 +38,7 @@ def _check_accept(request: Request) -> str:
 async def _search(request: Request, level: Level, scope: dict[Level, str]) -> Response:
     media_type = _check_accept(request)
     ctx = service_context(request)
-    base = str(request.base_url).rstrip("/") + "/dicomweb"
+    base = dicomweb_base(request)
     params = list(request.query_params.multi_items())
     result = await run_in_threadpool(qido.search, ctx, params, level, scope, base)
     headers = {"warning": ", ".join(result.warnings)} if result.warnings else None
