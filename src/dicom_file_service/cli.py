@@ -78,7 +78,8 @@ def _import_worker_init() -> None:
     global _ctx
     from dicom_file_service.service.context import ServiceContext
 
-    _ctx = ServiceContext.create(Settings(), migrate=False)
+    # Each import job is a process already: it parses in its own thread, no pool of its own.
+    _ctx = ServiceContext.create(Settings(parse_processes=0), migrate=False)
 
 
 def _import_one(path: str) -> tuple[str, str, str]:
