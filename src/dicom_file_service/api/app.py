@@ -12,6 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from dicom_file_service import __version__
+from dicom_file_service.api.content_location import ContentLocation
 from dicom_file_service.api.fast_paths import FastPaths
 from dicom_file_service.api.problems import install_problem_handlers
 from dicom_file_service.api.routes import dicomweb, dicomweb_search, files, ops, transfer
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(dicomweb.router)
     app.include_router(dicomweb_search.router)
     app.include_router(dicomweb.wado_uri)
-    served = FastPaths(app, app.state)
+    served = ContentLocation(FastPaths(app, app.state), settings.public_base_url)
     if not settings.cors_origins:
         return served
     # Outside the fast paths too: a viewer on another origin reads tags and PNGs from them.

@@ -379,3 +379,26 @@ def test_the_stow_response_in_xml_when_asked(client: httpx.Client) -> None:
     assert [v.text for v in stored] == [ds.SOPInstanceUID]
     reasons = root.findall(".//d:DicomAttribute[@keyword='FailureReason']/d:Value", ns)
     assert [v.text for v in reasons] == [str(0xC000)]
+
+
+def test_answers_name_what_they_stand_for_in_content_location(
+    client: httpx.Client, server: Server
+) -> None:
+    ds = _study(1, 1)[0]
+    assert _stow_one(client, ds).status_code == 200
+    instance = (
+        f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}"
+    )
+    metadata = client.get(f"{instance}/metadata")
+    assert metadata.headers["content-location"] == f"{server.base_url}{instance}/metadata"
+    search = client.get("/dicomweb/studies", params={"StudyInstanceUID": ds.StudyInstanceUID})
+    assert search.headers["content-location"] == (
+        f"{server.base_url}/dicomweb/studies?StudyInstanceUID={ds.StudyInstanceUID}"
+    )
+    retrieved = client.get(
+        f"/dicomweb/studies/{ds.StudyInstanceUID}",
+        headers={"accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+    )
+    assert f"Content-Location: {server.base_url}{instance}\r\n".encode() in retrieved.content
+    assert "content-location" not in client.get("/dicomweb/studies/1.2.3").headers  # a 404

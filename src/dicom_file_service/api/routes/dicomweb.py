@@ -162,6 +162,7 @@ async def _retrieve(
 ) -> Response:
     syntaxes = _retrieve_syntaxes(request)
     ctx = service_context(request)
+    base = _base(request)
     found = await run_in_threadpool(dicomweb.find_instances, ctx, study, series, sop)
     plan = [(record, _as_stored(record, syntaxes)) for record in found]
     boundary = uuid.uuid4().hex
@@ -183,9 +184,15 @@ async def _retrieve(
                         if as_stored
                         else iter([dicomweb.transcoded(ctx, record)])
                     )
+                where = dicomweb.instance_url(
+                    base,
+                    record.study_instance_uid,
+                    record.series_instance_uid,
+                    record.sop_instance_uid,
+                )
                 yield (
                     f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={syntax}\r\n"
-                    f"{length}\r\n"
+                    f"Content-Location: {where}\r\n{length}\r\n"
                 ).encode()
                 yield from chunks
             except (BlobNotFound, FileNotFound):
