@@ -402,3 +402,23 @@ def test_answers_name_what_they_stand_for_in_content_location(
     )
     assert f"Content-Location: {server.base_url}{instance}\r\n".encode() in retrieved.content
     assert "content-location" not in client.get("/dicomweb/studies/1.2.3").headers  # a 404
+
+
+def test_metadata_is_answered_from_the_index_without_reading_a_blob(
+    web: DICOMwebClient, client: httpx.Client, server: Server
+) -> None:
+    """Metadata of a whole series with every blob gone from the store: still complete, as
+    nothing but the index is read."""
+    from dicom_file_service.service.ids import instance_key
+    from dicom_file_service.storage import open_blob_store
+
+    study = _study(1, 3)
+    web.store_instances(study)
+    uid, series = study[0].StudyInstanceUID, study[0].SeriesInstanceUID
+    before = web.retrieve_series_metadata(uid, series)
+    items = client.get("/dicom-image", params={"series_instance_uid": series}).json()["items"]
+    store = open_blob_store(server.settings())
+    for item in items:
+        store.delete(instance_key(item["file_id"]))
+    assert web.retrieve_series_metadata(uid, series) == before
+    assert len(before) == 3
