@@ -359,12 +359,20 @@ def _check_pixel_size(ds: Dataset, length: int) -> None:
     except (AttributeError, TypeError, ValueError):
         return  # without these the image is not renderable anyway; the renderer says so
     expected_bits = rows * cols * spp * frames * bits
+    if spp == 3 and _photometric(ds) in ("YBR_FULL_422", "YBR_PARTIAL_422"):
+        # Native 4:2:2: two luminance and one pair of chrominance samples per two pixels,
+        # so two thirds of three samples per pixel (PS3.3 C.7.6.3.1.2).
+        expected_bits = expected_bits // 3 * 2
     expected = (expected_bits + 7) // 8
     if length + 1 < expected:
         raise InvalidDicom(
             f"Pixel Data holds {length} bytes but Rows, Columns, Samples per Pixel, Number of "
             f"Frames and Bits Allocated call for {expected}: the file is truncated or corrupt"
         )
+
+
+def _photometric(ds: Dataset) -> str:
+    return str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
 
 
 def _instance(

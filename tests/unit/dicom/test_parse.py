@@ -178,3 +178,38 @@ def test_every_bundled_file_parses_or_is_refused_cleanly() -> None:
         except (InvalidDicom, MissingIdentity):
             outcomes["refused"] += 1
     assert outcomes["ok"] >= 200
+
+
+def _native_files_pydicom_decodes() -> list[Path]:
+    """Every test file with native pixel data that pydicom itself decodes: valid images."""
+    import warnings
+
+    import pydicom
+
+    from tests.datafiles import all_candidate_files
+
+    found = []
+    for path in all_candidate_files():
+        if path.suffix.lower() not in (".dcm", "") or path.stat().st_size > 50_000_000:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path)
+                if "PixelData" not in ds or ds.file_meta.TransferSyntaxUID.is_compressed:
+                    continue
+                ds.pixel_array  # noqa: B018 - decodes, or raises for a broken file
+        except Exception:
+            continue
+        found.append(path)
+    return found
+
+
+@pytest.mark.parametrize("path", _native_files_pydicom_decodes(), ids=lambda p: p.name)
+def test_every_native_image_pydicom_decodes_has_the_pixel_data_length_it_should(
+    path: Path,
+) -> None:
+    """The expected Pixel Data length holds for every photometric interpretation, 4:2:2
+    subsampling included (PS3.3 C.7.6.3.1.2): no valid image is refused as truncated."""
+    parsed = parse_file(path, bulk_data_uri_prefix=PREFIX)
+    assert parsed.has_pixel_data
