@@ -49,6 +49,13 @@ class InvalidDicom(BadRequest):
     title = "Not a valid DICOM file"
 
 
+class TooDeeplyNested(InvalidDicom):
+    """Sequences nest deeper than the service stores (a hostile or broken file)."""
+
+    code = "too_deeply_nested"
+    title = "Sequences nest too deeply"
+
+
 class SopClassMismatch(InvalidDicom):
     """The data set's SOP Class UID contradicts the file meta's (STOW-RS reason 0xA900)."""
 

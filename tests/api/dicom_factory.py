@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import pydicom
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
+
+from tests.datafiles import data_file
 
 
 def copy_with_new_uid(path: Path, **changes: str) -> bytes:
@@ -41,3 +46,24 @@ def changed_content(data: bytes, **changes: str) -> bytes:
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=False)
     return out.getvalue()
+
+
+def nested_sequences(depth: int) -> bytes:
+    """CT_small with a Content Sequence nested ``depth`` levels deep (a hostile file)."""
+    ds = pydicom.dcmread(data_file("CT_small.dcm"))
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    inner = Dataset()
+    inner.CodeValue = "X"
+    for _ in range(depth):
+        outer = Dataset()
+        outer.ContentSequence = Sequence([inner])
+        inner = outer
+    ds.ContentSequence = inner.ContentSequence
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20 * depth + 1000))  # pydicom writes recursively
+    try:
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+    finally:
+        sys.setrecursionlimit(limit)
+    return buf.getvalue()

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.dicom_factory import changed_content, copy_with_new_uid, without
+from tests.api.dicom_factory import changed_content, copy_with_new_uid, nested_sequences, without
 from tests.conftest import Backend, Server, start_server, stop_server
 from tests.datafiles import data_file
 
@@ -141,6 +141,19 @@ def test_truncated_file_is_rejected_and_nothing_stored(client: httpx.Client) -> 
         assert_problem(post_form(client, data[:cut]), 422, "invalid_dicom")
     after = client.get("/dicom-image", params={"limit": 1000}).json()["items"]
     assert after == before
+
+
+def test_sequences_nested_2000_deep_are_refused_naming_the_limit(
+    server: Server, client: httpx.Client
+) -> None:
+    """Once a 500 (the JSON encoder's recursion limit) with the blob left behind."""
+    blobs = server.stored_keys("instances/")
+    body = assert_problem(post_form(client, nested_sequences(2000)), 422, "too_deeply_nested")
+    assert "64 levels" in str(body["detail"])
+    assert server.stored_keys("instances/") == blobs
+    assert server.scratch_files() == []
+    ok = post_form(client, nested_sequences(40))  # deep, but within what IODs use
+    assert ok.status_code == 201, ok.text
 
 
 @pytest.mark.parametrize("missing", ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])

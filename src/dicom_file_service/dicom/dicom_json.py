@@ -19,7 +19,12 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 
+from dicom_file_service.errors import TooDeeplyNested
+
 BULK_THRESHOLD = 1024
+# Deeper sequences than any IOD defines (SR content trees stay far below) are refused: the
+# stored header, its encoder and every reader of it recurse once per level.
+MAX_SEQUENCE_DEPTH = 64
 _BULK_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN", "OB or OW", "US or OW"})
 _UNDEFINED = 0xFFFFFFFF
 
@@ -204,6 +209,12 @@ def _element(
             return {"vr": "UN"}
         return {"vr": "UN", "InlineBinary": base64.b64encode(bytes(raw_value)).decode()}
     if elem.VR == "SQ":
+        depth = where.count(".") // 2 + 1
+        if depth > MAX_SEQUENCE_DEPTH:
+            raise TooDeeplyNested(
+                f"sequences nest deeper than {MAX_SEQUENCE_DEPTH} levels (at "
+                f"{where[:60].replace('.', '/')}...): more than any IOD defines; not stored"
+            )
         items = []
         for index, item in enumerate(elem.value or []):
             sub: dict[str, Any] = {}
