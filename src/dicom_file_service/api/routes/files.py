@@ -18,7 +18,6 @@ from starlette.responses import (
     Response,
     StreamingResponse,
 )
-from starlette.types import Receive, Scope, Send
 
 from dicom_file_service.api.deps import service_context
 from dicom_file_service.api.fast_paths import IMMUTABLE
@@ -144,20 +143,8 @@ async def send_stored_file(request: Request, ctx: Any, record: Any) -> Response:
     }
     if _not_modified(request, etag):
         return Response(status_code=304, headers={"etag": etag})
-    local = ctx.store.local_path(record.blob_key)
-    if local is not None:
-        range_header = request.headers.get("range")
-        if range_header is None:
-            return FileResponse(local, media_type="application/dicom", headers=headers)
-        try:
-            FileResponse._parse_range_header(range_header, record.size)
-        except MalformedRangeHeader:  # RFC 9110 14.2: an invalid Range is ignored
-            return _WholeFileResponse(local, media_type="application/dicom", headers=headers)
-        except RangeNotSatisfiable as exc:
-            raise RangeNotSatisfiableError(
-                f"the range {range_header!r} lies outside the file's {record.size} bytes"
-            ) from exc
-        return FileResponse(local, media_type="application/dicom", headers=headers)
+    # Every store streams from a file it opened before answering (a local file's open handle
+    # keeps its bytes if a delete races the download): a lost blob is a 404, never a 500.
     return await _stream_from_store(request, ctx, record, headers)
 
 
@@ -257,11 +244,12 @@ async def _stream_from_store(
             headers["content-range"] = f"bytes {start}-{end - 1}/{size}"
     headers["content-length"] = str(end - start)
     headers["accept-ranges"] = "bytes"
-    if request.method == "HEAD":
-        return Response(status_code=status, media_type="application/dicom", headers=headers)
     try:
+        if request.method == "HEAD":
+            await run_in_threadpool(ctx.store.size, record.blob_key)  # there, or a 404
+            return Response(status_code=status, media_type="application/dicom", headers=headers)
         chunks = await run_in_threadpool(ctx.store.iter_range, record.blob_key, start, end)
-    except BlobNotFound as exc:  # deleted meanwhile
+    except BlobNotFound as exc:  # deleted meanwhile, or lost by the store
         raise files_service.not_found(record.file_id) from exc
     return StreamingResponse(
         iterate_in_threadpool(chunks),
@@ -269,14 +257,6 @@ async def _stream_from_store(
         media_type="application/dicom",
         headers=headers,
     )
-
-
-class _WholeFileResponse(FileResponse):
-    """A FileResponse that ignores the request's Range header."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"range"]}
-        await super().__call__(scope, receive, send)
 
 
 def _not_modified(request: Request, etag: str) -> bool:
