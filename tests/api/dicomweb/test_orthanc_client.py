@@ -77,7 +77,7 @@ def orthanc(server: Server, tmp_path: Path) -> Iterator[httpx.Client]:
 def test_orthanc_pushes_queries_and_pulls_through_its_dicomweb_client(
     orthanc: httpx.Client, client: httpx.Client
 ) -> None:
-    data = copy_with_new_uid(data_file("CT_small.dcm"))
+    data = copy_with_new_uid(data_file("CT_small.dcm"), StudyInstanceUID=generate_uid())
     pushed = pydicom.dcmread(io.BytesIO(data))
     orthanc_id = orthanc.post("/instances", content=data).json()["ID"]
     stow = orthanc.post("/dicom-web/servers/ours/stow", json={"Resources": [orthanc_id]})
