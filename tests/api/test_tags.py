@@ -166,3 +166,19 @@ def test_bulk_data_uris_resolve_to_the_element_bytes(client: httpx.Client, ct: s
     assert_problem(
         client.get(f"/dicom-image/{ct}/bulkdata/7FE00010/0/7FE00010"), 404, "tag_not_found"
     )
+
+
+def test_a_look_alike_parameter_is_not_a_tag_lookup(client: httpx.Client, ct: str) -> None:
+    """``?xdicom_tag=1`` was taken for a lookup of nothing (``[]``); it is a download."""
+    whole = client.get(f"/dicom-image/{ct}")
+    r = client.get(f"/dicom-image/{ct}", params={"xdicom_tag": "1"})
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/dicom"
+    assert r.content == whole.content
+
+
+def test_a_file_id_with_a_trailing_newline_is_not_found(client: httpx.Client, ct: str) -> None:
+    for path in (f"/dicom-image/{ct}%0A", f"/dicom-image/{ct}%0A/png"):
+        assert_problem(client.get(path), 404, "file_not_found")
+    r = client.get(f"/dicom-image/{ct}%0A", params={"dicom_tag": "(0010,0010)"})
+    assert_problem(r, 404, "file_not_found")

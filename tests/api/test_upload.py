@@ -156,6 +156,14 @@ def test_sequences_nested_2000_deep_are_refused_naming_the_limit(
     assert ok.status_code == 201, ok.text
 
 
+def test_more_frames_than_a_file_can_hold_are_refused(client: httpx.Client) -> None:
+    """Number of Frames over 2**31 - 1 overflowed the PostgreSQL column: a 500 there."""
+    # Encapsulated, so that no Pixel Data length check stops it first.
+    data = copy_with_new_uid(data_file("MR2_J2KR.dcm"), NumberOfFrames="3000000000")
+    body = assert_problem(post_form(client, data), 422, "invalid_dicom")
+    assert "Number of Frames" in str(body["detail"])
+
+
 @pytest.mark.parametrize("missing", ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
 def test_missing_identity_is_rejected(client: httpx.Client, missing: str) -> None:
     data = without(CT, missing)

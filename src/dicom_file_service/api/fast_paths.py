@@ -76,6 +76,11 @@ def _internal_error() -> Any:
     )
 
 
+def _selectors(query_string: bytes) -> list[str]:
+    """The ``dicom_tag`` parameters of a query string."""
+    return [v for k, v in parse_qsl(query_string.decode("latin-1"), True) if k == "dicom_tag"]
+
+
 class FastPaths:
     """Wraps the application; answers tag lookups directly, passes everything else on."""
 
@@ -89,8 +94,10 @@ class FastPaths:
             if path.startswith(_PREFIX):
                 rest = path[len(_PREFIX) :]
                 if "/" not in rest and b"dicom_tag=" in scope["query_string"]:
-                    await self._tag_lookup(scope, receive, send)
-                    return
+                    selectors = _selectors(scope["query_string"])
+                    if selectors:  # not just a look-alike such as ?xdicom_tag=
+                        await self._tag_lookup(scope, selectors, receive, send)
+                        return
                 if rest.endswith(_PNG) and await self._png(
                     rest[: -len(_PNG)], scope, receive, send
                 ):
@@ -130,14 +137,11 @@ class FastPaths:
         await send({"type": "http.response.body", "body": body})
         return True
 
-    async def _tag_lookup(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _tag_lookup(
+        self, scope: Scope, selectors: list[str], receive: Receive, send: Send
+    ) -> None:
         ctx: ServiceContext = self.state.ctx
         file_id = scope["path"][len(_PREFIX) :]
-        selectors = [
-            v
-            for k, v in parse_qsl(scope["query_string"].decode("latin-1"), True)
-            if k == "dicom_tag"
-        ]
         try:
             answers = await files_service.get_attributes_async(ctx, file_id, selectors)
         except ServiceError as exc:

@@ -46,6 +46,7 @@ _IMPLICIT_LE, _EXPLICIT_LE, _EXPLICIT_BE = (
     "1.2.840.10008.1.2.2",
 )
 _MAX_UID = 64
+_MAX_FRAMES = 2**31 - 1  # frames of 8 bytes at least could not fill more in 2**32 bytes
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 # (0028,0002) Samples per Pixel, (0028,0004) Photometric Interpretation, (0028,0010) Rows,
 # (0028,0011) Columns, (0028,0100) Bits Allocated: present only with pixel data (PS3.3 C.7.6.3).
@@ -403,6 +404,11 @@ def _instance(
             frames = max(1, int(str(_first(header, "00280008") or 1).strip()))
         except ValueError:
             frames = 1
+        if frames > _MAX_FRAMES:
+            raise InvalidDicom(
+                f"Number of Frames (0028,0008) {frames} is more than any file can hold "
+                f"(at most {_MAX_FRAMES})"
+            )
     name = _first(header, "00100010")
     patient_name = name.get("Alphabetic") if isinstance(name, dict) else None
     warnings = []

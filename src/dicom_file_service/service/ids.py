@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 
-_FILE_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
+_FILE_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
 def new_file_id() -> str:
@@ -14,7 +14,8 @@ def new_file_id() -> str:
 
 
 def is_valid_file_id(file_id: str) -> bool:
-    return bool(_FILE_ID.match(file_id))
+    # fullmatch, not match with "$": "$" also matches before a trailing newline.
+    return bool(_FILE_ID.fullmatch(file_id))
 
 
 def instance_key(file_id: str) -> str:
