@@ -9,8 +9,11 @@ import threading
 
 
 class TcpProxy:
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    def __init__(self, upstream: tuple[str, int], upload_budget: int | None = None) -> None:
+        """``upload_budget``: cut every connection once that many bytes went upstream."""
         self.upstream = upstream
+        self.upload_budget = upload_budget
+        self._uploaded = 0
         self.port = 0
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
@@ -53,12 +56,19 @@ class TcpProxy:
             server.settimeout(None)
             with self._lock:
                 self._sockets.update((client, server))
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, up in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pump, args=(a, b, up), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, upstream: bool) -> None:
         try:
             while data := source.recv(65536):
+                if upstream and self.upload_budget is not None:
+                    with self._lock:
+                        self._uploaded += len(data)
+                        over = self._uploaded > self.upload_budget
+                    if over:
+                        self.stop()
+                        return
                 sink.sendall(data)
         except OSError:
             pass

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 from PIL import Image
 
+from tests.api.dicom_factory import copy_with_new_uid
 from tests.datafiles import data_file
 
 
@@ -66,22 +68,36 @@ def test_import_of_only_bad_files_fails(tmp_path: Path) -> None:
     assert "1 rejected" in done.stdout
 
 
-def test_render_writes_the_same_png_as_the_service_would(tmp_path: Path) -> None:
+def test_render_writes_the_same_png_as_the_service_would(
+    tmp_path: Path, client: httpx.Client
+) -> None:
+    """Byte for byte what ``/dicom-image/{id}/png`` answers for the same file and window."""
     out = tmp_path / "ct.png"
-    done = run_cli(
-        "render",
-        str(data_file("CT_small.dcm")),
-        "-o",
-        str(out),
-        "--window-center",
-        "40",
-        "--window-width",
-        "400",
-        env_dir=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr
+    for name in ("CT_small.dcm", "US1_UNCR.dcm"):
+        done = run_cli(
+            "render",
+            str(data_file(name)),
+            "-o",
+            str(out),
+            "--window-center",
+            "40",
+            "--window-width",
+            "400",
+            env_dir=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+        stored = client.post(
+            "/dicom-image",
+            content=copy_with_new_uid(data_file(name)),
+            headers={"content-type": "application/dicom"},
+        ).json()
+        served = client.get(
+            f"/dicom-image/{stored['file_id']}/png",
+            params={"window_center": "40", "window_width": "400"},
+        )
+        assert served.status_code == 200
+        assert out.read_bytes() == served.content, name
     with Image.open(out) as img:
-        assert img.size == (128, 128)
         assert np.asarray(img).std() > 10
 
 

@@ -21,11 +21,16 @@ from dicom_file_service.storage import (
 )
 from tests.conftest import new_bucket_name
 from tests.s3server import S3Server
+from tests.tcp_proxy import TcpProxy
 
 
 def s3_store(s3_server: S3Server, **overrides: str) -> BlobStore:
     env = s3_server.env(new_bucket_name(), "prefix/x")
     env.update(overrides)
+    return _store_from(env)
+
+
+def _store_from(env: dict[str, str]) -> BlobStore:
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
@@ -116,12 +121,53 @@ def test_overwriting_a_key_is_atomic(store: BlobStore) -> None:
     assert store.get_bytes("k/v") == b"new"
 
 
-def test_no_partial_object_is_visible_after_a_failed_put(store: BlobStore, tmp_path: Path) -> None:
-    """A put whose source fails half-way leaves the key absent, not torn."""
-    source = tmp_path / "vanished-before-it-was-read.bin"
-    with pytest.raises((FileNotFoundError, BlobNotFound, StorageUnavailable)):
-        store.put_file("instances/pa/partial", source)
+def test_no_partial_object_is_visible_after_a_put_cut_half_way(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """The connection to the store is cut after 12 MiB of a 24 MiB upload (a multipart upload
+    of 8 MiB parts): the put fails, and the key is absent, never a torn object."""
+    env = s3_server.env(new_bucket_name(), "p")
+    port = int(env["AWS_ENDPOINT_URL"].rsplit(":", 1)[1])
+    proxy = TcpProxy(("127.0.0.1", port), upload_budget=12 * 1024 * 1024)
+    proxy.start()
+    source = _file(tmp_path, bytes(range(256)) * (24 * 1024 * 4))
+    try:
+        cut = _store_from(
+            {
+                **env,
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}",
+                "DICOM_FS_S3_TIMEOUT_SECONDS": "3",
+            }
+        )
+        with pytest.raises(StorageUnavailable):
+            cut.put_file("instances/pa/partial", source)
+    finally:
+        proxy.stop()
+    direct = _store_from(env)
+    assert not direct.exists("instances/pa/partial")
+    assert list(direct.list_keys("instances")) == []
+
+
+def test_no_partial_file_is_visible_after_a_copy_fails_half_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From another filesystem the local store copies before its atomic rename; a copy that
+    fails half-way (the disk fills) leaves neither the key nor the half copy behind."""
+    import shutil
+
+    from dicom_file_service.storage import local
+
+    def half_then_full(src: Path, dst: Path) -> None:
+        Path(dst).write_bytes(Path(src).read_bytes()[:1000])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local, "_same_device", lambda *_: False)
+    monkeypatch.setattr(shutil, "copyfile", half_then_full)
+    store = LocalBlobStore(tmp_path / "blobs")
+    with pytest.raises(StorageUnavailable, match="No space left"):
+        store.put_file("instances/pa/partial", _file(tmp_path, b"DICM" * 1000))
     assert not store.exists("instances/pa/partial")
+    assert list((tmp_path / "blobs" / ".staging").iterdir()) == []
 
 
 def test_list_keys_names_every_object_under_a_prefix(store: BlobStore) -> None:

@@ -96,11 +96,15 @@ class LocalBlobStore:
             os.replace(path, target)
         else:  # another filesystem: copy into staging first so the final rename stays atomic
             staged = self._staging / f"copy-{os.getpid()}-{time.monotonic_ns()}"
-            shutil.copyfile(path, staged)
-            if self._fsync:
-                with open(staged, "rb+") as f:
-                    os.fsync(f.fileno())
-            os.replace(staged, target)
+            try:
+                shutil.copyfile(path, staged)
+                if self._fsync:
+                    with open(staged, "rb+") as f:
+                        os.fsync(f.fileno())
+                os.replace(staged, target)
+            except BaseException:
+                staged.unlink(missing_ok=True)  # the half copy goes with the failure
+                raise
             path.unlink(missing_ok=True)
         if self._fsync:
             _fsync_dir(target.parent)
