@@ -61,3 +61,24 @@ def test_list_rejects_bad_cursor_and_limit(client: httpx.Client) -> None:
     )
     assert_problem(client.get("/dicom-image", params={"limit": 0}), 400, "invalid_parameter")
     assert_problem(client.get("/dicom-image", params={"limit": 100000}), 400, "invalid_parameter")
+
+
+def test_a_rendering_left_behind_is_unreachable_after_the_delete(
+    server: Server, client: httpx.Client
+) -> None:
+    """A rendering that outlived its file (a failed cache delete, a cache of another store or
+    instance) is never served: every route asks the index first."""
+    from dicom_file_service.dicom.render import RenderOptions
+    from dicom_file_service.storage import BlobRenderCache, open_blob_store
+
+    file_id = post_raw(client, copy_with_new_uid(data_file("CT_small.dcm"))).json()["file_id"]
+    png = client.get(f"/dicom-image/{file_id}/png")
+    small = client.get(f"/dicom-image/{file_id}/png", params={"width": "64"})
+    assert png.status_code == small.status_code == 200
+    assert client.delete(f"/dicom-image/{file_id}").status_code == 204
+    left_behind = BlobRenderCache(open_blob_store(server.settings()))
+    left_behind.put(file_id, RenderOptions(frame=1).cache_key(), png.content)
+    left_behind.put(file_id, RenderOptions(frame=1, width=64).cache_key(), small.content)
+    for params in ({}, {"width": "64"}):
+        r = client.get(f"/dicom-image/{file_id}/png", params=params)
+        assert_problem(r, 404, "file_not_found")

@@ -171,6 +171,30 @@ def test_missing_identity_is_rejected(client: httpx.Client, missing: str) -> Non
     assert "UID" in str(body["detail"])
 
 
+@pytest.fixture(scope="module")
+def hasty_render_server(
+    tmp_path_factory: pytest.TempPathFactory, backend: Backend
+) -> Iterator[Server]:
+    """Renderings must finish within a millisecond: more than any real one takes."""
+    srv = start_server(
+        tmp_path_factory.mktemp("hasty") / "data",
+        {**backend.env, "DICOM_FS_RENDER_TIMEOUT_SECONDS": "0.001"},
+    )
+    yield srv
+    stop_server(srv)
+
+
+def test_uploads_are_not_bound_by_the_render_timeout(hasty_render_server: Server) -> None:
+    """Ingest once ran under the render timeout: an upload was told 503 render_timeout while
+    its work went on and could still commit. It has its own pool and no such bound."""
+    with hasty_render_server.client() as c:
+        for data in (copy_with_new_uid(CT), copy_with_new_uid(data_file("MR2_J2KR.dcm"))):
+            r = post_form(c, data)
+            assert r.status_code == 201, r.text
+            assert c.get(f"/dicom-image/{r.json()['file_id']}").content == data
+        assert_problem(c.get(f"/dicom-image/{r.json()['file_id']}/png"), 503, "render_timeout")
+
+
 def test_wrong_content_type_is_415(client: httpx.Client) -> None:
     assert_problem(post_raw(client, CT.read_bytes(), "text/plain"), 415, "unsupported_media_type")
     r = client.post("/dicom-image", json={"file": "x"})

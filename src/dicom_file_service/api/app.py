@@ -31,7 +31,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = ServiceContext.create(settings)
-        await ctx.run_cpu(warm_up)  # the first request should not pay for lazy imports
+        # The first request should not pay for lazy imports; not a rendering: not its timeout.
+        await ctx.run_cpu(warm_up, time_limit=300)
         prerender.start_in_process(ctx)
         # The parser processes start beside the service; the first upload may wait for them.
         asyncio.get_running_loop().run_in_executor(ctx.ingest_pool, ctx.parsers.start)

@@ -15,13 +15,18 @@ log = logging.getLogger(__name__)
 
 
 def remove_instance_bytes(ctx: ServiceContext, file_id: str, blob_key: str) -> None:
-    """Best effort: the stored file and its cached renderings."""
-    try:
-        ctx.store.delete(blob_key)
-        ctx.renders.delete_all(file_id)
-    except Exception:  # any backend failure: the row is gone; sweep reclaims the bytes
-        log.warning(
-            "could not remove the bytes of a deleted instance",
-            exc_info=True,
-            extra={"file_id": file_id},
-        )
+    """Best effort, each part on its own: the stored file, and its cached renderings even when
+    the file's delete failed (they are unreachable anyway: every route asks the index first;
+    sweep reclaims what is left)."""
+    for what, remove in (
+        ("the stored file", lambda: ctx.store.delete(blob_key)),
+        ("the cached renderings", lambda: ctx.renders.delete_all(file_id)),
+    ):
+        try:
+            remove()
+        except Exception:  # any backend failure: the row is gone; sweep reclaims the bytes
+            log.warning(
+                f"could not remove {what} of a deleted instance",
+                exc_info=True,
+                extra={"file_id": file_id},
+            )
