@@ -196,9 +196,15 @@ def sweep_command(data_dir: Path | None, older_than: float | None) -> None:
         report = sweep(ctx, older_than_seconds=older_than)
     finally:
         ctx.close()
+    if older_than is not None and report.grace_seconds > older_than:
+        click.echo(
+            f"--older-than {older_than:g} raised to {report.grace_seconds:g} s "
+            "(DICOM_FS_SWEEP_MIN_AGE_SECONDS): younger blobs may belong to uploads in flight",
+            err=True,
+        )
     click.echo(
         f"checked {report.blobs_checked} blobs: removed {report.orphans_removed} unreferenced, "
-        f"{report.staged_removed} abandoned uploads"
+        f"{report.staged_removed} abandoned uploads (older than {report.grace_seconds:g} s)"
     )
 
 

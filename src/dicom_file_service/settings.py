@@ -126,6 +126,13 @@ class Settings(BaseSettings):
         "header says when more follow, to be fetched with offset.",
     )
     pending_upload_ttl_seconds: int = Field(default=3600, ge=60)
+    sweep_min_age_seconds: float = Field(
+        default=900,
+        ge=0,
+        description="Sweep never removes a blob or an upload younger than this, whatever its "
+        "--older-than: a live instance writes an upload's blob before its index row commits, "
+        "and receives an upload for up to UPLOAD_TIMEOUT_SECONDS. Keep it above both.",
+    )
 
     @model_validator(mode="after")
     def _urls_do_not_outlive_their_uploads(self) -> Settings:

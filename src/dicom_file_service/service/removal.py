@@ -8,6 +8,7 @@ and ``sweep`` reclaims a blob that no row refers to.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from dicom_file_service.service.context import ServiceContext
 
@@ -18,10 +19,11 @@ def remove_instance_bytes(ctx: ServiceContext, file_id: str, blob_key: str) -> N
     """Best effort, each part on its own: the stored file, and its cached renderings even when
     the file's delete failed (they are unreachable anyway: every route asks the index first;
     sweep reclaims what is left)."""
-    for what, remove in (
+    steps: list[tuple[str, Callable[[], None]]] = [
         ("the stored file", lambda: ctx.store.delete(blob_key)),
         ("the cached renderings", lambda: ctx.renders.delete_all(file_id)),
-    ):
+    ]
+    for what, remove in steps:
         try:
             remove()
         except Exception:  # any backend failure: the row is gone; sweep reclaims the bytes

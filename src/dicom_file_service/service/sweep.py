@@ -3,7 +3,9 @@
 Ingest writes the blob before the index row (docs/architecture.md, "Writes"), so a crash between
 the two leaves a blob no row points to. It is never served, but it takes space. A blob is
 removed only when no index row names it and it is older than the grace period, so an upload
-in flight (blob written, row about to commit) is never touched.
+in flight (blob written, row about to commit) is never touched. The grace period never goes
+below ``sweep_min_age_seconds``, whatever the caller asks: sweep is safe against live
+instances on every backend.
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ class SweepReport:
     staged_removed: int
     orphans_removed: int
     blobs_checked: int
+    grace_seconds: float  # what was applied: the floor where less was asked
 
 
 def sweep(ctx: ServiceContext, *, older_than_seconds: float | None = None) -> SweepReport:
-    grace = (
+    asked = (
         older_than_seconds
         if older_than_seconds is not None
         else ctx.settings.pending_upload_ttl_seconds
     )
+    grace = max(asked, ctx.settings.sweep_min_age_seconds)
     staged = ctx.scratch.sweep(older_than_seconds=grace)
     cutoff = time.time() - grace
     checked = removed = 0
@@ -59,4 +63,6 @@ def sweep(ctx: ServiceContext, *, older_than_seconds: float | None = None) -> Sw
         if mtime < cutoff:
             ctx.store.delete(key)
             staged += 1
-    return SweepReport(staged_removed=staged, orphans_removed=removed, blobs_checked=checked)
+    return SweepReport(
+        staged_removed=staged, orphans_removed=removed, blobs_checked=checked, grace_seconds=grace
+    )

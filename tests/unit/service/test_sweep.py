@@ -27,10 +27,62 @@ def ctx(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceConte
             s3: S3Server = request.getfixturevalue("s3_server")
             for k, v in s3.env(new_bucket_name(), "sweep").items():
                 mp.setenv(k, v)
+        settings = Settings(data_dir=tmp_path / "data", sweep_min_age_seconds=0)
+    context = ServiceContext.create(settings)
+    yield context
+    context.close()
+
+
+@pytest.fixture(params=["local", "s3"])
+def live_ctx(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceContext]:
+    """As a running service is configured: the default floor of the grace period."""
+    with pytest.MonkeyPatch.context() as mp:
+        if request.param == "s3":
+            s3: S3Server = request.getfixturevalue("s3_server")
+            for k, v in s3.env(new_bucket_name(), "sweep").items():
+                mp.setenv(k, v)
         settings = Settings(data_dir=tmp_path / "data")
     context = ServiceContext.create(settings)
     yield context
     context.close()
+
+
+def test_sweep_with_no_grace_spares_uploads_in_flight(
+    live_ctx: ServiceContext, tmp_path: Path
+) -> None:
+    """``sweep --older-than 0`` beside live uploads once deleted a blob between its write and
+    its row's commit: an acknowledged upload without bytes. Now the grace period has a floor,
+    and every upload acknowledged while sweeps run keeps its bytes."""
+    import threading
+
+    in_flight = ids.instance_key(ids.new_file_id())  # written, its row about to commit
+    live_ctx.store.put_bytes(in_flight, b"an upload's bytes, its row not yet committed")
+    fd, staging = live_ctx.scratch.new_file()  # an upload still arriving
+    os.close(fd)
+    report = sweep(live_ctx, older_than_seconds=0)
+    assert report.grace_seconds == 900
+    assert report.orphans_removed == 0
+    assert live_ctx.store.exists(in_flight) and staging.exists()
+
+    acknowledged = []
+    sources = []
+    for n in range(12):
+        source = tmp_path / f"{n}.dcm"
+        source.write_bytes(copy_with_new_uid(data_file("CT_small.dcm")))
+        sources.append(source)
+
+    def upload() -> None:
+        for source in sources:
+            acknowledged.append(ingest_path(live_ctx, source).record)
+
+    uploader = threading.Thread(target=upload)
+    uploader.start()
+    while uploader.is_alive():
+        sweep(live_ctx, older_than_seconds=0)
+    uploader.join()
+    assert len(acknowledged) == 12
+    for record in acknowledged:
+        assert live_ctx.store.exists(record.blob_key)
 
 
 def test_sweep_removes_only_what_nothing_refers_to(ctx: ServiceContext, tmp_path: Path) -> None:
