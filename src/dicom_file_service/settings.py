@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Samples (rows x columns x samples) one rendered frame may decode to.",
     )
+    max_inflated_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="Size a deflated data set may inflate to; larger ones (deflate bombs) are "
+        "refused at upload, measured in constant memory.",
+    )
     max_transcode_bytes: int = Field(
         default=1024**3,
         gt=0,

@@ -67,3 +67,38 @@ def nested_sequences(depth: int) -> bytes:
     finally:
         sys.setrecursionlimit(limit)
     return buf.getvalue()
+
+
+def deflate_bomb(inflated_bytes: int) -> bytes:
+    """A valid deflated DICOM file whose data set inflates to ``inflated_bytes`` and more
+    (zeros in Pixel Data compress about a thousandfold); made without holding them."""
+    import struct
+    import zlib
+
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = pydicom.dcmread(data_file("CT_small.dcm"))
+    del ds.PixelData
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.Rows = ds.Columns = 1
+    ds.NumberOfFrames = inflated_bytes // 2
+    header = DicomBytesIO()
+    header.is_little_endian, header.is_implicit_VR = True, False  # as inside the deflate
+    write_dataset(header, ds)
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = [deflater.compress(header.getvalue())]
+    length = ds.NumberOfFrames * 2
+    body.append(deflater.compress(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, length)))
+    zeros = bytes(1024 * 1024)
+    for _ in range(length // len(zeros)):
+        body.append(deflater.compress(zeros))
+    body.append(deflater.compress(bytes(length % len(zeros))))
+    body.append(deflater.flush())
+    meta = DicomBytesIO()
+    meta.is_little_endian, meta.is_implicit_VR = True, False
+    meta.write(b"\0" * 128 + b"DICM")
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
+    return meta.getvalue() + b"".join(body)

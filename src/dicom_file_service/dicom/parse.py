@@ -14,6 +14,7 @@ import dataclasses
 import os
 import re
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -23,6 +24,7 @@ from pydicom import dcmread
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import _read_file_meta_info
 from pydicom.uid import UID
 
 from dicom_file_service.dicom.dicom_json import BULK_THRESHOLD, bulk_data_uri, dataset_to_json
@@ -47,6 +49,7 @@ _IMPLICIT_LE, _EXPLICIT_LE, _EXPLICIT_BE = (
     "1.2.840.10008.1.2.2",
 )
 _MAX_UID = 64
+DEFAULT_MAX_INFLATED = 64 * 1024 * 1024
 _MAX_FRAMES = 2**31 - 1  # frames of 8 bytes at least could not fill more in 2**32 bytes
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 # (0028,0002) Samples per Pixel, (0028,0004) Photometric Interpretation, (0028,0010) Rows,
@@ -80,7 +83,12 @@ class ParsedInstance:
     warnings: tuple[str, ...] = ()
 
 
-def parse_file(path: str | os.PathLike[str], *, bulk_data_uri_prefix: str) -> ParsedInstance:
+def parse_file(
+    path: str | os.PathLike[str],
+    *,
+    bulk_data_uri_prefix: str,
+    max_inflated_bytes: int = DEFAULT_MAX_INFLATED,
+) -> ParsedInstance:
     """Validate the file at ``path`` and capture what the index needs. Raises InvalidDicom.
 
     pydicom reads lazily, so its complaints about malformed data surface wherever an element
@@ -89,7 +97,7 @@ def parse_file(path: str | os.PathLike[str], *, bulk_data_uri_prefix: str) -> Pa
     find it instead of it hiding as a 422; our byte-level checks report bad bytes themselves.
     """
     try:
-        return _parse(path, bulk_data_uri_prefix)
+        return _parse(path, bulk_data_uri_prefix, max_inflated_bytes)
     except ServiceError:  # ours, and precise already
         raise
     except Exception as exc:
@@ -112,12 +120,15 @@ def _raised_in_pydicom(exc: BaseException) -> bool:
     return tb.tb_frame.f_code.co_filename.startswith(_PYDICOM_DIR)
 
 
-def _parse(path: str | os.PathLike[str], bulk_data_uri_prefix: str) -> ParsedInstance:
+def _parse(
+    path: str | os.PathLike[str], bulk_data_uri_prefix: str, max_inflated_bytes: int
+) -> ParsedInstance:
     size = os.path.getsize(path)
     # pydicom's complaints about odd values are not our errors. Its validation mode is global
     # but idempotent; ``warnings.catch_warnings`` is not thread-safe, so it is not used here.
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
     with open(path, "rb") as f:
+        _refuse_deflate_bombs(f, size, max_inflated_bytes)
         ds = _read_header(f, size)
         if _is_deflated(ds):
             ds, pixel = _read_deflated(f)
@@ -163,6 +174,39 @@ def _frame_table(items: list[tuple[int, int]], frames: int) -> bytes | None:
     offsets = [pos - first for pos, _ in fragments]
     lengths = [length for _, length in fragments]
     return struct.pack(f"<{frames}Q", *offsets) + struct.pack(f"<{frames}Q", *lengths)
+
+
+def _refuse_deflate_bombs(f: BinaryIO, size: int, limit: int) -> None:
+    """A deflated data set is inflated whole by pydicom (at ingest, and again at render): its
+    inflated size is measured first, in constant memory, and a file that inflates past
+    ``limit`` is refused before anything holds it (a few MB can inflate to gigabytes)."""
+    f.seek(128)
+    if size < 132 or f.read(4) != b"DICM":
+        f.seek(0)
+        return
+    try:
+        meta = _read_file_meta_info(f)
+    except Exception:  # a broken meta group: the header read reports it precisely
+        f.seek(0)
+        return
+    if str(meta.get("TransferSyntaxUID", "")) != _DEFLATED:
+        f.seek(0)
+        return
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    inflated = 0
+    try:
+        while chunk := f.read(1024 * 1024):
+            while chunk:
+                inflated += len(inflater.decompress(chunk, 1024 * 1024))
+                if inflated > limit:
+                    raise InvalidDicom(
+                        f"the deflated data set inflates to more than {limit} bytes, the "
+                        "limit (setting DICOM_FS_MAX_INFLATED_BYTES): not stored"
+                    )
+                chunk = inflater.unconsumed_tail
+    except zlib.error as exc:
+        raise InvalidDicom(f"the deflated data set cannot be inflated: {exc}") from exc
+    f.seek(0)
 
 
 def _read_header(f: BinaryIO, size: int) -> Dataset:

@@ -79,7 +79,7 @@ class ServiceContext:
             ingest_pool=ThreadPoolExecutor(
                 max_workers=settings.ingest_workers, thread_name_prefix="ingest"
             ),
-            parsers=Parsers(settings.parse_processes),
+            parsers=Parsers(settings.parse_processes, settings.max_inflated_bytes),
         )
 
     async def run_cpu(self, fn: Callable[[], T], *, time_limit: float | None = None) -> T:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dicom_file_service.dicom.header_index import encode_header
-from dicom_file_service.dicom.parse import ParsedInstance, parse_file
+from dicom_file_service.dicom.parse import DEFAULT_MAX_INFLATED, ParsedInstance, parse_file
 from dicom_file_service.dicom.query_keys import QueryKeys, query_keys
 from dicom_file_service.errors import Unavailable
 
@@ -47,26 +47,27 @@ class PreparedUpload:
     keys: QueryKeys
 
 
-def parse_upload(path: str) -> PreparedUpload:
+def parse_upload(path: str, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) -> PreparedUpload:
     """Bulk values are named by location alone: routes are added when answering."""
-    parsed = parse_file(path, bulk_data_uri_prefix="")
+    parsed = parse_file(path, bulk_data_uri_prefix="", max_inflated_bytes=max_inflated_bytes)
     header_json, header_index = encode_header(parsed.header)
     keys = query_keys(parsed.header)
     return PreparedUpload(dataclasses.replace(parsed, header={}), header_json, header_index, keys)
 
 
 class Parsers:
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) -> None:
         self.processes = processes
+        self.max_inflated_bytes = max_inflated_bytes
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def parse(self, path: Path) -> PreparedUpload:
         if self.processes == 0:
-            return parse_upload(str(path))
+            return parse_upload(str(path), self.max_inflated_bytes)
         pool = self._current()
         try:
-            return pool.submit(parse_upload, str(path)).result()
+            return pool.submit(parse_upload, str(path), self.max_inflated_bytes).result()
         except BrokenProcessPool as exc:
             self._replace(pool)
             log.error("a parser process stopped; its pool is made again")

@@ -222,3 +222,23 @@ def test_every_native_image_pydicom_decodes_has_the_pixel_data_length_it_should(
     subsampling included (PS3.3 C.7.6.3.1.2): no valid image is refused as truncated."""
     parsed = parse_file(path, bulk_data_uri_prefix=PREFIX)
     assert parsed.has_pixel_data
+
+
+def test_a_deflate_bomb_is_refused_before_it_is_inflated(tmp_path: Path) -> None:
+    """300 MB of zeros deflated into 300 KB: refused by its measured inflated size (pydicom
+    would inflate it whole, at ingest and again at every render); a small one is fine."""
+    import resource
+
+    from dicom_file_service.errors import InvalidDicom
+    from tests.api.dicom_factory import deflate_bomb
+
+    bomb = tmp_path / "bomb.dcm"
+    bomb.write_bytes(deflate_bomb(300 * 1024 * 1024))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(InvalidDicom, match="inflates to more than 67108864 bytes"):
+        parse_file(bomb, bulk_data_uri_prefix=PREFIX)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024
+    assert grown_mb < 32, f"refusing it took {grown_mb:.0f} MB"
+    small = tmp_path / "small.dcm"
+    small.write_bytes(deflate_bomb(1024 * 1024))
+    assert parse_file(small, bulk_data_uri_prefix=PREFIX).has_pixel_data
