@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import httpx
 import pydicom
 import pytest
@@ -182,3 +184,24 @@ def test_a_file_id_with_a_trailing_newline_is_not_found(client: httpx.Client, ct
         assert_problem(client.get(path), 404, "file_not_found")
     r = client.get(f"/dicom-image/{ct}%0A", params={"dicom_tag": "(0010,0010)"})
     assert_problem(r, 404, "file_not_found")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CT_small.dcm",
+        "MR2_J2KR.dcm",
+        "MR_small_bigendian.dcm",
+        "image_dfl.dcm",
+        "emri_small_RLE.dcm",
+    ],
+)
+def test_bulk_data_is_streamed_as_the_elements_value(client: httpx.Client, name: str) -> None:
+    """Native, encapsulated, big endian and deflated files: the value, byte for byte, read by
+    its span in the stored file (never the whole element in memory)."""
+    data = copy_with_new_uid(data_file(name))
+    file_id = post_raw(client, data).json()["file_id"]
+    r = client.get(f"/dicom-image/{file_id}/bulkdata/7FE00010")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.content == pydicom.dcmread(io.BytesIO(data)).PixelData

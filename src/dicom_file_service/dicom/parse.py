@@ -34,7 +34,6 @@ from dicom_file_service.errors import (
     ServiceError,
     SopClassMismatch,
     SopClassNotSupported,
-    TagNotFound,
     TransferSyntaxNotSupported,
 )
 
@@ -563,31 +562,3 @@ def _inferred_syntax(ds: Dataset) -> str:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:300]
-
-
-def read_bulk_value(source: BinaryIO, location: str) -> bytes:
-    """The value bytes of the element at a bulk location (``7FE00010``, ``00081115/0/...``).
-
-    Raises TagNotFound when the location names no element of the file. Reads only that
-    element's value: everything else large stays deferred.
-    """
-    steps = location.split("/")
-    if len(steps) % 2 != 1 or not all(_HEX8.match(s) for s in steps[0::2]):
-        raise TagNotFound(f"{location!r} is not a bulk data location of this file")
-    if not all(s.isdigit() for s in steps[1::2]):
-        raise TagNotFound(f"{location!r} is not a bulk data location of this file")
-    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
-    try:
-        dataset: Dataset = dcmread(source, force=True, defer_size=BULK_THRESHOLD)
-        for tag_hex, index in zip(steps[0:-1:2], steps[1::2], strict=True):
-            dataset = dataset[int(tag_hex, 16)].value[int(index)]
-        value = dataset[int(steps[-1], 16)].value
-    except (KeyError, IndexError, TypeError, AttributeError) as exc:
-        raise TagNotFound(f"the file has no bulk data at {location!r}") from exc
-    except ServiceError:  # the store failed beneath the reader: not the file's fault
-        raise
-    except Exception as exc:  # the stored file was validated at ingest; be safe anyway
-        raise InvalidDicom(f"the stored file cannot be read: {_reason(exc)}") from exc
-    if not isinstance(value, bytes | bytearray):
-        raise TagNotFound(f"the element at {location!r} is not bulk data")
-    return bytes(value)

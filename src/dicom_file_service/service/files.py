@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 
+from dicom_file_service.dicom.bulk import BulkSpan, locate_bulk_value
 from dicom_file_service.dicom.header_index import select, with_bulk_data_base
-from dicom_file_service.dicom.parse import read_bulk_value
 from dicom_file_service.dicom.tags import lookup, parse_selector, required_keys
-from dicom_file_service.errors import FileNotFound, InvalidParameter
+from dicom_file_service.errors import FileNotFound, InvalidParameter, TagNotFound
 from dicom_file_service.index import repository as repo
 from dicom_file_service.index.hot_reads import StoredHeader
 from dicom_file_service.service import ids
@@ -98,12 +98,18 @@ async def metadata_async(ctx: ServiceContext, file_id: str) -> bytes:
     return b"[" + with_bulk_data_base(stored.json, bulk_data_base(file_id)) + b"]"
 
 
-def bulk_value(ctx: ServiceContext, file_id: str, location: str) -> bytes:
-    """The bytes behind a BulkDataURI of the stored header (read from the stored file)."""
+def bulk_value(
+    ctx: ServiceContext, file_id: str, location: str
+) -> tuple[repo.InstanceRecord, BulkSpan | bytes]:
+    """Where the value behind a BulkDataURI lies in the stored file (read from its header:
+    the value itself is streamed by the caller, never held whole)."""
     record = get_record(ctx, file_id)
+    bulk = orjson.loads(load_header(ctx, file_id).bulk_lengths)
+    if location.upper() not in bulk:  # only what the header names by a BulkDataURI
+        raise TagNotFound(f"{location!r} is not a bulk data location of this file")
     try:
         with ctx.store.open_reader(record.blob_key, record.size) as f:
-            return read_bulk_value(f, location.upper())
+            return record, locate_bulk_value(f, location, record.size)
     except BlobNotFound as exc:  # deleted meanwhile
         raise not_found(file_id) from exc
 

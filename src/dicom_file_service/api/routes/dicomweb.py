@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
+from dicom_file_service.api.bulk_response import send_bulk_value
 from dicom_file_service.api.deps import dicomweb_base, service_context
 from dicom_file_service.api.fast_paths import IMMUTABLE
 from dicom_file_service.api.related_body import read_parts, related_boundary
@@ -467,10 +468,10 @@ async def bulk_data(request: Request, study: str, series: str, sop: str, locatio
     multipart = _bulk_data_multipart(request)
     ctx = service_context(request)
     record = await run_in_threadpool(dicomweb.instance_record, ctx, study, series, sop)
-    data = await ctx.run_cpu(lambda: files_service.bulk_value(ctx, record.file_id, location))
-    if multipart:
-        return _related(OCTET_STREAM, [(f"Content-Type: {OCTET_STREAM}", data)])
-    return Response(data, media_type=OCTET_STREAM, headers={"cache-control": IMMUTABLE})
+    stored, found = await ctx.run_cpu(
+        lambda: files_service.bulk_value(ctx, record.file_id, location)
+    )
+    return await send_bulk_value(ctx, stored, found, multipart=multipart)
 
 
 def _bulk_data_multipart(request: Request) -> bool:

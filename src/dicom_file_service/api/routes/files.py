@@ -19,6 +19,7 @@ from starlette.responses import (
     StreamingResponse,
 )
 
+from dicom_file_service.api.bulk_response import send_bulk_value
 from dicom_file_service.api.deps import service_context
 from dicom_file_service.api.fast_paths import IMMUTABLE
 from dicom_file_service.api.upload_body import check_declared_length, read_upload
@@ -166,10 +167,8 @@ async def get_metadata(request: Request, file_id: str) -> Response:
 )
 async def get_bulk_data(request: Request, file_id: str, location: str) -> Response:
     ctx = service_context(request)
-    data = await ctx.run_cpu(lambda: files_service.bulk_value(ctx, file_id, location))
-    return Response(
-        data, media_type="application/octet-stream", headers={"cache-control": IMMUTABLE}
-    )
+    record, found = await ctx.run_cpu(lambda: files_service.bulk_value(ctx, file_id, location))
+    return await send_bulk_value(ctx, record, found, multipart=False)
 
 
 @router.api_route(
