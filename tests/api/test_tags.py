@@ -205,3 +205,37 @@ def test_bulk_data_is_streamed_as_the_elements_value(client: httpx.Client, name:
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/octet-stream"
     assert r.content == pydicom.dcmread(io.BytesIO(data)).PixelData
+
+
+def test_large_text_and_number_values_are_bulk_data_not_header(client: httpx.Client) -> None:
+    """A 2 MB report (UT) and 150,000 contour coordinates (DS in a sequence) are stored as
+    bulk data: the header stays small, a tag lookup answers with a reference, and /bulkdata
+    gives the value's bytes as the file holds them."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    ds = pydicom.dcmread(io.BytesIO(copy_with_new_uid(data_file("CT_small.dcm"))))
+    report = "All findings are within normal limits. " * 52_000
+    ds.TextValue = report  # (0040,A160) UT
+    contour = Dataset()
+    contour.ContourData = [f"{i % 500}.25" for i in range(150_000)]  # (3006,0050) DS
+    ds.ROIContourSequence = Sequence([Dataset()])
+    ds.ROIContourSequence[0].ContourSequence = Sequence([contour])
+    # Implicit VR: an explicit VR DS value has a 2-byte length, so long ones live there.
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    data = buf.getvalue()
+    file_id = post_raw(client, data).json()["file_id"]
+
+    (metadata,) = client.get(f"/dicom-image/{file_id}/metadata").json()
+    assert len(str(metadata)) < 200_000
+    text = client.get(f"/dicom-image/{file_id}", params={"dicom_tag": "(0040,A160)"}).json()
+    uri = text["value"]["bulk_data_uri"]
+    assert text["value"]["length"] == len(report.encode()) + len(report.encode()) % 2
+    assert client.get(uri).content.rstrip(b" ") == report.encode().rstrip(b" ")
+    path = "(3006,0039)[0].(3006,0040)[0].(3006,0050)"
+    points = client.get(f"/dicom-image/{file_id}", params={"dicom_tag": path}).json()
+    values = client.get(points["value"]["bulk_data_uri"]).content
+    assert values.decode().rstrip(" ").split("\\")[:3] == ["0.25", "1.25", "2.25"]

@@ -56,10 +56,15 @@ def locate_bulk_value(source: BinaryIO, location: str, size: int) -> BulkSpan | 
         tag = int(steps[-1], 16)
         if len(steps) == 1 and tag in _PIXEL_TAGS:
             return _pixel_span(source, ds, tag, size)
-        dataset = ds
+        dataset, base = ds, 0
         for tag_hex, index in zip(steps[0:-1:2], steps[1::2], strict=True):
+            sequence = dataset.get_item(int(tag_hex, 16), keep_deferred=True)
+            if isinstance(sequence, RawDataElement):
+                # Read from its own bytes when first touched: the positions of what lies in
+                # it are counted from the start of its value.
+                base += sequence.value_tell
             dataset = dataset[int(tag_hex, 16)].value[int(index)]
-        raw = dataset.get_item(tag)
+        raw = dataset.get_item(tag, keep_deferred=True)
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise TagNotFound(f"the file has no bulk data at {location!r}") from exc
     except ServiceError:  # the store failed beneath the reader: not the file's fault
@@ -69,7 +74,7 @@ def locate_bulk_value(source: BinaryIO, location: str, size: int) -> BulkSpan | 
     if raw is None:
         raise TagNotFound(f"the file has no bulk data at {location!r}")
     if isinstance(raw, RawDataElement) and raw.length != _UNDEFINED and raw.value_tell:
-        return BulkSpan(raw.value_tell, raw.length)
+        return BulkSpan(base + raw.value_tell, raw.length)
     value = dataset[tag].value
     if not isinstance(value, bytes | bytearray):
         raise TagNotFound(f"the element at {location!r} is not bulk data")

@@ -26,6 +26,36 @@ BULK_THRESHOLD = 1024
 # stored header, its encoder and every reader of it recurse once per level.
 MAX_SEQUENCE_DEPTH = 64
 _BULK_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN", "OB or OW", "US or OW"})
+# Text and numbers can be large too (RT Structure Set contour points as DS, long UT reports):
+# past LARGE_VALUE they are bulk data as well, where DICOM JSON allows it (PS3.18 F.2.6), so
+# no stored header carries megabytes that every tag lookup would read.
+LARGE_VALUE = 64 * 1024
+_BULK_ALLOWED = frozenset(
+    [
+        "DS",
+        "FL",
+        "FD",
+        "IS",
+        "LT",
+        "OB",
+        "OD",
+        "OF",
+        "OL",
+        "OV",
+        "OW",
+        "SL",
+        "SS",
+        "ST",
+        "SV",
+        "UC",
+        "UN",
+        "UR",
+        "UL",
+        "US",
+        "UT",
+        "UV",
+    ]
+)
 _UNDEFINED = 0xFFFFFFFF
 
 
@@ -63,16 +93,15 @@ def _convert(
         key = f"{int(tag):08X}"
         if key.endswith("0000") and not key.startswith("0002"):
             continue  # group lengths are retired and carry nothing (PS3.5 7.2)
-        raw = ds.get_item(tag)
+        raw = ds.get_item(tag, keep_deferred=True)
         vr = _vr_of(raw, int(tag))
         length = getattr(raw, "length", None)
         if length is None and isinstance(getattr(raw, "value", None), bytes | bytearray):
             length = len(raw.value)  # already converted by pydicom: measure the value itself
         where = f"{path}{key}"
-        if (
-            vr in _BULK_VRS
-            and length is not None
-            and (length == _UNDEFINED or length > BULK_THRESHOLD)
+        if length is not None and (
+            (vr in _BULK_VRS and (length == _UNDEFINED or length > BULK_THRESHOLD))
+            or (vr in _BULK_ALLOWED and length != _UNDEFINED and length > LARGE_VALUE)
         ):
             json_vr = "OW" if vr in ("OB or OW", "US or OW") else vr
             uri = bulk_data_uri(prefix, where.replace(".", "/"))

@@ -264,7 +264,7 @@ def _check_dataset_end(ds: Dataset, size: int) -> None:
     keys = list(ds.keys())
     if not keys:
         return
-    raw = ds.get_item(keys[-1])
+    raw = ds.get_item(keys[-1], keep_deferred=True)
     tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
     if tell is None or length is None:
         return  # already converted by pydicom: its extent is not recorded
@@ -336,7 +336,7 @@ def _check_trailing_elements(f: BinaryIO, ds: Dataset, size: int) -> None:
 def _check_deferred_values(ds: Dataset, size: int) -> None:
     """A deferred (large) value must lie wholly inside the file; inline ones were read whole."""
     for tag in list(ds.keys()):
-        raw: Any = ds.get_item(tag)
+        raw: Any = ds.get_item(tag, keep_deferred=True)
         if raw is None or not hasattr(raw, "value_tell"):
             continue  # converted by pydicom already, so read whole
         length = raw.length
