@@ -43,6 +43,7 @@ _PIXEL_KEYWORDS = {
     (0x7FE0, 0x0009): "DoubleFloatPixelData",
     (0x7FE0, 0x0010): "PixelData",
 }
+_DEFER = 64 * 1024
 _PIXEL_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN"})
 
 
@@ -64,7 +65,9 @@ class Frame:
 def read_header(f: BinaryIO) -> Dataset:
     """Everything before the pixel data; ``f`` is left at the pixel data element's tag."""
     try:
-        return dcmread(f, stop_before_pixels=True, force=True)
+        # Large values stay deferred: read only if the pipeline asks for them (LUT data),
+        # so a header carrying a huge private value costs nothing to render.
+        return dcmread(f, stop_before_pixels=True, force=True, defer_size=_DEFER)
     except ServiceError:  # the store failed beneath the reader: not the file's fault
         raise
     except Exception as exc:  # pydicom raises many types on malformed input

@@ -21,7 +21,8 @@ from tests.datafiles import data_file
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> Iterator[ServiceContext]:
-    context = ServiceContext.create(Settings(data_dir=tmp_path / "data"))
+    # No sweep floor: these tests sweep what they just made (no live instance beside them).
+    context = ServiceContext.create(Settings(data_dir=tmp_path / "data", sweep_min_age_seconds=0))
     yield context
     context.close()
 
@@ -115,7 +116,10 @@ def test_sweep_removes_blobs_no_row_refers_to_and_keeps_the_rest(
     young = sweep(ctx, older_than_seconds=3600)  # both are new: nothing may go yet
     assert young.orphans_removed == 0
     assert ctx.store.exists(orphan_key)
-    report = sweep(ctx, older_than_seconds=0)
+    orphan_path = ctx.store.local_path(orphan_key)
+    assert orphan_path is not None
+    os.utime(orphan_path, (0, 0))  # as old as a crash long ago left it
+    report = sweep(ctx, older_than_seconds=0)  # raised to the floor: the young file stays
     assert report.blobs_checked == 2
     assert report.orphans_removed == 1
     assert not ctx.store.exists(orphan_key)
