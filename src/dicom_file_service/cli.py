@@ -171,7 +171,13 @@ def render(
         height=height,
     )
     try:
-        png = render_png(file, options, max_pixels=Settings().max_decoded_pixels)
+        settings = Settings()
+        png = render_png(
+            file,
+            options,
+            max_pixels=settings.max_decoded_pixels,
+            max_bytes=settings.max_render_bytes,
+        )
     except ServiceError as exc:
         raise click.ClickException(f"{exc.code}: {exc.detail}") from exc
     output.write_bytes(png)

@@ -99,10 +99,17 @@ class Settings(BaseSettings):
         "refused at upload, measured in constant memory.",
     )
     max_transcode_bytes: int = Field(
-        default=1024**3,
+        default=128 * 1024 * 1024,
         gt=0,
         description="Decoded size of an instance WADO-RS may transcode to Explicit VR Little "
         "Endian; larger ones are retrieved as stored (transfer-syntax=*).",
+    )
+    max_render_bytes: int = Field(
+        default=384 * 1024 * 1024,
+        gt=0,
+        description="Memory one frame's decode and rendering may take, counted as its samples "
+        "times their decoded bytes plus 8 for the floating-point intermediates; a larger "
+        "frame is refused (422 image_too_large) before it is decoded.",
     )
     render_timeout_seconds: float = Field(default=60.0, gt=0)
     upload_timeout_seconds: float = Field(

@@ -93,7 +93,12 @@ def stored_frames(
 
 
 def decoded_frames(
-    f: BinaryIO, frames: list[int], *, max_pixels: int, frame_table: bytes | None = None
+    f: BinaryIO,
+    frames: list[int],
+    *,
+    max_pixels: int,
+    max_bytes: int | None = None,
+    frame_table: bytes | None = None,
 ) -> list[bytes]:
     """The 1-based ``frames`` decoded to native little-endian bytes (PS3.18 8.7.3.3.2:
     ``application/octet-stream`` in Explicit VR Little Endian), colour as interleaved RGB."""
@@ -102,7 +107,10 @@ def decoded_frames(
     out = []
     for number in frames:
         f.seek(after_header)
-        pixels = decode_frame(f, ds, number, max_pixels=max_pixels, frame_table=frame_table).pixels
+        decoded = decode_frame(
+            f, ds, number, max_pixels=max_pixels, max_bytes=max_bytes, frame_table=frame_table
+        )
+        pixels = decoded.pixels
         out.append(np.ascontiguousarray(pixels, pixels.dtype.newbyteorder("<")).tobytes())
     return out
 

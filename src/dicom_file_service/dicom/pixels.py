@@ -44,6 +44,7 @@ _PIXEL_KEYWORDS = {
     (0x7FE0, 0x0010): "PixelData",
 }
 _DEFER = 64 * 1024
+_FLOAT_BYTES = 8
 _PIXEL_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN"})
 
 
@@ -102,6 +103,7 @@ def decode_frame(
     frame: int,
     *,
     max_pixels: int,
+    max_bytes: int | None = None,
     start: int = 0,
     frame_table: bytes | None = None,
 ) -> Frame:
@@ -140,7 +142,7 @@ def decode_frame(
             dataset.NumberOfFrames = count  # pydicom's decoders would fail on the value
     if not 1 <= frame <= count:
         raise FrameOutOfRange(f"frame {frame} is out of range: the image has frames 1 to {count}")
-    _check_size(ds, tsyntax, max_pixels)
+    _check_size(ds, tsyntax, max_pixels, max_bytes)
 
     try:
         decoder = get_decoder(tsyntax)
@@ -212,11 +214,12 @@ def pixel_element_header(f: BinaryIO, ds: Dataset) -> tuple[str | None, str | No
     return keyword, vr.decode("ascii")
 
 
-def _check_size(ds: Dataset, tsyntax: UID, max_pixels: int) -> None:
+def _check_size(ds: Dataset, tsyntax: UID, max_pixels: int, max_bytes: int | None) -> None:
     try:
         rows = int(ds.Rows)
         columns = int(ds.Columns)
         samples = int(ds.get("SamplesPerPixel") or 1)
+        bits = int(ds.get("BitsAllocated") or 8)
     except ServiceError:  # the store failed beneath the reader: not the file's fault
         raise
     except Exception as exc:
@@ -231,6 +234,15 @@ def _check_size(ds: Dataset, tsyntax: UID, max_pixels: int) -> None:
         raise ImageTooLarge(
             f"one frame is {rows} x {columns} x {samples} = {size} samples, "
             f"more than the limit of {max_pixels}"
+        )
+    # The decoded frame and the pipeline's floating-point intermediates (8 bytes a sample
+    # at most): what rendering one frame may hold at once.
+    needed = size * ((bits + 7) // 8 + _FLOAT_BYTES)
+    if max_bytes is not None and needed > max_bytes:
+        raise ImageTooLarge(
+            f"one frame is {rows} x {columns} x {samples} samples of {bits} bits: decoding "
+            f"and rendering it takes up to {needed} bytes, more than the limit of {max_bytes} "
+            "(setting DICOM_FS_MAX_RENDER_BYTES)"
         )
 
 

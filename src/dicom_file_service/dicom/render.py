@@ -97,6 +97,7 @@ def render_png(
     options: RenderOptions,
     *,
     max_pixels: int,
+    max_bytes: int | None = None,
     frame_table: bytes | None = None,
 ) -> bytes:
     """One frame of ``source`` as PNG bytes (see :func:`render_array` for the errors).
@@ -104,7 +105,7 @@ def render_png(
     ``frame_table`` (``parse.frame_table``, captured at ingest) lets the decoder seek straight
     to an encapsulated frame instead of walking the fragments before it.
     """
-    arr, offset = _render_source(source, options, max_pixels, frame_table)
+    arr, offset = _render_source(source, options, max_pixels, max_bytes, frame_table)
     if arr.dtype == np.uint16:
         return encode_png(arr, text={"dicom:offset": str(offset)})
     return encode_png(arr)
@@ -120,23 +121,28 @@ def render_array(
     (no decoder, corrupt stream, unsupported photometric interpretation),
     :class:`InvalidDicom` (unreadable header) and :class:`InvalidParameter`.
     """
-    return _render_source(source, options, max_pixels, None)[0]
+    return _render_source(source, options, max_pixels, None, None)[0]
 
 
 def _render_source(
     source: str | os.PathLike[str] | BinaryIO,
     options: RenderOptions,
     max_pixels: int,
+    max_bytes: int | None,
     frame_table: bytes | None,
 ) -> tuple[NDArray[Any], int]:
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
-            return _render(f, options, max_pixels, frame_table)
-    return _render(source, options, max_pixels, frame_table)
+            return _render(f, options, max_pixels, max_bytes, frame_table)
+    return _render(source, options, max_pixels, max_bytes, frame_table)
 
 
 def _render(
-    f: BinaryIO, options: RenderOptions, max_pixels: int, frame_table: bytes | None
+    f: BinaryIO,
+    options: RenderOptions,
+    max_pixels: int,
+    max_bytes: int | None,
+    frame_table: bytes | None,
 ) -> tuple[NDArray[Any], int]:
     """The output array and, for 16 bits, the offset added to the modality values."""
     start = f.tell()
@@ -149,7 +155,13 @@ def _render(
             "ask for bit_depth=8"
         )
     frame = decode_frame(
-        f, header, options.frame, max_pixels=max_pixels, start=start, frame_table=frame_table
+        f,
+        header,
+        options.frame,
+        max_pixels=max_pixels,
+        max_bytes=max_bytes,
+        start=start,
+        frame_table=frame_table,
     )
     try:
         image, offset = _to_output(frame, options)

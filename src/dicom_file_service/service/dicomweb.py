@@ -177,7 +177,13 @@ def frames(
         with ctx.store.open_reader(found.blob_key, found.size) as f:
             if decoded:
                 limit = ctx.settings.max_decoded_pixels
-                return decoded_frames(f, numbers, max_pixels=limit, frame_table=found.frame_table)
+                return decoded_frames(
+                    f,
+                    numbers,
+                    max_pixels=limit,
+                    max_bytes=ctx.settings.max_render_bytes,
+                    frame_table=found.frame_table,
+                )
             return stored_frames(f, numbers, found.frame_table)[0]
     except BlobNotFound as exc:
         raise FileNotFound(f"instance {record.sop_instance_uid} was deleted") from exc

@@ -77,6 +77,7 @@ def render_blocking(
                 source,
                 options,
                 max_pixels=ctx.settings.max_decoded_pixels,
+                max_bytes=ctx.settings.max_render_bytes,
                 frame_table=found.frame_table,
             )
     except BlobNotFound as exc:  # deleted while we looked

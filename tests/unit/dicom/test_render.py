@@ -447,3 +447,18 @@ def test_warm_up_renders_without_a_file() -> None:
     from dicom_file_service.dicom.render import warm_up
 
     warm_up()  # exercises the whole pipeline on an image made in memory; must not raise
+
+
+def test_a_frame_that_would_take_more_memory_than_allowed_is_refused_before_decoding(
+    tmp_path: Path,
+) -> None:
+    """The budget counts bytes (decoded samples plus floating-point intermediates), not just
+    samples: 4096 x 4096 x 16 bits needs 160 MiB to render."""
+    ds = dcmread(datafile("CT_small.dcm"))
+    ds.Rows = ds.Columns = 4096
+    ds.PixelData = np.zeros(4096 * 4096, dtype=np.uint16).tobytes()
+    path = tmp_path / "big.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(ImageTooLarge, match="DICOM_FS_MAX_RENDER_BYTES"):
+        render_png(path, RenderOptions(), max_pixels=10**9, max_bytes=100 * 1024 * 1024)
+    assert render_png(path, RenderOptions(), max_pixels=10**9, max_bytes=384 * 1024 * 1024)
