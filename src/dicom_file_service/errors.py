@@ -18,6 +18,8 @@ maps them to problem documents through one table (``api/problems.py``), the CLI 
 
 from __future__ import annotations
 
+import errno
+
 
 class ServiceError(Exception):
     """Base of every error the service reports to a client."""
@@ -185,6 +187,21 @@ class Unavailable(ServiceError):
 class StorageUnavailable(Unavailable):
     code = "storage_unavailable"
     title = "Blob storage unavailable"
+
+
+class InsufficientStorage(Unavailable):
+    """The disk holding uploads, blobs or the index is full: nothing was stored; space freed
+    makes the same request work (507)."""
+
+    code = "insufficient_storage"
+    title = "Insufficient storage"
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, where: str) -> ServiceError | None:
+        """The error for a full disk (ENOSPC, EDQUOT), None for any other failure."""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return cls(f"{where} is full ({exc.strerror}): nothing was stored; free some space")
+        return None
 
 
 class IndexUnavailable(Unavailable):

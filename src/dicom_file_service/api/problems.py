@@ -44,6 +44,7 @@ STATUS: dict[type[e.ServiceError], int] = {
     e.Forbidden: 403,
     e.RangeNotSatisfiable: 416,
     e.RequestTimeout: 408,
+    e.InsufficientStorage: 507,
     e.Unavailable: 503,
     e.ServiceError: 503,
 }

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from dicom_file_service.errors import CommitOutcomeUnknown, IndexUnavailable
+from dicom_file_service.errors import CommitOutcomeUnknown, IndexUnavailable, InsufficientStorage
 from dicom_file_service.index.db import WRITE_OPTIONS, create_index_engine, upgrade
 from dicom_file_service.index.hot_reads import HeaderReader
 
@@ -76,6 +76,10 @@ class IndexDatabase:
                 raise
             try:
                 transaction.commit()
+            except InsufficientStorage:
+                # The database answered: a full disk refuses the COMMIT, which is then rolled
+                # back (SQLite and PostgreSQL alike). Nothing was committed, and that is known.
+                raise
             except Exception as exc:
                 # The COMMIT was sent; whether it took effect is unknown (the connection may
                 # have died after the server committed). The caller must keep what the row

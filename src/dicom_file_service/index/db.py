@@ -18,7 +18,7 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import QueuePool
 
-from dicom_file_service.errors import IndexUnavailable
+from dicom_file_service.errors import IndexUnavailable, InsufficientStorage
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x44434D46  # "DCMF"
@@ -42,6 +42,11 @@ def _convert_operational_errors(engine: Engine) -> None:
         if isinstance(exc, OperationalError) or (
             isinstance(exc, DBAPIError) and exc.connection_invalidated
         ):
+            text = str(context.original_exception).lower()
+            if "disk is full" in text or "no space left" in text:  # SQLite, PostgreSQL
+                raise InsufficientStorage(
+                    "the index database's disk is full: nothing was stored; free some space"
+                ) from context.original_exception
             raise IndexUnavailable(
                 f"the index database is unavailable ({type(context.original_exception).__name__})"
             ) from context.original_exception

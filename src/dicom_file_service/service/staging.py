@@ -13,6 +13,7 @@ from types import TracebackType
 
 from dicom_file_service.errors import PayloadTooLarge
 from dicom_file_service.storage import ScratchArea
+from dicom_file_service.storage.scratch import scratch_error
 
 
 class StagedUpload:
@@ -36,19 +37,26 @@ class StagedUpload:
                 "(setting DICOM_FS_MAX_UPLOAD_BYTES)"
             )
         self._hash.update(chunk)
-        self._file.write(chunk)
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            raise scratch_error(exc) from exc
 
     def finish(self) -> str:
         """Close the file; returns the SHA-256 of what was written."""
         if not self._closed:
-            self._file.close()
             self._closed = True
+            try:
+                self._file.close()  # flushes the last buffered bytes: the disk may be full
+            except OSError as exc:
+                raise scratch_error(exc) from exc
         return self._hash.hexdigest()
 
     def discard(self) -> None:
         if not self._closed:
-            self._file.close()
             self._closed = True
+            with contextlib.suppress(OSError):  # a full disk cannot take the last bytes
+                self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 

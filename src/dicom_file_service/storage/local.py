@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from dicom_file_service.errors import StorageUnavailable
+from dicom_file_service.errors import InsufficientStorage, StorageUnavailable
 from dicom_file_service.storage.base import BlobNotFound
 from dicom_file_service.storage.scratch import ScratchArea
 
@@ -81,7 +81,10 @@ class LocalBlobStore:
         except FileNotFoundError:
             raise
         except OSError as exc:
-            raise StorageUnavailable(f"cannot write to the blob store: {exc.strerror}") from exc
+            full = InsufficientStorage.from_os_error(exc, "the blob store's disk")
+            raise full or StorageUnavailable(
+                f"cannot write to the blob store: {exc.strerror}"
+            ) from exc
 
     def _put_file(self, key: str, path: Path) -> None:
         target = self._path(key)
@@ -113,7 +116,10 @@ class LocalBlobStore:
         try:
             self._put_bytes(key, data, durable=durable and self._fsync)
         except OSError as exc:
-            raise StorageUnavailable(f"cannot write to the blob store: {exc.strerror}") from exc
+            full = InsufficientStorage.from_os_error(exc, "the blob store's disk")
+            raise full or StorageUnavailable(
+                f"cannot write to the blob store: {exc.strerror}"
+            ) from exc
 
     def _put_bytes(self, key: str, data: bytes, *, durable: bool) -> None:
         target = self._path(key)

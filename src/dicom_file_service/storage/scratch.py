@@ -13,6 +13,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from dicom_file_service.errors import InsufficientStorage, ServiceError, StorageUnavailable
+
+
+def scratch_error(exc: OSError) -> ServiceError:
+    """A failure of the scratch area's disk as the client should hear it: 507 when full."""
+    return InsufficientStorage.from_os_error(exc, "the disk for uploads in progress") or (
+        StorageUnavailable(f"cannot write an upload in progress: {exc.strerror}")
+    )
+
 
 class ScratchArea:
     def __init__(self, directory: Path) -> None:
@@ -21,7 +30,10 @@ class ScratchArea:
 
     def new_file(self, prefix: str = "upload-", suffix: str = ".dcm") -> tuple[int, Path]:
         """An open, empty file of our own: (file descriptor, path)."""
-        fd, name = tempfile.mkstemp(dir=self.directory, prefix=prefix, suffix=suffix)
+        try:
+            fd, name = tempfile.mkstemp(dir=self.directory, prefix=prefix, suffix=suffix)
+        except OSError as exc:
+            raise scratch_error(exc) from exc
         return fd, Path(name)
 
     def sweep(self, older_than_seconds: float) -> int:
