@@ -120,9 +120,10 @@ def delete_file(ctx: ServiceContext, file_id: str) -> None:
         raise not_found(file_id)
     with ctx.index.transaction() as conn:
         record = repo.get_by_file_id(conn, file_id)
-        if record is None:
+        # Two deletes racing both find the row; only one deletes it (the other waits on its
+        # lock, then finds nothing to delete) and only that one answers 204.
+        if record is None or not repo.delete_by_file_id(conn, file_id):
             raise not_found(file_id)
-        repo.delete_by_file_id(conn, file_id)
     remove_instance_bytes(ctx, file_id, record.blob_key)
 
 

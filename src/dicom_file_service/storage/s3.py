@@ -13,6 +13,7 @@ Every backend failure is converted here: a missing object is ``BlobNotFound``; a
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,6 +32,8 @@ from dicom_file_service.storage.ranged_reader import RangedReader
 
 T = TypeVar("T")
 _MULTIPART_CHUNK = 8 * 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -162,13 +165,26 @@ class S3BlobStore:
     ) -> Iterator[bytes]:
         size = self.size(key)  # raises BlobNotFound now, not after a response has started
         stop = size if end is None else min(end, size)
-        return self._chunks(key, start, stop, max(chunk_size, 1024 * 1024))
+        chunk = max(chunk_size, 1024 * 1024)
+        # The first chunk is read now too: a file of up to a chunk is whole before anything
+        # is sent, so a delete racing the read is a 404, never a torn answer.
+        first_end = min(start + chunk, stop)
+        first = self.read_range(key, start, first_end) if start < stop else b""
+        return self._chunks(key, first, first_end, stop, chunk)
 
-    def _chunks(self, key: str, start: int, stop: int, chunk_size: int) -> Iterator[bytes]:
-        pos = start
+    def _chunks(
+        self, key: str, first: bytes, pos: int, stop: int, chunk_size: int
+    ) -> Iterator[bytes]:
+        if first:
+            yield first
         while pos < stop:
             n = min(chunk_size, stop - pos)
-            yield self.read_range(key, pos, pos + n)
+            try:
+                data = self.read_range(key, pos, pos + n)
+            except BlobNotFound:  # deleted while it was being sent: the answer ends short
+                log.warning("an object was deleted while it was being sent", extra={"key": key})
+                return
+            yield data
             pos += n
 
     def open_reader(self, key: str, size: int | None = None) -> BinaryIO:
