@@ -61,7 +61,8 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int, log_level: 
     """Run the HTTP service (embedded default: SQLite + local disk under ./data)."""
     import uvicorn
 
-    _migrate(_settings_for(data_dir))
+    settings = _settings_for(data_dir)
+    _migrate(settings)
     uvicorn.run(
         "dicom_file_service.api.app:create_app",
         factory=True,
@@ -71,6 +72,7 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int, log_level: 
         log_level=log_level,
         access_log=False,
         proxy_headers=True,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds + 0.999),
     )
 
 

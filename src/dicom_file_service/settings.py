@@ -139,6 +139,12 @@ class Settings(BaseSettings):
         "header says when more follow, to be fetched with offset.",
     )
     pending_upload_ttl_seconds: int = Field(default=3600, ge=60)
+    shutdown_grace_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="On SIGTERM, requests in flight get this long to finish (new connections "
+        "are refused); an upload still arriving then is abandoned, its staged bytes removed.",
+    )
     sweep_min_age_seconds: float = Field(
         default=900,
         ge=0,
