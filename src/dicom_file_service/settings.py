@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,6 +70,11 @@ class Settings(BaseSettings):
         "URLs; default: the request's own scheme and host.",
     )
 
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="json: one JSON line per record and per request (for log collectors); "
+        "text: plain lines; auto: text on a terminal, json otherwise.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description='Origins a browser viewer may call from (JSON list, e.g. ["*"] or '

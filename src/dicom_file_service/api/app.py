@@ -12,8 +12,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from dicom_file_service import __version__
+from dicom_file_service.api import logs
 from dicom_file_service.api.content_location import ContentLocation
 from dicom_file_service.api.fast_paths import FastPaths
+from dicom_file_service.api.logs import RequestLog
 from dicom_file_service.api.problems import install_problem_handlers
 from dicom_file_service.api.routes import dicomweb, dicomweb_search, files, ops, transfer
 from dicom_file_service.dicom.render import warm_up
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> ASGIApp:
     """Build the app; the service context is created at start-up and closed at shutdown."""
     settings = settings or Settings()
+    logs.configure(settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,15 +60,22 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(dicomweb.router)
     app.include_router(dicomweb_search.router)
     app.include_router(dicomweb.wado_uri)
-    served = ContentLocation(FastPaths(app, app.state), settings.public_base_url)
-    if not settings.cors_origins:
-        return served
-    # Outside the fast paths too: a viewer on another origin reads tags and PNGs from them.
-    return CORSMiddleware(
-        served,
-        allow_origins=settings.cors_origins,
-        allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"],
-        allow_headers=["*"],
-        expose_headers=["Location", "Content-Location", "ETag", "Content-Range", "Warning"],
-        max_age=3600,
-    )
+    served: ASGIApp = ContentLocation(FastPaths(app, app.state), settings.public_base_url)
+    if settings.cors_origins:
+        # Outside the fast paths too: a viewer on another origin reads tags and PNGs from them.
+        served = CORSMiddleware(
+            served,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=[
+                "Location",
+                "Content-Location",
+                "ETag",
+                "Content-Range",
+                "Warning",
+                "X-Request-ID",
+            ],
+            max_age=3600,
+        )
+    return RequestLog(served)

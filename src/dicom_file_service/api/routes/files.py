@@ -19,6 +19,7 @@ from starlette.responses import (
     StreamingResponse,
 )
 
+from dicom_file_service.api import logs
 from dicom_file_service.api.bulk_response import send_bulk_value
 from dicom_file_service.api.deps import service_context
 from dicom_file_service.api.fast_paths import IMMUTABLE
@@ -77,6 +78,7 @@ async def upload(
             ) from exc
         result = await ctx.run_ingest(lambda: ingest_staged(ctx, staged, overwrite=overwrite))
     body = file_summary(result.record)
+    logs.note(file_id=result.record.file_id)
     location = f"/dicom-image/{result.record.file_id}"
     return json_response(body, 201 if result.created else 200, location=location)
 

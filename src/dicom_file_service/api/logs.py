@@ -1,0 +1,151 @@
+"""Logs an operator's tools can read, and that never carry patient data.
+
+One JSON line per request (``method``, ``route`` — the template, never the path, which holds
+UIDs —, ``status``, ``duration_ms``, ``request_id``, ``file_id`` where the route has one),
+and every other record of the service as a JSON line too, errors with their stack. The
+request id comes from ``X-Request-ID`` when the client sends one, else is made here, and is
+sent back in the response's ``X-Request-ID``. Anything shaped like a UID in a message or a
+stack is masked, as a last guard: a log line must never name a patient's study.
+
+``DICOM_FS_LOG_FORMAT=text`` keeps plain lines for a terminal (``auto``, the default: text on
+a terminal, JSON otherwise).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("dicom_file_service.requests")
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+# What a route learns that the request's line should carry (the id of an uploaded file): a
+# dict the route fills in, so that it reaches the line from threads too.
+_noted: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "noted", default=None
+)
+
+
+def note(**fields: Any) -> None:
+    """Add fields (never patient data) to the current request's log line."""
+    noted = _noted.get()
+    if noted is not None:
+        noted.update(fields)
+
+
+_UID = re.compile(r"\b[0-2](?:\.(?:0|[1-9][0-9]*)){3,}\b")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_FILE_ROUTE = re.compile(r"^/dicom-image/([A-Za-z0-9_-]{22})(?:/|$)")
+_STANDARD = set(vars(logging.makeLogRecord({})))
+
+
+def scrub(text: str) -> str:
+    """UIDs masked: they identify a patient's studies, series and images."""
+    return _UID.sub("<uid>", text)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": scrub(record.getMessage()),
+        }
+        request_id = request_id_var.get()
+        if request_id is not None:
+            line["request_id"] = request_id
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in line:
+                line[key] = scrub(value) if isinstance(value, str) else value
+        if record.exc_info:
+            line["stack"] = scrub(self.formatException(record.exc_info))
+        return orjson.dumps(line, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
+
+
+def configure(log_format: str, level: str = "INFO") -> None:
+    """The service's records (``dicom_file_service.*``) to stderr, in the chosen format."""
+    use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
+    root = logging.getLogger("dicom_file_service")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+class RequestLog:
+    """The outermost wrapper: the request id for everything below it, and the request's line
+    once the answer is sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
+            "latin-1"
+        )
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        noted: dict[str, Any] = {}
+        noted_token = _noted.set(noted)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [
+                    *(h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"),
+                    (b"x-request-id", request_id.encode()),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            path: str = scope["path"]
+            route = scope.get("route")
+            template = getattr(route, "path", None) or _fast_template(path)
+            fields: dict[str, Any] = {
+                "method": scope["method"],
+                "route": template,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+            match = _FILE_ROUTE.match(path)
+            if match:
+                fields["file_id"] = match.group(1)
+            fields.update(noted)
+            log.info("request", extra=fields)
+            _noted.reset(noted_token)
+            request_id_var.reset(token)
+
+
+def _fast_template(path: str) -> str:
+    """The template of a path answered without the router (the fast paths), or "unmatched"."""
+    if _FILE_ROUTE.match(path):
+        return "/dicom-image/{file_id}/png" if path.endswith("/png") else "/dicom-image/{file_id}"
+    return "unmatched"

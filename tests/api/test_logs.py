@@ -1,0 +1,61 @@
+"""Logs: one JSON line per request with its route template, status, duration and request id
+(from X-Request-ID or made, and sent back); no patient data and no UID in any line."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import uuid
+
+import httpx
+import pydicom
+
+from tests.api.dicom_factory import copy_with_new_uid
+from tests.conftest import Server
+from tests.datafiles import data_file
+
+UID = re.compile(r"\b[0-2](?:\.(?:0|[1-9][0-9]*)){3,}\b")
+
+
+def _lines(server: Server, request_id: str) -> list[dict[str, object]]:
+    out = []
+    for line in server.log().splitlines():
+        if request_id in line and line.startswith("{"):
+            out.append(json.loads(line))
+    return out
+
+
+def test_each_request_is_one_json_line_without_patient_data(
+    server: Server, client: httpx.Client
+) -> None:
+    patient = f"Secret^Patient{uuid.uuid4().hex[:6]}"
+    data = copy_with_new_uid(data_file("CT_small.dcm"), PatientName=patient)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    given = f"trace-{uuid.uuid4().hex}"
+    up = client.post(
+        "/dicom-image",
+        content=data,
+        headers={"content-type": "application/dicom", "x-request-id": given},
+    )
+    assert up.headers["x-request-id"] == given
+    file_id = up.json()["file_id"]
+    made = client.get(f"/dicom-image/{file_id}", params={"dicom_tag": "PatientName"})
+    made_id = made.headers["x-request-id"]
+    assert made_id and made_id != given
+    client.get("/dicomweb/studies", params={"PatientName": patient})
+    client.get(f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/metadata")
+    client.get("/dicom-image/not-a-file-id-at-all/png")
+
+    (upload,) = _lines(server, given)
+    assert upload["route"] == "/dicom-image" and upload["method"] == "POST"
+    assert upload["status"] == 201 and upload["file_id"] == file_id
+    assert isinstance(upload["duration_ms"], float)
+    (lookup,) = _lines(server, made_id)
+    assert lookup["route"] == "/dicom-image/{file_id}" and lookup["status"] == 200
+    log = server.log()
+    assert '"route":"/dicomweb/studies/{study}/series/{series}/metadata"' in log
+    assert patient not in log and "Secret" not in log
+    for uid in (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID):
+        assert uid not in log
+    assert not UID.search(log), UID.search(log)
