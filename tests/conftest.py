@@ -88,7 +88,9 @@ def start_worker(data_dir: Path, env_extra: dict[str, str]) -> subprocess.Popen[
         log.close()
 
 
-def start_server(data_dir: Path, env_extra: dict[str, str] | None = None) -> Server:
+def start_server(
+    data_dir: Path, env_extra: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> Server:
     """``dicom-file-service serve`` in a subprocess on a free loopback port."""
     port = free_port()
     env = _clean_environment()
@@ -111,6 +113,7 @@ def start_server(data_dir: Path, env_extra: dict[str, str] | None = None) -> Ser
             str(data_dir),
             "--log-level",
             "warning",
+            *args,
         ],
         stdout=log_file,
         stderr=subprocess.STDOUT,

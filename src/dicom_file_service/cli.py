@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -62,6 +63,15 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int, log_level: 
     import uvicorn
 
     settings = _settings_for(data_dir)
+    # Metrics are counted per process and summed at /metrics: each serve has a directory of
+    # its own, emptied now, before anything (the metrics module above all) is imported.
+    counts = Path(
+        os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        or settings.resolved_scratch_dir() / f"metrics-{os.getpid()}"
+    )
+    shutil.rmtree(counts, ignore_errors=True)
+    counts.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(counts)
     _migrate(settings)
     uvicorn.run(
         "dicom_file_service.api.app:create_app",

@@ -24,6 +24,8 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dicom_file_service import metrics
+
 log = logging.getLogger("dicom_file_service.requests")
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -140,6 +142,8 @@ class RequestLog:
                 fields["file_id"] = match.group(1)
             fields.update(noted)
             log.info("request", extra=fields)
+            metrics.REQUESTS.labels(scope["method"], template, str(status)).inc()
+            metrics.REQUEST_SECONDS.labels(template).observe(fields["duration_ms"] / 1000)
             _noted.reset(noted_token)
             request_id_var.reset(token)
 

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from dicom_file_service import errors as e
+from dicom_file_service import metrics
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,14 @@ def status_for(exc: e.ServiceError) -> int:
     return 500
 
 
+_BACKEND_CODES = {
+    "index_unavailable": "index",
+    "commit_outcome_unknown": "index",
+    "storage_unavailable": "store",
+    "insufficient_storage": "disk",
+}
+
+
 def problem_response(
     status: int,
     code: str,
@@ -64,6 +73,9 @@ def problem_response(
     detail: str,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
+    metrics.REJECTIONS.labels(code).inc()
+    if code in _BACKEND_CODES:
+        metrics.BACKEND_ERRORS.labels(_BACKEND_CODES[code]).inc()
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + code,
         "title": title,

@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from dicom_file_service.index.database import IndexDatabase
 from dicom_file_service.index.tables import render_outbox
@@ -138,7 +138,7 @@ class OutboxQueue:
 
     def pending(self) -> int:
         with self._index.read() as conn:
-            return len(list(conn.execute(select(render_outbox.c.seq))))
+            return int(conn.execute(select(func.count()).select_from(render_outbox)).scalar_one())
 
     def close(self) -> None:
         self._stop.set()

@@ -65,6 +65,14 @@ class ProcrastinateQueue:
     def start_in_process(self, handler: Handler) -> None:
         """Jobs run in ``worker`` processes, not in the service."""
 
+    def pending(self) -> int:
+        with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = %s AND status = 'todo'",
+                (QUEUE,),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     def prepare(self) -> None:
         """Apply procrastinate's schema once (under an advisory lock: hosts may race)."""
         with psycopg.connect(self._conninfo, autocommit=True) as conn:

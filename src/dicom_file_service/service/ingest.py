@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from dicom_file_service import metrics
 from dicom_file_service.errors import (
     CommitOutcomeUnknown,
     DuplicateInstance,
@@ -50,6 +51,23 @@ def ingest_staged(
     ``study_instance_uid``: the study the instance must belong to (STOW-RS to
     ``/studies/{study}``); another is refused before anything is stored.
     """
+    try:
+        result = _ingest(ctx, staged, overwrite, study_instance_uid)
+    except ServiceError:
+        metrics.UPLOADS.labels("rejected").inc()
+        raise
+    metrics.UPLOADS.labels("stored" if result.created else "present").inc()
+    if result.created:
+        metrics.STORED_BYTES.inc(result.record.size)
+    return result
+
+
+def _ingest(
+    ctx: ServiceContext,
+    staged: StagedUpload,
+    overwrite: bool,
+    study_instance_uid: str | None,
+) -> IngestResult:
     sha256 = staged.finish()
     if staged.size == 0:
         raise EmptyUpload("the upload is empty: send the DICOM file's bytes")

@@ -12,6 +12,7 @@ import logging
 
 from sqlalchemy import Connection
 
+from dicom_file_service import metrics
 from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.errors import BadRequest, FileNotFound
 from dicom_file_service.service.context import ServiceContext
@@ -38,10 +39,16 @@ def prerender(ctx: ServiceContext, file_id: str) -> None:
         try:
             render_blocking(ctx, file_id, options, cache_later=False)
         except FileNotFound:
+            metrics.JOBS.labels("gone").inc()
             return
         except BadRequest as exc:  # no pixel data, undecodable: the on-demand route says so
             log.info("nothing to prerender", extra={"file_id": file_id, "code": exc.code})
+            metrics.JOBS.labels("nothing_to_render").inc()
             return
+        except Exception:
+            metrics.JOBS.labels("failed").inc()  # retried by the queue
+            raise
+    metrics.JOBS.labels("done").inc()
 
 
 def start_in_process(ctx: ServiceContext) -> None:

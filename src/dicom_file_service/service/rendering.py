@@ -12,6 +12,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
+from dicom_file_service import metrics
 from dicom_file_service.dicom.render import RenderOptions, render_png
 from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
@@ -46,7 +47,9 @@ async def cached_rendering_async(
     has: a rendering never outlives its file, whichever instance or cache holds it."""
     if not ids.is_valid_file_id(file_id) or not await ctx.index.headers.exists_async(file_id):
         return None
-    return await ctx.renders.get_async(file_id, options.cache_key())
+    found = await ctx.renders.get_async(file_id, options.cache_key())
+    metrics.RENDER_CACHE.labels("hit" if found is not None else "miss").inc()
+    return found
 
 
 def render_blocking(
@@ -69,10 +72,15 @@ def render_blocking(
     etag = rendering_etag(file_id, options)
     key = options.cache_key()
     cached = None if cache_checked else ctx.renders.get(file_id, key)
+    if not cache_checked:
+        metrics.RENDER_CACHE.labels("hit" if cached is not None else "miss").inc()
     if cached is not None:
         return Rendering(etag=etag, data=cached)
     try:
-        with ctx.store.open_reader(found.blob_key, found.size) as source:
+        with (
+            ctx.store.open_reader(found.blob_key, found.size) as source,
+            metrics.RENDER_SECONDS.time(),
+        ):
             png = render_png(
                 source,
                 options,
