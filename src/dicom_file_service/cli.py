@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -65,10 +66,8 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int, log_level: 
     settings = _settings_for(data_dir)
     # Metrics are counted per process and summed at /metrics: each serve has a directory of
     # its own, emptied now, before anything (the metrics module above all) is imported.
-    counts = Path(
-        os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-        or settings.resolved_scratch_dir() / f"metrics-{os.getpid()}"
-    )
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    counts = Path(given) if given else Path(tempfile.mkdtemp(prefix="dicom-fs-metrics-"))
     shutil.rmtree(counts, ignore_errors=True)
     counts.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(counts)
@@ -84,6 +83,8 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int, log_level: 
         proxy_headers=True,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds + 0.999),
     )
+    if not given:
+        shutil.rmtree(counts, ignore_errors=True)
 
 
 def _import_worker_init() -> None:

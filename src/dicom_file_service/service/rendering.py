@@ -107,4 +107,7 @@ def _cache(ctx: ServiceContext, file_id: str, key: str, png: bytes) -> None:
         if ctx.index.headers.blob_key(file_id) is None:
             ctx.renders.delete(file_id, key)
     except Exception:  # a cache: a failure costs a later render, never an answer
+        with contextlib.suppress(Exception):
+            if ctx.index.headers.blob_key(file_id) is None:
+                return  # deleted meanwhile, its renderings with it: nothing went wrong
         log.warning("could not cache a rendering", exc_info=True, extra={"file_id": file_id})
