@@ -1,4 +1,4 @@
-"""?dicom_tag= in every form of API.md, and /metadata."""
+"""?dicom_tag= in every form the README names, and /metadata."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Direct transfer (API.md §3) on every backend: presigned S3 URLs, or the service's own."""
+"""Direct transfer on every backend: presigned S3 URLs, or the service's own."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from dicom_file_service.index.repository import InstanceRecord
 
 
 def file_summary(record: InstanceRecord) -> dict[str, Any]:
-    """The fields of the upload answer (API.md §1), also the items of the listing."""
+    """The fields of the upload answer (README, "Usage"), also the items of the listing."""
     return {
         "file_id": record.file_id,
         "sop_instance_uid": record.sop_instance_uid,

@@ -1,4 +1,4 @@
-"""The service's own signed URLs, for the local backend's direct transfer (API.md §3).
+"""The service's own signed URLs, for the local backend's direct transfer (README, "Usage").
 
 An object store signs its own URLs (S3 presigning); a local disk has no server of its own,
 so the service signs URLs to itself: HMAC-SHA256 over the method, the object's path and the

@@ -1,4 +1,4 @@
-"""Direct transfer (API.md §3): clients move bytes straight to and from storage.
+"""Direct transfer (README, "Usage"): clients move bytes straight to and from storage.
 
 An upload URL names an object under ``uploads/<upload_id>`` in the blob store. On S3 it is a
 presigned PUT to the bucket itself; on the local backend a URL to the service, signed by it

@@ -1,4 +1,4 @@
-"""The file API of API.md §1: the original contract (upload, download, tag, PNG) and more.
+"""The file API (README, "Usage"): the original contract (upload, download, tag, PNG) and more.
 
 Routes are thin: parse the request, call one service function, shape the response.
 """

@@ -1,4 +1,4 @@
-"""Direct-to-storage transfer (API.md §3) and the service's own signed URLs.
+"""Direct-to-storage transfer (README, "Usage") and the service's own signed URLs.
 
 ``POST /dicom-image/upload-url`` hands out where to PUT a file; ``.../complete`` ingests it like
 ``POST /dicom-image``; ``GET /dicom-image/{id}/download-url`` hands out a presigned GET. On
