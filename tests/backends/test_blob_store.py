@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dicom_file_service.errors import StorageUnavailable
+from dicom_file_service.errors import InsufficientStorage, StorageUnavailable
 from dicom_file_service.settings import Settings
 from dicom_file_service.storage import (
     BlobNotFound,
@@ -164,7 +164,7 @@ def test_no_partial_file_is_visible_after_a_copy_fails_half_way(
     monkeypatch.setattr(local, "_same_device", lambda *_: False)
     monkeypatch.setattr(shutil, "copyfile", half_then_full)
     store = LocalBlobStore(tmp_path / "blobs")
-    with pytest.raises(StorageUnavailable, match="No space left"):
+    with pytest.raises(InsufficientStorage, match="No space left"):
         store.put_file("instances/pa/partial", _file(tmp_path, b"DICM" * 1000))
     assert not store.exists("instances/pa/partial")
     assert list((tmp_path / "blobs" / ".staging").iterdir()) == []
