@@ -15,10 +15,10 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.pool import QueuePool
 
-from dicom_file_service.errors import IndexUnavailable, InsufficientStorage
+from dicom_file_service.errors import IndexUnavailable, InsufficientStorage, InvalidParameter
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x44434D46  # "DCMF"
@@ -39,6 +39,11 @@ def _convert_operational_errors(engine: Engine) -> None:
     @event.listens_for(engine, "handle_error")
     def _on_error(context: ExceptionContext) -> None:
         exc = context.sqlalchemy_exception
+        if isinstance(exc, DataError):  # a value the database cannot hold, e.g. a NUL
+            raise InvalidParameter(
+                "a value of the request cannot be looked up: it holds a character or a number "
+                "the index cannot store (such as a NUL)"
+            ) from context.original_exception
         if isinstance(exc, OperationalError) or (
             isinstance(exc, DBAPIError) and exc.connection_invalidated
         ):
