@@ -50,6 +50,19 @@ def _values(n: int, **over: Any) -> dict[str, Any]:
     return values
 
 
+def _upgrade_to(engine: Engine, revision: str) -> None:
+    """The schema as it was at ``revision`` (to store rows the way older versions did)."""
+    from alembic import command
+
+    from dicom_file_service.index.db import alembic_config
+
+    with engine.connect() as conn:
+        cfg = alembic_config(engine)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+        conn.commit()
+
+
 def _keys(values: dict[str, Any]) -> QueryKeys:
     study, series = values["study_instance_uid"], values["series_instance_uid"]
     return QueryKeys(
@@ -285,22 +298,16 @@ def test_the_migration_fills_query_rows_from_headers_stored_before_it(
     database_url: str,
 ) -> None:
     """Instances stored before the study and series tables existed are found by QIDO."""
-    from alembic import command
     from sqlalchemy import column, insert, table
 
     from dicom_file_service.dicom.header_index import encode_header
     from dicom_file_service.dicom.parse import parse_file
-    from dicom_file_service.index.db import alembic_config
     from dicom_file_service.index.tables import instances, series, studies
     from tests.datafiles import data_file
 
     eng = create_index_engine(database_url)
     try:
-        with eng.connect() as conn:
-            cfg = alembic_config(eng)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0003")
-            conn.commit()
+        _upgrade_to(eng, "0003")
         parsed = parse_file(data_file("CT_small.dcm"), bulk_data_uri_prefix="/x")
         header, index = encode_header(parsed.header)
         old_columns = [column(c.name) for c in instances.columns if c.name != "instance_number"]
@@ -372,23 +379,17 @@ def test_uploads_and_deletes_racing_in_one_study_keep_its_rows_consistent(
 def test_the_migration_takes_routes_out_of_stored_headers(database_url: str) -> None:
     """Headers stored with the file API's route in their BulkDataURIs keep only the location,
     and their span index still finds every element."""
-    from alembic import command
     from sqlalchemy import column, insert, table
 
     from dicom_file_service.dicom.header_index import encode_header
     from dicom_file_service.dicom.header_index import select as select_keys
     from dicom_file_service.dicom.parse import parse_file
-    from dicom_file_service.index.db import alembic_config
     from dicom_file_service.index.tables import instances
     from tests.datafiles import data_file
 
     eng = create_index_engine(database_url)
     try:
-        with eng.connect() as conn:
-            cfg = alembic_config(eng)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0004")
-            conn.commit()
+        _upgrade_to(eng, "0004")
         file_id = "file000000000000000001"
         parsed = parse_file(
             data_file("CT_small.dcm"), bulk_data_uri_prefix=f"/dicom-image/{file_id}/bulkdata"

@@ -13,28 +13,15 @@ from pathlib import Path
 import httpx
 
 from tests.api.dicom_factory import copy_with_new_uid
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, child_pids, start_server, stop_server
 from tests.datafiles import data_file
 
 UPLOADERS = 4
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry.name))
-    return out
-
-
 def _kill_9(server: Server) -> None:
     """The service and its parser processes, at once, as a power cut would."""
-    for pid in [server.process.pid, *_children(server.process.pid)]:
+    for pid in [server.process.pid, *child_pids(server.process.pid)]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     server.process.wait(timeout=30)

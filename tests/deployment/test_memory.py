@@ -15,7 +15,7 @@ from pydicom.uid import generate_uid
 
 from tests.api.dicom_factory import deflate_bomb
 from tests.api.test_upload import assert_problem
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, child_pids, start_server, stop_server
 from tests.datafiles import data_file
 
 LIMIT_MB = 400
@@ -26,19 +26,6 @@ def _peak_mb(pid: int) -> float:
     match = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     assert match
     return int(match.group(1)) / 1024
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry.name))
-    return out
 
 
 def _big_multiframe(path: Path) -> None:
@@ -125,6 +112,6 @@ def test_peak_memory_stays_under_400_mb_per_process(fresh: Server, tmp_path: Pat
             assert "bulk_data_uri" in found.json()["value"]
         assert len(c.get(f"/dicom-image/{text_id}/bulkdata/0040A160").content) > 50_000_000
 
-    peaks = {pid: _peak_mb(pid) for pid in [fresh.process.pid, *_children(fresh.process.pid)]}
+    peaks = {pid: _peak_mb(pid) for pid in [fresh.process.pid, *child_pids(fresh.process.pid)]}
     print("peak RSS per process, MB:", {pid: round(mb) for pid, mb in peaks.items()})
     assert max(peaks.values()) < LIMIT_MB, peaks
