@@ -194,14 +194,17 @@ def _refuse_deflate_bombs(f: BinaryIO, size: int, limit: int) -> None:
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     inflated = 0
     try:
-        while chunk := f.read(1024 * 1024):
-            while chunk:
-                inflated += len(inflater.decompress(chunk, 1024 * 1024))
+        while (chunk := f.read(1024 * 1024)) and not inflater.eof:
+            while chunk and not inflater.eof:
+                out = inflater.decompress(chunk, 1024 * 1024)
+                inflated += len(out)
                 if inflated > limit:
                     raise InvalidDicom(
                         f"the deflated data set inflates to more than {limit} bytes, the "
                         "limit (setting DICOM_FS_MAX_INFLATED_BYTES): not stored"
                     )
+                if not out and inflater.unconsumed_tail == chunk:
+                    break  # no progress: the stream wants what does not follow
                 chunk = inflater.unconsumed_tail
     except zlib.error as exc:
         raise InvalidDicom(f"the deflated data set cannot be inflated: {exc}") from exc

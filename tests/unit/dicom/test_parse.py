@@ -242,3 +242,21 @@ def test_a_deflate_bomb_is_refused_before_it_is_inflated(tmp_path: Path) -> None
     small = tmp_path / "small.dcm"
     small.write_bytes(deflate_bomb(1024 * 1024))
     assert parse_file(small, bulk_data_uri_prefix=PREFIX).has_pixel_data
+
+
+def test_bytes_after_the_deflated_stream_do_not_hang_the_size_check(tmp_path: Path) -> None:
+    """Found by the fuzzer: the stream's end with bytes after it, reached while the inflated
+    size was being measured, looped forever (a request that never ends)."""
+    import subprocess
+    import sys
+
+    from tests.api.dicom_factory import deflate_bomb
+
+    path = tmp_path / "trailing.dcm"
+    path.write_bytes(deflate_bomb(2 * 1024 * 1024) + b"trailing" * 40)
+    code = (
+        "from dicom_file_service.dicom.parse import parse_file; "
+        f"parse_file({str(path)!r}, bulk_data_uri_prefix='')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr[-2000:]
