@@ -66,6 +66,11 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int, log_level: 
     settings = _settings_for(data_dir)
     # Metrics are counted per process and summed at /metrics: each serve has a directory of
     # its own, emptied now, before anything (the metrics module above all) is imported.
+    if "DICOM_FS_PARSE_PROCESSES" not in os.environ and workers > 1:
+        # Parser processes share the cores with the workers: with a worker per core there is
+        # no core left for them, and parsing in each worker's own threads is faster.
+        cores = os.cpu_count() or 1
+        os.environ["DICOM_FS_PARSE_PROCESSES"] = str(cores // workers if workers < cores else 0)
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     counts = Path(given) if given else Path(tempfile.mkdtemp(prefix="dicom-fs-metrics-"))
     shutil.rmtree(counts, ignore_errors=True)

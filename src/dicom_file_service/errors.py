@@ -58,6 +58,13 @@ class TooDeeplyNested(InvalidDicom):
     title = "Sequences nest too deeply"
 
 
+class ParseTimeout(InvalidDicom):
+    """Parsing the file took longer than ingest allows (its parser process was stopped)."""
+
+    code = "parse_timeout"
+    title = "The file took too long to parse"
+
+
 class SopClassMismatch(InvalidDicom):
     """The data set's SOP Class UID contradicts the file meta's (STOW-RS reason 0xA900)."""
 
@@ -202,6 +209,13 @@ class InsufficientStorage(Unavailable):
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return cls(f"{where} is full ({exc.strerror}): nothing was stored; free some space")
         return None
+
+
+class ParserUnavailable(Unavailable):
+    """A parser process died under an upload (the pool is made again): send it again."""
+
+    code = "parser_unavailable"
+    title = "The parser stopped"
 
 
 class IndexUnavailable(Unavailable):

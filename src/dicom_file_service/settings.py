@@ -132,6 +132,13 @@ class Settings(BaseSettings):
         "request's parts use every core); 0: parse in the ingest threads. Default: one per "
         "core, at most 4.",
     )
+    parse_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="Ingest's own bound: a file whose parsing takes longer is refused (422 "
+        "parse_timeout) before anything is stored, and its parser process is stopped "
+        "(with PARSE_PROCESSES > 0).",
+    )
     db_pool_size: int = Field(default=10, ge=1, description="Index connections kept open.")
     db_pool_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Wait for a free index connection before a 503."

@@ -79,7 +79,11 @@ class ServiceContext:
             ingest_pool=ThreadPoolExecutor(
                 max_workers=settings.ingest_workers, thread_name_prefix="ingest"
             ),
-            parsers=Parsers(settings.parse_processes, settings.max_inflated_bytes),
+            parsers=Parsers(
+                settings.parse_processes,
+                settings.max_inflated_bytes,
+                settings.parse_timeout_seconds,
+            ),
         )
 
     async def run_cpu(self, fn: Callable[[], T], *, time_limit: float | None = None) -> T:

@@ -13,11 +13,13 @@ are told to retry (503) and the pool is made again for the next ones.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +27,9 @@ from pathlib import Path
 from dicom_file_service.dicom.header_index import encode_header
 from dicom_file_service.dicom.parse import DEFAULT_MAX_INFLATED, ParsedInstance, parse_file
 from dicom_file_service.dicom.query_keys import QueryKeys, query_keys
-from dicom_file_service.errors import Unavailable
+from dicom_file_service.errors import ParserUnavailable, ParseTimeout
 
 log = logging.getLogger(__name__)
-
-
-class ParserUnavailable(Unavailable):
-    code = "parser_unavailable"
-    title = "The parser stopped"
 
 
 @dataclass(frozen=True)
@@ -56,9 +53,15 @@ def parse_upload(path: str, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) -> P
 
 
 class Parsers:
-    def __init__(self, processes: int, max_inflated_bytes: int = DEFAULT_MAX_INFLATED) -> None:
+    def __init__(
+        self,
+        processes: int,
+        max_inflated_bytes: int = DEFAULT_MAX_INFLATED,
+        timeout_seconds: float | None = None,
+    ) -> None:
         self.processes = processes
         self.max_inflated_bytes = max_inflated_bytes
+        self.timeout_seconds = timeout_seconds
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -66,8 +69,18 @@ class Parsers:
         if self.processes == 0:
             return parse_upload(str(path), self.max_inflated_bytes)
         pool = self._current()
+        future = pool.submit(parse_upload, str(path), self.max_inflated_bytes)
         try:
-            return pool.submit(parse_upload, str(path), self.max_inflated_bytes).result()
+            return future.result(timeout=self.timeout_seconds)
+        except FutureTimeout as exc:
+            # Ingest's own bound: a file that keeps a parser busy this long is refused before
+            # anything is stored, and the busy process is stopped (its pool made again).
+            self._stop(pool)
+            log.error("a parse ran past its time; the parser processes are made again")
+            raise ParseTimeout(
+                f"the file took more than {self.timeout_seconds:g} s to parse "
+                "(setting DICOM_FS_PARSE_TIMEOUT_SECONDS): not stored"
+            ) from exc
         except BrokenProcessPool as exc:
             self._replace(pool)
             log.error("a parser process stopped; its pool is made again")
@@ -89,6 +102,14 @@ class Parsers:
                 context = multiprocessing.get_context("spawn")
                 self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
             return self._pool
+
+    def _stop(self, pool: ProcessPoolExecutor) -> None:
+        """Stop every process of ``pool`` (one of them is stuck) and start afresh."""
+        processes = list(getattr(pool, "_processes", {}).values())
+        self._replace(pool)
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.kill()
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:

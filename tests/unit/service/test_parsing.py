@@ -8,7 +8,10 @@ import signal
 import time
 from pathlib import Path
 
-from dicom_file_service.service.parsing import Parsers, ParserUnavailable, parse_upload
+import pytest
+
+from dicom_file_service.errors import ParserUnavailable, ParseTimeout
+from dicom_file_service.service.parsing import Parsers, parse_upload
 from tests.datafiles import data_file
 
 
@@ -45,5 +48,28 @@ def test_a_killed_parser_process_is_replaced() -> None:
         assert refused is not None
         assert "send it again" in refused.detail
         assert parsers.parse(path).parsed.sop_instance_uid  # a new pool, working
+    finally:
+        parsers.close()
+
+
+def test_a_parse_past_its_time_is_refused_and_its_process_stopped() -> None:
+    """Ingest's own bound: the upload is refused before anything is stored, the busy parser
+    process is stopped, and the next upload gets a fresh one."""
+    path = data_file("CT_small.dcm")
+    parsers = Parsers(1, timeout_seconds=0.0001)
+    try:
+        parsers.start()
+        (pid,) = list(parsers._current()._processes)  # type: ignore[union-attr]
+        with pytest.raises(ParseTimeout, match="DICOM_FS_PARSE_TIMEOUT_SECONDS"):
+            parsers.parse(path)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            if "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]:
+                break  # a zombie: stopped, not yet reaped
+            time.sleep(0.05)
+        else:
+            assert not Path(f"/proc/{pid}").exists()
+        parsers.timeout_seconds = 30
+        assert parsers.parse(path).parsed.sop_instance_uid
     finally:
         parsers.close()
