@@ -21,6 +21,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from dicom_file_service.dicom.dicom_json import BULK_THRESHOLD
+from dicom_file_service.dicom.stored import vanished
 from dicom_file_service.errors import InvalidDicom, ServiceError, TagNotFound
 
 _HEX8 = re.compile(r"^[0-9A-F]{8}$")
@@ -67,6 +68,8 @@ def locate_bulk_value(source: BinaryIO, location: str, size: int) -> BulkSpan | 
         raw = dataset.get_item(tag, keep_deferred=True)
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise TagNotFound(f"the file has no bulk data at {location!r}") from exc
+    except OSError as exc:  # pydicom reopens a file by name for deferred values
+        raise vanished(exc, InvalidDicom(f"the stored file cannot be read: {exc}")) from exc
     except ServiceError:  # the store failed beneath the reader: not the file's fault
         raise
     except Exception as exc:  # the stored file was validated at ingest; be safe anyway

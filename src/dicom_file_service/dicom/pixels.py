@@ -28,6 +28,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from dicom_file_service.dicom.stored import vanished
 from dicom_file_service.errors import (
     FrameOutOfRange,
     ImageTooLarge,
@@ -69,6 +70,8 @@ def read_header(f: BinaryIO) -> Dataset:
         # Large values stay deferred: read only if the pipeline asks for them (LUT data),
         # so a header carrying a huge private value costs nothing to render.
         return dcmread(f, stop_before_pixels=True, force=True, defer_size=_DEFER)
+    except OSError as exc:  # pydicom reopens a file by name for deferred values
+        raise vanished(exc, InvalidDicom(f"cannot read the DICOM header: {exc}")) from exc
     except ServiceError:  # the store failed beneath the reader: not the file's fault
         raise
     except Exception as exc:  # pydicom raises many types on malformed input
@@ -122,6 +125,10 @@ def decode_frame(
         f.seek(start)
         try:
             full = dcmread(f, force=True)
+        except OSError as exc:  # pydicom reopens a file by name for deferred values
+            raise vanished(
+                exc, UndecodablePixelData(f"{_ts_name(tsyntax)}: cannot inflate: {_reason(exc)}")
+            ) from exc
         except ServiceError:  # the store failed beneath the reader: not the file's fault
             raise
         except Exception as exc:
@@ -161,6 +168,11 @@ def decode_frame(
     except NotImplementedError as exc:
         raise UndecodablePixelData(
             f"{_ts_name(tsyntax)}: no decoder for this transfer syntax ({_reason(exc)})"
+        ) from exc
+    except OSError as exc:  # pydicom reopens a file by name for deferred values
+        raise vanished(
+            exc,
+            UndecodablePixelData(f"{_ts_name(tsyntax)}: decoding failed: OSError: {_reason(exc)}"),
         ) from exc
     except ServiceError:  # the store failed beneath the reader: not the file's fault
         raise
@@ -220,6 +232,10 @@ def _check_size(ds: Dataset, tsyntax: UID, max_pixels: int, max_bytes: int | Non
         columns = int(ds.Columns)
         samples = int(ds.get("SamplesPerPixel") or 1)
         bits = int(ds.get("BitsAllocated") or 8)
+    except OSError as exc:  # pydicom reopens a file by name for deferred values
+        raise vanished(
+            exc, UndecodablePixelData(f"{_ts_name(tsyntax)}: Rows or Columns cannot be read: {exc}")
+        ) from exc
     except ServiceError:  # the store failed beneath the reader: not the file's fault
         raise
     except Exception as exc:

@@ -20,7 +20,12 @@ from pydicom.filewriter import dcmwrite
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
 
 from dicom_file_service.dicom.pixels import frame_count, transfer_syntax
-from dicom_file_service.errors import ImageTooLarge, ServiceError, UndecodablePixelData
+from dicom_file_service.dicom.stored import vanished
+from dicom_file_service.errors import (
+    ImageTooLarge,
+    ServiceError,
+    UndecodablePixelData,
+)
 
 EXPLICIT_LITTLE = str(ExplicitVRLittleEndian)
 _WORDS = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
@@ -45,6 +50,10 @@ def to_explicit_little_endian(f: BinaryIO, *, max_bytes: int) -> bytes:
         out = io.BytesIO()
         dcmwrite(out, ds, implicit_vr=False, little_endian=True, force_encoding=True)
         return out.getvalue()
+    except OSError as exc:  # pydicom reopens a file by name for deferred values
+        raise vanished(
+            exc, UndecodablePixelData(f"cannot transcode to Explicit VR Little Endian: {exc}")
+        ) from exc
     except ServiceError:
         raise
     except Exception as exc:  # decoders and writers raise anything on odd data
