@@ -27,7 +27,7 @@ from dicom_file_service.dicom.qido import (
 )
 from dicom_file_service.index import qido as index_qido
 from dicom_file_service.service.context import ServiceContext
-from dicom_file_service.service.dicomweb import bulk_data_base
+from dicom_file_service.service.dicomweb import bulk_data_base, instance_url
 
 _WARN = '299 dicom-file-service: "{}"'
 
@@ -135,10 +135,11 @@ def _computed(
     match: index_qido.Match, level: Level, summary: index_qido.Summary | None, base_url: str
 ) -> dict[str, Any]:
     url = f"{base_url}/studies/{match.study_instance_uid}"
-    if level != "study":
+    if level == "series":
         url += f"/series/{match.series_instance_uid}"
-    if level == "instance":
-        url += f"/instances/{match.sop_instance_uid}"
+    elif level == "instance":
+        uids = (match.series_instance_uid, match.sop_instance_uid)
+        url = instance_url(base_url, match.study_instance_uid, *map(str, uids))
     out: dict[str, Any] = {
         "00080056": {"vr": "CS", "Value": ["ONLINE"]},
         "00081190": {"vr": "UR", "Value": [url]},

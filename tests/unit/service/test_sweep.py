@@ -20,15 +20,20 @@ from tests.datafiles import data_file
 from tests.s3server import S3Server
 
 
-@pytest.fixture(params=["local", "s3"])
-def ctx(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceContext]:
+def _context(request: pytest.FixtureRequest, tmp_path: Path, **settings: float) -> ServiceContext:
+    """A service context on the local store or on S3, as the fixture's param says."""
     with pytest.MonkeyPatch.context() as mp:
         if request.param == "s3":
             s3: S3Server = request.getfixturevalue("s3_server")
             for k, v in s3.env(new_bucket_name(), "sweep").items():
                 mp.setenv(k, v)
-        settings = Settings(data_dir=tmp_path / "data", sweep_min_age_seconds=0)
-    context = ServiceContext.create(settings)
+        return ServiceContext.create(Settings(data_dir=tmp_path / "data", **settings))
+
+
+@pytest.fixture(params=["local", "s3"])
+def ctx(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceContext]:
+    """No floor under the grace period: these tests sweep what they just made."""
+    context = _context(request, tmp_path, sweep_min_age_seconds=0)
     yield context
     context.close()
 
@@ -36,13 +41,7 @@ def ctx(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceConte
 @pytest.fixture(params=["local", "s3"])
 def live_ctx(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceContext]:
     """As a running service is configured: the default floor of the grace period."""
-    with pytest.MonkeyPatch.context() as mp:
-        if request.param == "s3":
-            s3: S3Server = request.getfixturevalue("s3_server")
-            for k, v in s3.env(new_bucket_name(), "sweep").items():
-                mp.setenv(k, v)
-        settings = Settings(data_dir=tmp_path / "data")
-    context = ServiceContext.create(settings)
+    context = _context(request, tmp_path)
     yield context
     context.close()
 

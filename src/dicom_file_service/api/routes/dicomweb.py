@@ -41,14 +41,10 @@ DICOM = "application/dicom"
 OCTET_STREAM = "application/octet-stream"
 
 
-def _base(request: Request) -> str:
-    return dicomweb_base(request)
-
-
 async def _stow(request: Request, study: str | None) -> Response:
     ctx = service_context(request)
     boundary = related_boundary(request.headers.get("content-type"))
-    base = _base(request)
+    base = dicomweb_base(request)
     outcomes: dict[int, dicomweb.PartOutcome] = {}
 
     async def on_part(index: int, part: StagedUpload | None, error: ServiceError | None) -> None:
@@ -163,7 +159,7 @@ async def _retrieve(
 ) -> Response:
     syntaxes = _retrieve_syntaxes(request)
     ctx = service_context(request)
-    base = _base(request)
+    base = dicomweb_base(request)
     found = await run_in_threadpool(dicomweb.find_instances, ctx, study, series, sop)
     plan = [(record, _as_stored(record, syntaxes)) for record in found]
     boundary = uuid.uuid4().hex
@@ -244,7 +240,9 @@ async def _metadata(
     request: Request, study: str, series: str | None = None, sop: str | None = None
 ) -> Response:
     ctx = service_context(request)
-    body = await run_in_threadpool(dicomweb.metadata, ctx, _base(request), study, series, sop)
+    body = await run_in_threadpool(
+        dicomweb.metadata, ctx, dicomweb_base(request), study, series, sop
+    )
     return Response(body, media_type=DICOM_JSON)
 
 
