@@ -9,7 +9,9 @@ templates, errors are problem codes.
 
 from __future__ import annotations
 
+import bisect
 import os
+from collections import defaultdict
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -45,10 +47,54 @@ BACKEND_ERRORS = Counter(
     "dicom_fs_backend_errors_total", "Index and store failures seen by requests", ["backend"]
 )
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+FLUSH_SECONDS = 1.0
+"""How long a request's count may wait in its process before ``/metrics`` sees it."""
+
+
+class RequestTally:
+    """Requests counted in plain dictionaries, added to the Prometheus metrics in bulk.
+
+    Counting a request straight into prometheus-client's multiprocess values costs a label
+    lookup, a lock and an mmap write for each of its three samples, several microseconds on
+    a path (tag lookups) that answers in tens. Here a request costs two dictionary updates;
+    ``flush`` (every ``FLUSH_SECONDS`` on the event loop, before each scrape and at shutdown)
+    adds what was counted since the last one.
+    """
+
+    def __init__(self) -> None:
+        self._bounds = list(REQUEST_SECONDS._upper_bounds)  # ends with +Inf
+        self._counts: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        self._durations: dict[str, list[float]] = {}  # per bucket, then the sum
+
+    def record(self, method: str, route: str, status: int, seconds: float) -> None:
+        self._counts[(method, route, str(status))] += 1
+        tally = self._durations.get(route)
+        if tally is None:
+            tally = self._durations[route] = [0.0] * (len(self._bounds) + 1)
+        tally[bisect.bisect_left(self._bounds, seconds)] += 1.0
+        tally[-1] += seconds
+
+    def flush(self) -> None:
+        counts, self._counts = self._counts, defaultdict(int)
+        durations, self._durations = self._durations, {}
+        for labels, n in counts.items():
+            REQUESTS.labels(*labels).inc(n)
+        for route, tally in durations.items():
+            child = REQUEST_SECONDS.labels(route)
+            # The histogram's own values (per bucket, not cumulative, as ``observe`` keeps
+            # them): prometheus-client has no public way to add many observations at once.
+            for bucket, n in zip(child._buckets, tally[:-1], strict=True):
+                if n:
+                    bucket.inc(n)
+            child._sum.inc(tally[-1])
+
+
+REQUEST_TALLY = RequestTally()
 
 
 def exposition(extra: bytes = b"") -> bytes:
     """Every process's counts, summed (or this process's alone outside ``serve``)."""
+    REQUEST_TALLY.flush()
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

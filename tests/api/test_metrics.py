@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from dicom_file_service import metrics
 from tests.api.dicom_factory import copy_with_new_uid
 from tests.conftest import Server, start_server, stop_server
 from tests.datafiles import data_file
@@ -49,6 +51,8 @@ def test_counts_of_every_worker_are_summed_in_every_scrape(two_workers: Server) 
             assert c.get(f"/dicom-image/{file_id}/png").is_success  # from the cache
         assert c.get("/dicom-image/AAAAAAAAAAAAAAAAAAAAAA").status_code == 404
         assert c.post("/dicom-image", content=b"not dicom" * 20).status_code in (415, 422)
+        # Each worker adds its request counts to the shared ones every FLUSH_SECONDS.
+        time.sleep(metrics.FLUSH_SECONDS + 0.5)
         scrapes = [c.get("/metrics") for _ in range(6)]  # answered by either worker
     for scrape in scrapes:
         assert scrape.status_code == 200

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
-from dicom_file_service import __version__
+from dicom_file_service import __version__, metrics
 from dicom_file_service.api import logs
 from dicom_file_service.api.content_location import ContentLocation
 from dicom_file_service.api.fast_paths import FastPaths
@@ -24,6 +24,13 @@ from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+async def _flush_request_metrics() -> None:
+    """Requests counted in this process reach the shared metrics every ``FLUSH_SECONDS``."""
+    while True:
+        await asyncio.sleep(metrics.FLUSH_SECONDS)
+        metrics.REQUEST_TALLY.flush()
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
@@ -40,10 +47,14 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         # The parser processes start beside the service; the first upload may wait for them.
         asyncio.get_running_loop().run_in_executor(ctx.ingest_pool, ctx.parsers.start)
         app.state.ctx = ctx
+        flushing = asyncio.create_task(_flush_request_metrics())
         log.info("service started", extra={"data_dir": str(settings.data_dir)})
         try:
             yield
         finally:
+            flushing.cancel()
+            metrics.REQUEST_TALLY.flush()
+            logs.request_lines.flush()
             await ctx.index.headers.aclose()
             ctx.close()
 

@@ -78,7 +78,16 @@ def _internal_error() -> Any:
 
 def _selectors(query_string: bytes) -> list[str]:
     """The ``dicom_tag`` parameters of a query string."""
-    return [v for k, v in parse_qsl(query_string.decode("latin-1"), True) if k == "dicom_tag"]
+    text = query_string.decode("latin-1")
+    if "%" not in text and "+" not in text and ";" not in text:
+        # Nothing to decode (the common ``dicom_tag=(0010,0010)``): parse_qsl's answer,
+        # for a fifth of its cost.
+        return [
+            pair[10:]
+            for pair in text.split("&")
+            if pair.startswith("dicom_tag=") or pair == "dicom_tag"
+        ]
+    return [v for k, v in parse_qsl(text, True) if k == "dicom_tag"]
 
 
 class FastPaths:
