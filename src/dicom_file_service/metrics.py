@@ -83,9 +83,9 @@ class RequestTally:
             child = REQUEST_SECONDS.labels(route)
             # The histogram's own values (per bucket, not cumulative, as ``observe`` keeps
             # them): prometheus-client has no public way to add many observations at once.
-            for bucket, n in zip(child._buckets, tally[:-1], strict=True):
-                if n:
-                    bucket.inc(n)
+            for bucket, observed in zip(child._buckets, tally[:-1], strict=True):
+                if observed:
+                    bucket.inc(observed)
             child._sum.inc(tally[-1])
 
 
