@@ -57,13 +57,21 @@ def _migrate(settings: Settings) -> None:
     default=None,
     help="Embedded storage root [default: ./data, or DICOM_FS_DATA_DIR]",
 )
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(1, 64),
+    help="Worker processes [default: one per core, or DICOM_FS_WORKERS]",
+)
 @click.option("--log-level", default="info", show_default=True)
-def serve(host: str, port: int, data_dir: Path | None, workers: int, log_level: str) -> None:
+def serve(host: str, port: int, data_dir: Path | None, workers: int | None, log_level: str) -> None:
     """Run the HTTP service (embedded default: SQLite + local disk under ./data)."""
     import uvicorn
 
+    if workers is not None:  # the workers' own settings size their pools from it
+        os.environ["DICOM_FS_WORKERS"] = str(workers)
     settings = _settings_for(data_dir)
+    workers = settings.workers
     # Metrics are counted per process and summed at /metrics: each serve has a directory of
     # its own, emptied now, before anything (the metrics module above all) is imported.
     if "DICOM_FS_PARSE_PROCESSES" not in os.environ and workers > 1:

@@ -121,7 +121,20 @@ class Settings(BaseSettings):
     upload_timeout_seconds: float = Field(
         default=600.0, gt=0, description="Time a client has to send one upload's body."
     )
-    render_workers: int = Field(default=2, ge=1, description="Threads that decode and render.")
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        le=64,
+        description="Processes ``serve`` runs (uvicorn workers); default: one per core. The "
+        "pools below are sized per process from it.",
+    )
+    render_workers: int = Field(
+        default=0,
+        ge=0,
+        description="Threads per process that decode and render; 0 (default): the cores per "
+        "worker process, at least 2 (decoders release the GIL; one slow frame must not hold "
+        "up every other).",
+    )
     ingest_workers: int = Field(
         default=4, ge=1, description="Threads that parse, store and index uploads."
     )
@@ -139,7 +152,13 @@ class Settings(BaseSettings):
         "parse_timeout) before anything is stored, and its parser process is stopped "
         "(with PARSE_PROCESSES > 0).",
     )
-    db_pool_size: int = Field(default=10, ge=1, description="Index connections kept open.")
+    db_pool_size: int = Field(
+        default=0,
+        ge=0,
+        description="Index connections per process; 0 (default): enough for every ingest and "
+        "render thread at once, plus two (PostgreSQL sees workers x this at most, x2 with "
+        "overflow).",
+    )
     db_pool_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Wait for a free index connection before a 503."
     )
@@ -165,6 +184,15 @@ class Settings(BaseSettings):
         "--older-than: a live instance writes an upload's blob before its index row commits, "
         "and receives an upload for up to UPLOAD_TIMEOUT_SECONDS. Keep it above both.",
     )
+
+    @model_validator(mode="after")
+    def _size_pools_from_workers(self) -> Settings:
+        if self.render_workers == 0:
+            cores = os.cpu_count() or 1
+            self.render_workers = max(2, cores // self.workers)
+        if self.db_pool_size == 0:
+            self.db_pool_size = self.ingest_workers + self.render_workers + 2
+        return self
 
     @model_validator(mode="after")
     def _urls_do_not_outlive_their_uploads(self) -> Settings:

@@ -67,7 +67,17 @@ def test_three_kills_during_uploads_lose_nothing_acknowledged(tmp_path: Path) ->
             assert len(acknowledged) > 20
             for file_id, data in acknowledged.items():
                 assert c.get(f"/dicom-image/{file_id}").content == data, file_id
-            listed = c.get("/dicom-image", params={"limit": 1000}).json()["items"]
+            listed: list[dict[str, object]] = []
+            cursor: str | None = None
+            while True:  # every page: the uploads are fast enough to pass one page's limit
+                params: dict[str, object] = {"limit": 1000}
+                if cursor is not None:
+                    params["cursor"] = cursor
+                page = c.get("/dicom-image", params=params).json()
+                listed += page["items"]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
             assert set(acknowledged) <= {item["file_id"] for item in listed}
             for item in listed:  # acknowledged or not, a listed file is whole
                 file_id = item["file_id"]

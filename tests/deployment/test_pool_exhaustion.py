@@ -28,6 +28,7 @@ def small_pool(tmp_path: Path) -> Iterator[tuple[Server, str]]:
                 "DICOM_FS_DATABASE_URL": url,
                 "DICOM_FS_DB_POOL_SIZE": "2",
                 "DICOM_FS_DB_POOL_TIMEOUT_SECONDS": "0.5",
+                "DICOM_FS_WORKERS": "1",  # one process, one pool: the 8 requests exceed it
             },
         )
         yield srv, url

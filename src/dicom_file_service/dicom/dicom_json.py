@@ -89,6 +89,7 @@ def _vr_of(raw: Any, tag: int) -> str:
 def _convert(
     ds: Dataset, prefix: str, path: str, out: dict[str, Any], bulk: dict[str, int]
 ) -> None:
+    codec = _text_codec(ds)  # once per data set, not once per text element
     for tag in sorted(ds.keys()):
         key = f"{int(tag):08X}"
         if key.endswith("0000") and not key.startswith("0002"):
@@ -109,7 +110,7 @@ def _convert(
             if length != _UNDEFINED:
                 bulk[where.replace(".", "/")] = int(length)
             continue
-        out[key] = _element(ds, tag, vr, prefix, where, bulk)
+        out[key] = _element(ds, tag, raw, vr, codec, prefix, where, bulk)
 
 
 _PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
@@ -135,7 +136,20 @@ _CODECS = {
 }
 
 
-def _fast_json(ds: Dataset, raw: Any, vr: str) -> dict[str, Any] | None:
+def _text_codec(ds: Dataset) -> str | None:
+    """The Python codec of the data set's (0008,0005) *Specific Character Set* where it is
+    one ``_fast_json`` decodes exactly (none, ISO_IR 6/100/192), else None."""
+    charset = ds.get_item(0x00080005)
+    name = None
+    if charset is not None:
+        text = charset.value if isinstance(charset.value, str | bytes) else None
+        if text is None:
+            return None
+        name = (text.decode("ascii", "replace") if isinstance(text, bytes) else text).strip()
+    return _CODECS.get(name)
+
+
+def _fast_json(raw: Any, vr: str, charset_codec: str | None) -> dict[str, Any] | None:
     """DICOM JSON straight from the raw bytes for the common VRs (PS3.18 F.2.3), or None.
 
     Creating a pydicom DataElement and asking it for JSON costs ~20 µs an element; a header
@@ -161,16 +175,9 @@ def _fast_json(ds: Dataset, raw: Any, vr: str) -> dict[str, Any] | None:
         return None
     codec = "ascii"
     if vr in _CHARSET_VRS:
-        charset = ds.get_item(0x00080005)
-        name = None
-        if charset is not None:
-            text = charset.value if isinstance(charset.value, str | bytes) else None
-            if text is None:
-                return None
-            name = (text.decode("ascii", "replace") if isinstance(text, bytes) else text).strip()
-        if name not in _CODECS:
+        if charset_codec is None:
             return None
-        codec = _CODECS[name]
+        codec = charset_codec
     try:
         text = value.decode(codec)
     except UnicodeDecodeError:
@@ -222,11 +229,19 @@ def _converted(ds: Dataset, tag: Any) -> DataElement:
 
 
 def _element(
-    ds: Dataset, tag: Any, vr: str, prefix: str, where: str, bulk: dict[str, int]
+    ds: Dataset,
+    tag: Any,
+    raw: Any,
+    vr: str,
+    codec: str | None,
+    prefix: str,
+    where: str,
+    bulk: dict[str, int],
 ) -> dict[str, Any]:
-    raw = ds.get_item(tag)
+    """``raw``: the element as the data set holds it (``get_item(keep_deferred=True)``);
+    ``codec``: ``_text_codec(ds)``."""
     if isinstance(raw, RawDataElement) and raw.VR is not None and int(tag) != 0x00080005:
-        fast = _fast_json(ds, raw, vr)
+        fast = _fast_json(raw, vr, codec)
         if fast is not None:
             return fast
     try:

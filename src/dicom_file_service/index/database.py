@@ -9,16 +9,25 @@ arrives as ``IndexUnavailable`` (a 503), never as a driver's exception.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from dicom_file_service.errors import CommitOutcomeUnknown, IndexUnavailable, InsufficientStorage
-from dicom_file_service.index.db import WRITE_OPTIONS, create_index_engine, upgrade
+from dicom_file_service.index.db import (
+    WRITE_OPTIONS,
+    create_index_engine,
+    upgrade,
+    writer_turns,
+)
+from dicom_file_service.index.group_commit import GroupCommitter
 from dicom_file_service.index.hot_reads import HeaderReader
+
+T = TypeVar("T")
 
 
 class IndexDatabase:
@@ -27,6 +36,9 @@ class IndexDatabase:
             url, pool_size=pool_size, pool_timeout=pool_timeout
         )
         self.headers = HeaderReader(self.engine, pool_size=pool_size, pool_timeout=pool_timeout)
+        self._writer_turn = writer_turns(self.engine)
+        # Looked up at each batch: the transaction as this object has it then.
+        self._grouped = GroupCommitter(lambda: self.transaction())
 
     @property
     def dialect(self) -> str:
@@ -65,7 +77,7 @@ class IndexDatabase:
         On SQLite it takes the write lock up front (BEGIN IMMEDIATE), so a read-then-write
         transaction never deadlocks on a lock upgrade.
         """
-        with self._connect() as conn:
+        with self._writer_turn(), self._connect() as conn:
             conn = conn.execution_options(**WRITE_OPTIONS)
             transaction = conn.begin()
             try:
@@ -83,11 +95,21 @@ class IndexDatabase:
             except Exception as exc:
                 # The COMMIT was sent; whether it took effect is unknown (the connection may
                 # have died after the server committed). The caller must keep what the row
-                # would refer to: sweep settles it later against the index.
+                # would refer to: sweep settles it later against the index. The connection's
+                # state is unknown too: it is closed, never lent again.
+                with suppress(Exception):
+                    conn.invalidate()
                 raise CommitOutcomeUnknown(
                     f"the index database failed during a commit ({type(exc).__name__}); the "
                     "outcome is unknown: retry the request (an identical upload is idempotent)"
                 ) from exc
+
+    def commit_grouped(self, work: Callable[[Connection], T]) -> T:
+        """``work(conn)`` committed, in a transaction shared with concurrent callers (one
+        durable COMMIT for all of them: ``index.group_commit``). Returns once committed;
+        raises what ``work`` raised (nothing of it committed), or what ``transaction`` raises
+        when the shared COMMIT fails."""
+        return self._grouped.run(work)
 
     def check(self) -> None:
         """Raise if the database cannot answer a query now (readiness)."""

@@ -8,6 +8,12 @@ that many instances starting together never race.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +114,39 @@ def _create_engine(url: str, pool_size: int, pool_timeout: float) -> Engine:
         pool_pre_ping=True,  # a connection broken by a database restart is replaced, not used
         connect_args={"connect_timeout": 5},
     )
+
+
+def writer_turns(engine: Engine) -> Callable[[], AbstractContextManager[None]]:
+    """What a write transaction holds while it runs: on SQLite, a turn among every writer of
+    every process of the service; elsewhere nothing (the server orders writers itself).
+
+    SQLite has one write lock, and a writer that finds it taken polls for it, sleeping 1, 2,
+    5, 10 ms and more between tries (its busy handler): two worker processes storing uploads
+    at once lose whole milliseconds to it while the lock is free. Writers first take turns on
+    a lock file beside the database (``flock``, which the kernel hands over the moment it is
+    released, and releases when a process dies) and a thread lock within the process (a
+    ``flock`` is per open file, not per thread), so BEGIN IMMEDIATE then finds the lock free.
+    """
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        return contextlib.nullcontext
+    path = Path(database).resolve().with_name(Path(database).name + ".writer")
+    threads = threading.Lock()
+    held: list[int] = []  # the lock file, opened once per process (after a fork: anew)
+
+    @contextlib.contextmanager
+    def turn() -> Iterator[None]:
+        with threads:
+            if not held or held[0] != os.getpid():
+                held[:] = [os.getpid(), os.open(path, os.O_RDWR | os.O_CREAT, 0o644)]
+            fd = held[1]
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    return turn
 
 
 WRITE_OPTIONS: dict[str, Any] = {"sqlite_begin": "IMMEDIATE"}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import Connection
 
 from dicom_file_service import metrics
 from dicom_file_service.errors import (
@@ -141,10 +142,15 @@ def _index(
     if not overwrite:
         # The common case is one INSERT: the unique constraint, not a prior read inside the
         # transaction, settles a race with a concurrent upload of the same instance.
+        def insert(conn: Connection) -> int:
+            seq = repo.insert_instance(conn, values, keys)
+            enqueue_prerender(ctx, conn, file_id)
+            return seq
+
         try:
-            with _uncommitted_blob_removed(ctx, blob_key), ctx.index.transaction() as conn:
-                seq = repo.insert_instance(conn, values, keys)
-                enqueue_prerender(ctx, conn, file_id)
+            with _uncommitted_blob_removed(ctx, blob_key):
+                # Concurrent uploads share one durable COMMIT; each is answered after it.
+                seq = ctx.index.commit_grouped(insert)
             ctx.jobs.committed()
         except repo.DuplicateKey as exc:
             with ctx.index.read() as conn:

@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from pydicom.dataelem import RawDataElement
 
-from dicom_file_service.dicom.dicom_json import _fast_json
+from dicom_file_service.dicom.dicom_json import _fast_json, _text_codec
 from tests.datafiles import all_candidate_files
 
 
@@ -44,7 +44,7 @@ def test_fast_conversion_matches_pydicom_on_every_bundled_file() -> None:
                 raw = ds.get_item(tag)
                 if not isinstance(raw, RawDataElement) or raw.VR is None:
                     continue
-                fast = _fast_json(ds, raw, raw.VR)
+                fast = _fast_json(raw, raw.VR, _text_codec(ds))
                 if fast is None:
                     continue
                 try:
@@ -75,13 +75,13 @@ def test_fast_conversion_matches_pydicom_on_every_bundled_file() -> None:
 def test_fast_conversion_of_common_vrs(vr: str, value: bytes, expected: list[Any]) -> None:
     ds = pydicom.Dataset()
     raw = RawDataElement(pydicom.tag.Tag(0x00091010), vr, len(value), value, 0, False, True)
-    assert _fast_json(ds, raw, vr) == {"vr": vr, "Value": expected}
+    assert _fast_json(raw, vr, _text_codec(ds)) == {"vr": vr, "Value": expected}
 
 
 def test_values_it_cannot_decode_exactly_go_to_pydicom() -> None:
     ds = pydicom.Dataset()
     ds.SpecificCharacterSet = "ISO_IR 144"  # Cyrillic: pydicom's codecs handle it
     raw = RawDataElement(pydicom.tag.Tag(0x00100010), "PN", 4, b"\xbf\xd5\xe2^", 0, False, True)
-    assert _fast_json(ds, raw, "PN") is None
+    assert _fast_json(raw, "PN", _text_codec(ds)) is None
     bad = RawDataElement(pydicom.tag.Tag(0x00200013), "IS", 3, b"1.5", 0, False, True)
-    assert _fast_json(ds, bad, "IS") is None
+    assert _fast_json(bad, "IS", _text_codec(ds)) is None

@@ -1,0 +1,110 @@
+"""Group commit: concurrent writers share one transaction and one durable COMMIT.
+
+Every acknowledged upload needs its index row committed durably, and a durable COMMIT costs a
+flush of the database's log (an fsync of SQLite's WAL, a WAL flush on PostgreSQL) and, on
+SQLite, a turn with the one write lock that every process of the service takes in turn. When
+uploads arrive together, each caller's work runs in a SAVEPOINT of one shared transaction and
+a single COMMIT makes all of them durable at once. Nobody is answered early: ``run`` returns
+only after the COMMIT that holds the caller's work has succeeded.
+
+Leader and followers: a caller that finds no batch in progress leads; callers arriving while a
+batch commits queue up and form the next batch, whose first caller is woken to lead it. Work
+that raises is rolled back to its savepoint (its exception goes to its caller alone) and the
+batch goes on. A failing COMMIT fails every caller of the batch alike, with the
+transaction's own error: ``CommitOutcomeUnknown`` (kept blobs, sweep settles it) or
+``InsufficientStorage`` (known not committed).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Connection
+
+T = TypeVar("T")
+
+MAX_BATCH = 64
+"""Most callers one COMMIT serves: bounds how long the batch holds the write lock."""
+
+
+class _Pending(Generic[T]):
+    __slots__ = ("done", "error", "lead", "value", "work")
+
+    def __init__(self, work: Callable[[Connection], T]) -> None:
+        self.work = work
+        self.done = threading.Event()
+        self.lead = False  # woken to lead the next batch, not with a result
+        self.value: T | None = None
+        self.error: BaseException | None = None
+
+
+class GroupCommitter:
+    """Runs ``work(conn)`` in a transaction shared with concurrent callers."""
+
+    def __init__(self, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
+        self._transaction = transaction
+        self._lock = threading.Lock()
+        self._queue: list[_Pending[Any]] = []
+        self._leading = False
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """``work``'s result once it is committed; its exception if it raised (nothing of it
+        committed); the COMMIT's error if the shared COMMIT failed."""
+        pending: _Pending[T] = _Pending(work)
+        with self._lock:
+            self._queue.append(pending)
+            lead = not self._leading
+            self._leading = True
+        while True:
+            if lead:
+                self._lead()
+            pending.done.wait()
+            if not pending.lead:
+                break
+            pending.lead, lead = False, True
+            pending.done.clear()
+        if pending.error is not None:
+            raise pending.error
+        return pending.value  # type: ignore[return-value]  # set when error is None
+
+    def _lead(self) -> None:
+        """Commit one batch, then hand the lead to the next batch's first caller."""
+        with self._lock:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        try:
+            self._commit(batch)
+        finally:
+            with self._lock:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.lead = True
+                    successor.done.set()
+                else:
+                    self._leading = False
+            for pending in batch:
+                pending.done.set()
+
+    def _commit(self, batch: list[_Pending[Any]]) -> None:
+        try:
+            with self._transaction() as conn:
+                for pending in batch:
+                    savepoint = conn.begin_nested()
+                    try:
+                        pending.value = pending.work(conn)
+                    except Exception as exc:  # this caller's alone: the others go on
+                        pending.error = exc
+                        savepoint.rollback()
+                        continue
+                    savepoint.commit()
+        except BaseException as exc:
+            # The transaction failed as a whole (its COMMIT, or the connection): nobody's
+            # work is known committed, unless the failure is the outcome-unknown kind, which
+            # the error itself says.
+            for pending in batch:
+                if pending.error is None:
+                    pending.error = exc
+            if not isinstance(exc, Exception):
+                raise

@@ -1,0 +1,138 @@
+"""Group commit, on every database: concurrent writers share one COMMIT, nobody is answered
+before it, and one writer's failure is its own."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, event, func, select
+
+from dicom_file_service.errors import CommitOutcomeUnknown
+from dicom_file_service.index import repository as repo
+from dicom_file_service.index.database import IndexDatabase
+from dicom_file_service.index.tables import instances, studies
+from tests.backends.test_index import _keys, _values
+
+
+@pytest.fixture
+def index(database_url: str) -> Iterator[IndexDatabase]:
+    db = IndexDatabase(database_url, pool_size=12)
+    db.upgrade()
+    yield db
+    db.close()
+
+
+def _count(index: IndexDatabase, table: Any = instances) -> int:
+    with index.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def _insert(values: dict[str, Any]) -> Any:
+    def work(conn: Connection) -> int:
+        return repo.insert_instance(conn, values, _keys(values))
+
+    return work
+
+
+def _commits(index: IndexDatabase) -> list[int]:
+    """Counts the COMMITs the engine sends (one element, incremented)."""
+    seen = [0]
+
+    @event.listens_for(index.engine, "commit")
+    def _on_commit(_conn: Any) -> None:
+        seen[0] += 1
+
+    return seen
+
+
+def test_concurrent_writers_share_commits_and_all_are_committed(index: IndexDatabase) -> None:
+    commits = _commits(index)
+    n = 48
+    start = threading.Barrier(n)
+    results: dict[int, Any] = {}
+
+    def writer(i: int) -> None:
+        start.wait()
+        results[i] = index.commit_grouped(_insert(_values(i)))
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == n and len(set(results.values())) == n  # each its own row
+    assert _count(index) == n
+    assert commits[0] < n  # some shared a COMMIT
+    # Each caller was answered after its row was committed: every row is there.
+    with index.read() as conn:
+        seqs = set(conn.execute(select(instances.c.seq)).scalars())
+    assert set(results.values()) <= seqs
+
+
+def test_a_failing_writer_is_rolled_back_alone(index: IndexDatabase) -> None:
+    index.commit_grouped(_insert(_values(1)))
+    gate = threading.Event()
+    outcomes: dict[str, Any] = {}
+
+    def slow_first(conn: Connection) -> int:
+        gate.wait(5)  # the others queue up behind this batch and form the next one
+        return repo.insert_instance(conn, _values(2), _keys(_values(2)))
+
+    def run(name: str, work: Any) -> None:
+        try:
+            outcomes[name] = index.commit_grouped(work)
+        except Exception as exc:
+            outcomes[name] = exc
+
+    first = threading.Thread(target=run, args=("first", slow_first))
+    first.start()
+    # A duplicate SOP Instance UID in a new study: its study row must not survive it.
+    dup = _values(
+        3, sop_instance_uid="1.2.3.1", study_instance_uid="9.9.9", series_instance_uid="9.9.9.1"
+    )
+    others = [
+        threading.Thread(target=run, args=("dup", _insert(dup))),
+        threading.Thread(target=run, args=("ok", _insert(_values(4)))),
+        threading.Thread(target=run, args=("boom", lambda conn: 1 / 0)),
+    ]
+    for t in others:
+        t.start()
+    gate.set()
+    for t in [first, *others]:
+        t.join()
+    assert isinstance(outcomes["dup"], repo.DuplicateKey)
+    assert isinstance(outcomes["boom"], ZeroDivisionError)
+    assert isinstance(outcomes["first"], int) and isinstance(outcomes["ok"], int)
+    assert _count(index) == 3
+    with index.read() as conn:
+        study_uids = set(conn.execute(select(studies.c.study_instance_uid)).scalars())
+    assert "9.9.9" not in study_uids
+
+
+def test_a_failed_commit_fails_every_writer_of_its_batch(index: IndexDatabase) -> None:
+    @event.listens_for(index.engine, "commit")
+    def _refuse(_conn: Any) -> None:
+        raise RuntimeError("the connection died during COMMIT")
+
+    errors: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        try:
+            index.commit_grouped(_insert(_values(i)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 8
+    assert all(isinstance(e, CommitOutcomeUnknown) for e in errors), [
+        repr(e)[:150] for e in errors if not isinstance(e, CommitOutcomeUnknown)
+    ]
+    event.remove(index.engine, "commit", _refuse)
+    assert _count(index) == 0  # the listener refused before the database committed
