@@ -18,16 +18,15 @@ import orjson
 
 def encode_header(header: dict[str, Any]) -> tuple[bytes, bytes]:
     """(JSON bytes of the whole header, span index). The JSON is what ``/metadata`` serves."""
-    parts: list[bytes] = []
+    keys = sorted(header)
+    parts = [b'"%s":%s' % (key.encode(), orjson.dumps(header[key])) for key in keys]
     spans = array("I")
     pos = 1  # after "{"
-    for i, (key, element) in enumerate(sorted(header.items())):
-        prefix = b'"' + key.encode() + b'":'
-        body = orjson.dumps(element)
-        start = pos + (1 if i else 0) + len(prefix)
-        parts.append(prefix + body)
-        spans.extend((int(key, 16), start, start + len(body)))
-        pos = start + len(body)
+    for key, part in zip(keys, parts, strict=True):
+        start = pos + len(key) + 3  # after '"key":'
+        end = pos + len(part)
+        spans.extend((int(key, 16), start, end))
+        pos = end + 1  # after ","
     return b"{" + b",".join(parts) + b"}", spans.tobytes()
 
 
