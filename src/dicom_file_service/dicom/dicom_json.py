@@ -86,6 +86,15 @@ def _vr_of(raw: Any, tag: int) -> str:
         return "UN"
 
 
+# Instances of one series repeat most of their values (patient, study, series, equipment,
+# geometry): a short value already converted is looked up instead of decoded again. Keyed by
+# everything the conversion depends on; the elements are never changed once made (they are
+# only serialised and read), so one object can stand in several headers.
+_MEMO_VALUE_BYTES = 256
+_MEMO_ENTRIES = 16384
+_FAST_MEMO: dict[tuple[str, bytes, str | None, bool], dict[str, Any]] = {}
+
+
 def _convert(
     ds: Dataset, prefix: str, path: str, out: dict[str, Any], bulk: dict[str, int]
 ) -> None:
@@ -114,7 +123,19 @@ def _convert(
                 bulk[where.replace(".", "/")] = int(length)
             continue
         if type(raw) is RawDataElement and tag != 0x00080005:
-            fast = _fast_json(raw, vr, codec)
+            value = raw.value
+            memo = (
+                (vr, value, codec, raw.is_little_endian)
+                if type(value) is bytes and len(value) <= _MEMO_VALUE_BYTES
+                else None
+            )
+            fast = _FAST_MEMO.get(memo) if memo is not None else None
+            if fast is None:
+                fast = _fast_json(raw, vr, codec)
+                if fast is not None and memo is not None:
+                    if len(_FAST_MEMO) >= _MEMO_ENTRIES:
+                        _FAST_MEMO.clear()
+                    _FAST_MEMO[memo] = fast
             if fast is not None:
                 out[key] = fast
                 continue

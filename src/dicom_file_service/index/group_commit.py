@@ -90,6 +90,9 @@ class GroupCommitter:
     def _commit(self, batch: list[_Pending[Any]]) -> None:
         try:
             with self._transaction() as conn:
+                if len(batch) == 1:  # alone: its failure is the transaction's, no savepoint
+                    batch[0].value = batch[0].work(conn)
+                    return
                 for pending in batch:
                     savepoint = conn.begin_nested()
                     try:

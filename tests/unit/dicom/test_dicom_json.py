@@ -85,3 +85,30 @@ def test_values_it_cannot_decode_exactly_go_to_pydicom() -> None:
     assert _fast_json(raw, "PN", _text_codec(ds)) is None
     bad = RawDataElement(pydicom.tag.Tag(0x00200013), "IS", 3, b"1.5", 0, False, True)
     assert _fast_json(bad, "IS", _text_codec(ds)) is None
+
+
+def _raw_dataset(charset: str, little_endian: bool = True) -> pydicom.Dataset:
+    ds = pydicom.Dataset()
+    ds.SpecificCharacterSet = charset
+    ds._dict[pydicom.tag.Tag(0x00100010)] = RawDataElement(
+        pydicom.tag.Tag(0x00100010), "PN", 2, b"\xc3\xa9", 0, False, little_endian
+    )
+    ds._dict[pydicom.tag.Tag(0x00280010)] = RawDataElement(
+        pydicom.tag.Tag(0x00280010), "US", 2, b"\x01\x00", 0, False, little_endian
+    )
+    return ds
+
+
+def test_values_met_before_are_converted_by_what_they_depend_on() -> None:
+    """The conversion memo is keyed by VR, bytes, character set and byte order: the same
+    bytes under another character set or byte order convert anew."""
+    from dicom_file_service.dicom.dicom_json import dataset_to_json
+
+    latin, _ = dataset_to_json(_raw_dataset("ISO_IR 100"), "")
+    utf8, _ = dataset_to_json(_raw_dataset("ISO_IR 192"), "")
+    big, _ = dataset_to_json(_raw_dataset("ISO_IR 192", little_endian=False), "")
+    again, _ = dataset_to_json(_raw_dataset("ISO_IR 100"), "")
+    assert latin["00100010"]["Value"] == [{"Alphabetic": "Ã©"}]
+    assert utf8["00100010"]["Value"] == [{"Alphabetic": "é"}]
+    assert latin["00280010"]["Value"] == [1] and big["00280010"]["Value"] == [256]
+    assert again == latin
