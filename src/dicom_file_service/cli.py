@@ -68,17 +68,15 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None, log_
     """Run the HTTP service (embedded default: SQLite + local disk under ./data)."""
     import uvicorn
 
-    if workers is not None:  # the workers' own settings size their pools from it
+    if workers is not None:
         os.environ["DICOM_FS_WORKERS"] = str(workers)
     settings = _settings_for(data_dir)
     workers = settings.workers
+    # The workers' own settings size their pools (render threads, connections, parser
+    # processes) from the worker count: they read it from here.
+    os.environ["DICOM_FS_WORKERS"] = str(workers)
     # Metrics are counted per process and summed at /metrics: each serve has a directory of
     # its own, emptied now, before anything (the metrics module above all) is imported.
-    if "DICOM_FS_PARSE_PROCESSES" not in os.environ and workers > 1:
-        # Parser processes share the cores with the workers: with a worker per core there is
-        # no core left for them, and parsing in each worker's own threads is faster.
-        cores = os.cpu_count() or 1
-        os.environ["DICOM_FS_PARSE_PROCESSES"] = str(cores // workers if workers < cores else 0)
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     counts = Path(given) if given else Path(tempfile.mkdtemp(prefix="dicom-fs-metrics-"))
     shutil.rmtree(counts, ignore_errors=True)

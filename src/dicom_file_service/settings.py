@@ -139,11 +139,18 @@ class Settings(BaseSettings):
         default=4, ge=1, description="Threads that parse, store and index uploads."
     )
     parse_processes: int = Field(
-        default_factory=lambda: min(os.cpu_count() or 1, 4),
-        ge=0,
-        description="Processes that parse uploads (CPU-bound Python: processes let one "
-        "request's parts use every core); 0: parse in the ingest threads. Default: one per "
-        "core, at most 4.",
+        default=-1,
+        ge=-1,
+        description="Processes per worker that parse uploads (CPU-bound Python: processes let "
+        "one STOW-RS request's parts use every core); 0: parse in the ingest threads. Default "
+        "(-1): the cores per worker, at least 1, at most 4.",
+    )
+    parse_single_uploads_in_thread: bool = Field(
+        default=False,
+        description="Parse a lone upload (not one part of many) in the thread that stores "
+        "it, not in a parser process; default: true when the service runs a worker per "
+        "core, where the other workers keep the cores busy and the hand-over to a process "
+        "costs more than it gains.",
     )
     parse_timeout_seconds: float = Field(
         default=120.0,
@@ -192,6 +199,13 @@ class Settings(BaseSettings):
             self.render_workers = max(2, cores // self.workers)
         if self.db_pool_size == 0:
             self.db_pool_size = self.ingest_workers + self.render_workers + 2
+        if self.parse_processes == -1:
+            cores = os.cpu_count() or 1
+            self.parse_processes = min(4, max(1, cores // self.workers))
+            if self.workers >= cores and "parse_single_uploads_in_thread" not in (
+                self.model_fields_set
+            ):
+                self.parse_single_uploads_in_thread = True
         return self
 
     @model_validator(mode="after")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pydantic
 import pytest
 
@@ -29,3 +31,19 @@ def test_the_aws_variables_are_read_without_our_prefix(monkeypatch: pytest.Monke
     assert settings.aws_secret_access_key is not None
     assert settings.aws_secret_access_key.get_secret_value() == "secret"
     assert settings.aws_region == "eu-west-1"
+
+
+def test_pools_are_sized_from_the_worker_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker per core (the default): render threads and parser processes per worker
+    from the cores it has, connections for every thread, lone uploads parsed in thread."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    per_core = Settings(workers=8)
+    assert per_core.render_workers == 2 and per_core.parse_processes == 1
+    assert per_core.parse_single_uploads_in_thread
+    assert per_core.db_pool_size == per_core.ingest_workers + per_core.render_workers + 2
+    one = Settings(workers=1)
+    assert one.render_workers == 8 and one.parse_processes == 4
+    assert not one.parse_single_uploads_in_thread
+    assert Settings().workers == 8
+    told = Settings(workers=8, parse_processes=0, render_workers=3, db_pool_size=5)
+    assert (told.parse_processes, told.render_workers, told.db_pool_size) == (0, 3, 5)

@@ -83,6 +83,7 @@ class ServiceContext:
                 settings.parse_processes,
                 settings.max_inflated_bytes,
                 settings.parse_timeout_seconds,
+                single_in_thread=settings.parse_single_uploads_in_thread,
             ),
         )
 

@@ -81,7 +81,7 @@ def store_part(
 ) -> PartOutcome:
     """Ingest one STOW-RS part; its failure is an outcome to report, not an exception."""
     try:
-        result = ingest_staged(ctx, staged, study_instance_uid=study_instance_uid)
+        result = ingest_staged(ctx, staged, study_instance_uid=study_instance_uid, one_of_many=True)
     except ServiceError as exc:
         return failed_part(exc)
     record = result.record

@@ -46,14 +46,16 @@ def ingest_staged(
     *,
     overwrite: bool = False,
     study_instance_uid: str | None = None,
+    one_of_many: bool = False,
 ) -> IngestResult:
     """Store the finished upload in ``staged``; blocking (call off the event loop).
 
     ``study_instance_uid``: the study the instance must belong to (STOW-RS to
-    ``/studies/{study}``); another is refused before anything is stored.
+    ``/studies/{study}``); another is refused before anything is stored. ``one_of_many``:
+    one part of a request carrying several (parsed where it can use another core).
     """
     try:
-        result = _ingest(ctx, staged, overwrite, study_instance_uid)
+        result = _ingest(ctx, staged, overwrite, study_instance_uid, one_of_many)
     except ServiceError:
         metrics.UPLOADS.labels("rejected").inc()
         raise
@@ -68,12 +70,13 @@ def _ingest(
     staged: StagedUpload,
     overwrite: bool,
     study_instance_uid: str | None,
+    one_of_many: bool = False,
 ) -> IngestResult:
     sha256 = staged.finish()
     if staged.size == 0:
         raise EmptyUpload("the upload is empty: send the DICOM file's bytes")
     file_id = ids.new_file_id()
-    prepared = ctx.parsers.parse(staged.path)
+    prepared = ctx.parsers.parse(staged.path, one_of_many=one_of_many)
     parsed = prepared.parsed
     try:
         result = _store_parsed(

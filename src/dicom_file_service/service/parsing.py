@@ -58,15 +58,20 @@ class Parsers:
         processes: int,
         max_inflated_bytes: int = DEFAULT_MAX_INFLATED,
         timeout_seconds: float | None = None,
+        *,
+        single_in_thread: bool = False,
     ) -> None:
         self.processes = processes
+        self.single_in_thread = single_in_thread
         self.max_inflated_bytes = max_inflated_bytes
         self.timeout_seconds = timeout_seconds
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def parse(self, path: Path) -> PreparedUpload:
-        if self.processes == 0:
+    def parse(self, path: Path, *, one_of_many: bool = False) -> PreparedUpload:
+        """``one_of_many``: a part of a request that carries several (STOW-RS), whose parts
+        are stored concurrently: the case where parsing in processes uses another core."""
+        if self.processes == 0 or (self.single_in_thread and not one_of_many):
             return parse_upload(str(path), self.max_inflated_bytes)
         pool = self._current()
         future = pool.submit(parse_upload, str(path), self.max_inflated_bytes)
