@@ -223,12 +223,8 @@ def _num(value: float) -> str:
     return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
-def warm_up() -> None:
-    """Render a tiny image made in memory, once per process, before the first request.
-
-    The first rendering in a process pays for lazy imports and decoder discovery in pydicom
-    and Pillow (about 15 ms); a server does this at start-up instead of on a user's request.
-    """
+def tiny_image() -> bytes:
+    """A valid 4x4 CT-like image, made in memory: what start-up warms the decoders with."""
     import io
 
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -241,6 +237,7 @@ def warm_up() -> None:
     ds.file_meta.MediaStorageSOPInstanceUID = UID("1.2.3")
     ds.SOPClassUID = SecondaryCaptureImageStorage
     ds.SOPInstanceUID = UID("1.2.3")
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = UID("1.2.3.1"), UID("1.2.3.2")
     ds.Rows = ds.Columns = 4
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
@@ -249,5 +246,15 @@ def warm_up() -> None:
     ds.PixelData = np.arange(16, dtype="<u2").tobytes()
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
-    buf.seek(0)
-    render_png(buf, RenderOptions(), max_pixels=64)
+    return buf.getvalue()
+
+
+def warm_up() -> None:
+    """Render a tiny image made in memory, once per process, before the first request.
+
+    The first rendering in a process pays for lazy imports and decoder discovery in pydicom
+    and Pillow (about 15 ms); a server does this at start-up instead of on a user's request.
+    """
+    import io
+
+    render_png(io.BytesIO(tiny_image()), RenderOptions(), max_pixels=64)
