@@ -3,14 +3,19 @@ before it, and one writer's failure is its own."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event, func, select
 
-from dicom_file_service.errors import CommitOutcomeUnknown
+from dicom_file_service.errors import CommitOutcomeUnknown, IndexUnavailable
+from dicom_file_service.index import db
 from dicom_file_service.index import repository as repo
 from dicom_file_service.index.database import IndexDatabase
 from dicom_file_service.index.tables import instances, studies
@@ -136,3 +141,49 @@ def test_a_failed_commit_fails_every_writer_of_its_batch(index: IndexDatabase) -
     ]
     event.remove(index.engine, "commit", _refuse)
     assert _count(index) == 0  # the listener refused before the database committed
+
+
+def _hold_writer_file(database: str, seconds: float) -> subprocess.Popen[bytes]:
+    """Another process holding the SQLite writers' lock file for ``seconds``."""
+    script = (
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(float(sys.argv[2]))\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, database + ".writer", str(seconds)],
+        stdout=subprocess.PIPE,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+    return holder
+
+
+def test_sqlite_writers_of_other_processes_take_turns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = str(tmp_path / "index.sqlite3")
+    index = IndexDatabase(f"sqlite:///{database}")
+    index.upgrade()
+    try:
+        holder = _hold_writer_file(database, 0.5)
+        started = time.monotonic()
+        index.commit_grouped(_insert(_values(1)))  # waits for the other process's turn
+        assert time.monotonic() - started >= 0.3
+        holder.communicate()
+        assert _count(index) == 1
+
+        monkeypatch.setattr(db, "WRITER_WAIT_SECONDS", 0.2)
+        holder = _hold_writer_file(database, 3)
+        try:
+            with pytest.raises(IndexUnavailable, match="write lock"):
+                index.commit_grouped(_insert(_values(2)))
+        finally:
+            holder.kill()
+            holder.communicate()
+        assert _count(index) == 1
+        index.commit_grouped(_insert(_values(3)))  # a killed holder's turn ends with it
+        assert _count(index) == 2
+    finally:
+        index.close()

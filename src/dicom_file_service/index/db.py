@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -116,6 +117,11 @@ def _create_engine(url: str, pool_size: int, pool_timeout: float) -> Engine:
     )
 
 
+WRITER_WAIT_SECONDS = 30.0
+"""How long a writer waits for its turn before the index counts as unavailable (SQLite's own
+busy timeout, which it replaces)."""
+
+
 def writer_turns(engine: Engine) -> Callable[[], AbstractContextManager[None]]:
     """What a write transaction holds while it runs: on SQLite, a turn among every writer of
     every process of the service; elsewhere nothing (the server orders writers itself).
@@ -123,9 +129,10 @@ def writer_turns(engine: Engine) -> Callable[[], AbstractContextManager[None]]:
     SQLite has one write lock, and a writer that finds it taken polls for it, sleeping 1, 2,
     5, 10 ms and more between tries (its busy handler): two worker processes storing uploads
     at once lose whole milliseconds to it while the lock is free. Writers first take turns on
-    a lock file beside the database (``flock``, which the kernel hands over the moment it is
-    released, and releases when a process dies) and a thread lock within the process (a
-    ``flock`` is per open file, not per thread), so BEGIN IMMEDIATE then finds the lock free.
+    a lock file beside the database (``flock``, released by the kernel when a process dies)
+    and a thread lock within the process (a ``flock`` is per open file, not per thread), so
+    BEGIN IMMEDIATE then finds the lock free. A writer waiting for the file asks again within
+    half a millisecond, and gives up after ``WRITER_WAIT_SECONDS`` (a 503), as SQLite would.
     """
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:":
@@ -134,17 +141,36 @@ def writer_turns(engine: Engine) -> Callable[[], AbstractContextManager[None]]:
     threads = threading.Lock()
     held: list[int] = []  # the lock file, opened once per process (after a fork: anew)
 
+    def busy() -> IndexUnavailable:
+        return IndexUnavailable(
+            f"the index database's write lock was not free within {WRITER_WAIT_SECONDS:g} s"
+        )
+
     @contextlib.contextmanager
     def turn() -> Iterator[None]:
-        with threads:
+        deadline = time.monotonic() + WRITER_WAIT_SECONDS
+        if not threads.acquire(timeout=WRITER_WAIT_SECONDS):
+            raise busy()
+        try:
             if not held or held[0] != os.getpid():
                 held[:] = [os.getpid(), os.open(path, os.O_RDWR | os.O_CREAT, 0o644)]
             fd = held[1]
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            pause = 0.00005
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise busy() from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.0005)
             try:
                 yield
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            threads.release()
 
     return turn
 
