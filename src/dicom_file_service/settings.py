@@ -92,6 +92,14 @@ class Settings(BaseSettings):
         description="Renderings kept in each process's memory (0: none).",
     )
 
+    header_cache_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=0,
+        description="Stored headers each process keeps for tag lookups while the embedded "
+        "index has not changed (any commit drops them all, so a delete is seen at once); "
+        "0: none. PostgreSQL is always read.",
+    )
+
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
     max_decoded_pixels: int = Field(
         default=256 * 1024 * 1024,

@@ -31,11 +31,23 @@ T = TypeVar("T")
 
 
 class IndexDatabase:
-    def __init__(self, url: str, *, pool_size: int = 10, pool_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        pool_timeout: float = 10.0,
+        header_cache_bytes: int = 0,
+    ) -> None:
         self.engine: Engine = create_index_engine(
             url, pool_size=pool_size, pool_timeout=pool_timeout
         )
-        self.headers = HeaderReader(self.engine, pool_size=pool_size, pool_timeout=pool_timeout)
+        self.headers = HeaderReader(
+            self.engine,
+            pool_size=pool_size,
+            pool_timeout=pool_timeout,
+            cache_bytes=header_cache_bytes,
+        )
         self._writer_turn = writer_turns(self.engine)
         # Looked up at each batch: the transaction as this object has it then.
         self._grouped = GroupCommitter(lambda: self.transaction())

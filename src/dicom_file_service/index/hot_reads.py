@@ -30,6 +30,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from dicom_file_service.errors import IndexUnavailable
 from dicom_file_service.index.async_reads import AsyncPointReads, CoalescedReads
+from dicom_file_service.index.header_cache import ChangeWatchedCache
 from dicom_file_service.index.tables import instances
 
 
@@ -37,6 +38,10 @@ class StoredHeader(NamedTuple):
     json: bytes  # the DICOM JSON object, as served by /metadata
     spans: bytes  # byte spans of its top-level elements (dicom.header_index)
     bulk_lengths: bytes  # JSON {bulk path: length}
+
+
+def _header_bytes(header: StoredHeader) -> int:
+    return len(header.json) + len(header.spans) + len(header.bulk_lengths) + 200
 
 
 class StoredLocation(NamedTuple):
@@ -50,7 +55,13 @@ class HeaderReader:
     ``blob_key(file_id)`` → where its bytes are, or None (the file does not exist)."""
 
     def __init__(
-        self, engine: Engine, *, keep: int = 4, pool_size: int = 10, pool_timeout: float = 10.0
+        self,
+        engine: Engine,
+        *,
+        keep: int = 4,
+        pool_size: int = 10,
+        pool_timeout: float = 10.0,
+        cache_bytes: int = 0,
     ) -> None:
         self._engine = engine
         by_id = instances.c.file_id == bindparam("file_id")
@@ -63,6 +74,12 @@ class HeaderReader:
         self._positional = bool(compiled.positional)
         self._postgres = engine.dialect.name == "postgresql"
         self._inline = engine.dialect.name == "sqlite"
+        # Embedded: headers kept while nothing is committed (index.header_cache).
+        self._cache: ChangeWatchedCache[StoredHeader] | None = (
+            ChangeWatchedCache(engine, cache_bytes, _header_bytes)
+            if self._inline and cache_bytes > 0
+            else None
+        )
         self._idle: list[Any] = []
         # Kept connections are out of the engine's pool: leave most of it to transactions.
         self._keep = max(1, min(keep, pool_size // 2))
@@ -125,10 +142,18 @@ class HeaderReader:
         conn.close()
 
     def read(self, file_id: str) -> StoredHeader | None:
+        seen: int | None = None
+        if self._cache is not None:
+            seen, kept = self._cache.get(file_id)
+            if kept is not None:
+                return kept
         row = self._fetch(self._sql, file_id)
         if row is None:
             return None
-        return StoredHeader(bytes(row[0]), bytes(row[1]), bytes(row[2]))
+        header = StoredHeader(bytes(row[0]), bytes(row[1]), bytes(row[2]))
+        if self._cache is not None:
+            self._cache.put(file_id, header, seen)
+        return header
 
     async def read_async(self, file_id: str) -> StoredHeader | None:
         """``read`` for the event loop: inline where it cannot block, else in a thread."""
@@ -205,6 +230,8 @@ class HeaderReader:
                 self._return_to_pool(conn)
 
     def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
         self._release_idle()
 
     async def aclose(self) -> None:

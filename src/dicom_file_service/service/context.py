@@ -55,6 +55,7 @@ class ServiceContext:
             settings.resolved_database_url(),
             pool_size=settings.db_pool_size,
             pool_timeout=settings.db_pool_timeout_seconds,
+            header_cache_bytes=settings.header_cache_bytes,
         )
         jobs = open_prerender_queue(settings.resolved_database_url(), index)
         if migrate:
