@@ -207,13 +207,11 @@ class Settings(BaseSettings):
             self.render_workers = max(2, cores // self.workers)
         if self.db_pool_size == 0:
             self.db_pool_size = self.ingest_workers + self.render_workers + 2
+        cores = os.cpu_count() or 1
         if self.parse_processes == -1:
-            cores = os.cpu_count() or 1
             self.parse_processes = min(4, max(1, cores // self.workers))
-            if self.workers >= cores and "parse_single_uploads_in_thread" not in (
-                self.model_fields_set
-            ):
-                self.parse_single_uploads_in_thread = True
+        if "parse_single_uploads_in_thread" not in self.model_fields_set:
+            self.parse_single_uploads_in_thread = self.workers >= cores
         return self
 
     @model_validator(mode="after")
