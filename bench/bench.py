@@ -53,6 +53,8 @@ from typing import Any
 import pydicom
 from pydicom.uid import generate_uid
 
+from dicom_file_service.settings import available_cores
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 ORTHANC = "/usr/sbin/Orthanc"
@@ -643,7 +645,7 @@ def main() -> None:
 
     frame_count = 1000
     frames = [1, 500, 1000]
-    workers = os.cpu_count() or 1
+    workers = available_cores()  # what ``serve`` starts by default
     results: dict[str, Any] = {
         "uploads": args.uploads,
         "rounds": args.rounds,

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from dicom_file_service.errors import ServiceError
-from dicom_file_service.settings import Settings
+from dicom_file_service.settings import Settings, available_cores
 
 _ctx = None  # the per-process service context of an import worker
 
@@ -123,7 +123,7 @@ def _import_one(path: str) -> tuple[str, str, str]:
 @main.command(name="import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
-@click.option("--jobs", "-j", default=os.cpu_count() or 1, show_default=True, type=int)
+@click.option("--jobs", "-j", default=available_cores(), show_default=True, type=int)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar")
 def import_(paths: tuple[Path, ...], data_dir: Path | None, jobs: int, quiet: bool) -> None:
     """Import DICOM files and folders (recursively), in parallel."""

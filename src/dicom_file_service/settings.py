@@ -17,6 +17,15 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity (what a container's cpuset or
+    ``taskset`` allows), not every core of the host."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DICOM_FS_", extra="ignore")
 
@@ -130,7 +139,7 @@ class Settings(BaseSettings):
         default=600.0, gt=0, description="Time a client has to send one upload's body."
     )
     workers: int = Field(
-        default_factory=lambda: os.cpu_count() or 1,
+        default_factory=lambda: available_cores(),
         ge=1,
         le=64,
         description="Processes ``serve`` runs (uvicorn workers); default: one per core. The "
@@ -203,11 +212,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _size_pools_from_workers(self) -> Settings:
         if self.render_workers == 0:
-            cores = os.cpu_count() or 1
+            cores = available_cores()
             self.render_workers = max(2, cores // self.workers)
         if self.db_pool_size == 0:
             self.db_pool_size = self.ingest_workers + self.render_workers + 2
-        cores = os.cpu_count() or 1
+        cores = available_cores()
         if self.parse_processes == -1:
             self.parse_processes = min(4, max(1, cores // self.workers))
         if "parse_single_uploads_in_thread" not in self.model_fields_set:

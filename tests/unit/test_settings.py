@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import pydantic
 import pytest
 
+from dicom_file_service import settings as settings_module
 from dicom_file_service.settings import Settings
 
 
@@ -36,7 +35,7 @@ def test_the_aws_variables_are_read_without_our_prefix(monkeypatch: pytest.Monke
 def test_pools_are_sized_from_the_worker_count(monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker per core (the default): render threads and parser processes per worker
     from the cores it has, connections for every thread, lone uploads parsed in thread."""
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(settings_module, "available_cores", lambda: 8)
     per_core = Settings(workers=8)
     assert per_core.render_workers == 2 and per_core.parse_processes == 1
     assert per_core.parse_single_uploads_in_thread
