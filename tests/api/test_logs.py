@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 import uuid
 
 import httpx
@@ -59,3 +60,17 @@ def test_each_request_is_one_json_line_without_patient_data(
     for uid in (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID):
         assert uid not in log
     assert not UID.search(log), UID.search(log)
+
+
+def test_a_request_id_shaped_like_a_uid_is_masked_in_the_log(
+    server: Server, client: httpx.Client
+) -> None:
+    given = f"1.2.840.{uuid.uuid4().int % 10**12}.7.3"
+    answer = client.get("/healthz", headers={"x-request-id": given})
+    assert answer.headers["x-request-id"] == given  # the client gets its own id back
+    deadline = time.monotonic() + 5
+    while '"route":"/healthz"' not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = server.log()
+    assert '"request_id":"<uid>"' in log
+    assert given not in log

@@ -212,7 +212,8 @@ class RequestLog:
             route = scope.get("route")
             template = getattr(route, "path", None) or _fast_template(path)
             fields: dict[str, Any] = {
-                "request_id": request_id,
+                # A client's own id is its text: masked like any other (ours are hex).
+                "request_id": scrub(request_id) if given is not None else request_id,
                 "method": scope["method"],
                 "route": template,
                 "status": status,
@@ -221,7 +222,8 @@ class RequestLog:
             match = _FILE_ROUTE.match(path)
             if match:
                 fields["file_id"] = match.group(1)
-            fields.update(noted)
+            for key, value in noted.items():
+                fields[key] = scrub(value) if isinstance(value, str) else value
             request_lines.add(fields)
             metrics.REQUEST_TALLY.record(scope["method"], template, status, seconds)
             _noted.reset(noted_token)
