@@ -68,10 +68,9 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None, log_
     """Run the HTTP service (embedded default: SQLite + local disk under ./data)."""
     import uvicorn
 
-    if workers is not None:
-        os.environ["DICOM_FS_WORKERS"] = str(workers)
     settings = _settings_for(data_dir)
-    workers = settings.workers
+    if workers is None:
+        workers = settings.workers
     # The workers' own settings size their pools (render threads, connections, parser
     # processes) from the worker count: they read it from here.
     os.environ["DICOM_FS_WORKERS"] = str(workers)

@@ -184,12 +184,9 @@ class RequestLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
-        request_id = (
-            given.decode("latin-1")
-            if given is not None and _REQUEST_ID.match(given.decode("latin-1"))
-            else _new_request_id()
-        )
+        raw_id = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        given = raw_id.decode("latin-1") if raw_id is not None else None
+        request_id = given if given is not None and _REQUEST_ID.match(given) else _new_request_id()
         token = request_id_var.set(request_id)
         noted: dict[str, Any] = {}
         noted_token = _noted.set(noted)

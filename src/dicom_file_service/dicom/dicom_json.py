@@ -139,7 +139,7 @@ def _convert(
             if fast is not None:
                 out[key] = fast
                 continue
-        out[key] = _element(ds, tag, raw, vr, codec, prefix, where, bulk)
+        out[key] = _element(ds, tag, prefix, where, bulk)
 
 
 _PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
@@ -258,21 +258,9 @@ def _converted(ds: Dataset, tag: Any) -> DataElement:
 
 
 def _element(
-    ds: Dataset,
-    tag: Any,
-    raw: Any,
-    vr: str,
-    codec: str | None,
-    prefix: str,
-    where: str,
-    bulk: dict[str, int],
+    ds: Dataset, tag: Any, prefix: str, where: str, bulk: dict[str, int]
 ) -> dict[str, Any]:
-    """``raw``: the element as the data set holds it (``get_item(keep_deferred=True)``);
-    ``codec``: ``_text_codec(ds)``."""
-    if isinstance(raw, RawDataElement) and raw.VR is not None and int(tag) != 0x00080005:
-        fast = _fast_json(raw, vr, codec)
-        if fast is not None:
-            return fast
+    """An element ``_fast_json`` could not convert (``_convert`` tried it): through pydicom."""
     try:
         elem = _converted(ds, tag)
     except Exception:
