@@ -19,7 +19,7 @@ from dicom_file_service.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from dicom_file_service.service.staging import StagedUpload
+from dicom_file_service.service.staging import StagedUpload, StagingPipe
 
 RAW_TYPES = ("application/dicom", "application/octet-stream")
 _MAX_OTHER_FIELD_BYTES = 64 * 1024
@@ -45,17 +45,27 @@ async def read_upload(
     """Fill ``staged`` from the body according to its content type."""
     media, params = parse_options_header(content_type or "")
     media_type = media.decode("latin-1").lower()
-    if media_type in RAW_TYPES:
-        async for chunk in body:
-            staged.write(chunk)
-        return
-    if media_type == "multipart/form-data":
-        boundary = params.get(b"boundary")
-        if not boundary:
-            raise MalformedBody("multipart/form-data without a boundary parameter")
-        await _read_multipart(boundary, body, staged)
-        return
-    raise UnsupportedMediaType(
+    if media_type not in RAW_TYPES and media_type != "multipart/form-data":
+        raise _unsupported(media_type)
+    pipe = StagingPipe(staged)
+    try:
+        if media_type in RAW_TYPES:
+            async for chunk in body:
+                pipe.add(chunk)
+                await pipe.pump()
+        else:
+            boundary = params.get(b"boundary")
+            if not boundary:
+                raise MalformedBody("multipart/form-data without a boundary parameter")
+            await _read_multipart(boundary, body, pipe)
+        await pipe.close()
+    except BaseException:
+        await pipe.abandon()
+        raise
+
+
+def _unsupported(media_type: str) -> UnsupportedMediaType:
+    return UnsupportedMediaType(
         f"Content-Type {media_type or '(none)'!r} is not accepted: send multipart/form-data "
         "with the file in a field named 'file' (curl -F \"file=@IM000001\"), or the raw bytes "
         "with Content-Type: application/dicom"
@@ -63,8 +73,8 @@ async def read_upload(
 
 
 class _FormState:
-    def __init__(self, staged: StagedUpload) -> None:
-        self.staged = staged
+    def __init__(self, pipe: StagingPipe) -> None:
+        self.pipe = pipe
         self.header_field = b""
         self.header_value = b""
         self.part_name: str | None = None
@@ -104,7 +114,7 @@ class _FormState:
             return
         if self.in_file:
             try:
-                self.staged.write(data[start:end])
+                self.pipe.add(data[start:end])
             except PayloadTooLarge as exc:
                 self.error = exc
         else:
@@ -116,10 +126,8 @@ class _FormState:
         self.in_file = False
 
 
-async def _read_multipart(
-    boundary: bytes, body: AsyncIterator[bytes], staged: StagedUpload
-) -> None:
-    state = _FormState(staged)
+async def _read_multipart(boundary: bytes, body: AsyncIterator[bytes], pipe: StagingPipe) -> None:
+    state = _FormState(pipe)
     parser = MultipartParser(
         boundary,
         {
@@ -139,6 +147,7 @@ async def _read_multipart(
             parser.write(chunk)
             if state.error is not None:
                 raise state.error
+            await pipe.pump()
         parser.finalize()
         if parser.state != MultipartState.END and state.error is None and received:
             raise MalformedBody("the multipart body ended before its closing boundary")

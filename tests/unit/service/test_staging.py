@@ -1,0 +1,100 @@
+"""The staged upload and the pipe that feeds it from the event loop: the bytes and hash on disk
+are the bytes sent, whatever the chunking, and the size limit stops an upload at once."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from dicom_file_service.errors import PayloadTooLarge
+from dicom_file_service.service import staging
+from dicom_file_service.service.staging import StagedUpload, StagingPipe
+from dicom_file_service.storage import ScratchArea
+
+
+def _chunks(data: bytes, sizes: list[int]) -> list[bytes]:
+    out, at, n = [], 0, 0
+    while at < len(data):
+        size = sizes[n % len(sizes)]
+        out.append(data[at : at + size])
+        at, n = at + size, n + 1
+    return out
+
+
+async def _pipe_in(staged: StagedUpload, chunks: list[bytes]) -> None:
+    pipe = StagingPipe(staged)
+    try:
+        for chunk in chunks:
+            pipe.add(chunk)
+            await pipe.pump()
+        await pipe.close()
+    except BaseException:
+        await pipe.abandon()
+        raise
+
+
+@pytest.mark.parametrize(
+    ("total", "sizes"),
+    [
+        (0, [1]),
+        (1000, [7, 1, 300]),  # small: written on the loop at the end
+        (3 * 1024 * 1024 + 17, [65536, 1, 1 << 20]),  # batches handed to the thread
+        (2 * 1024 * 1024, [1 << 20]),  # exactly whole batches
+    ],
+)
+def test_piped_bytes_and_hash_are_the_bytes_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, total: int, sizes: list[int]
+) -> None:
+    monkeypatch.setattr(staging, "HANDOFF_BYTES", 1024 * 1024)
+    data = os.urandom(total)
+    with StagedUpload(ScratchArea(tmp_path), max_bytes=total + 1) as staged:
+        asyncio.run(_pipe_in(staged, _chunks(data, sizes)))
+        digest = staged.finish()
+        assert staged.size == total
+        assert staged.path.read_bytes() == data
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert not staged.path.exists()  # never consumed: discarded
+
+
+def test_the_limit_stops_a_piped_upload_at_the_chunk_that_passes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(staging, "HANDOFF_BYTES", 4096)
+    sent: list[int] = []
+
+    async def feed(staged: StagedUpload) -> None:
+        pipe = StagingPipe(staged)
+        try:
+            for chunk in [b"x" * 1000] * 100:
+                pipe.add(chunk)
+                sent.append(len(chunk))
+                await pipe.pump()
+        except BaseException:
+            await pipe.abandon()
+            raise
+
+    with StagedUpload(ScratchArea(tmp_path), max_bytes=10_500) as staged:
+        with pytest.raises(PayloadTooLarge, match="exceeds the limit of 10500 bytes"):
+            asyncio.run(feed(staged))
+        path = staged.path
+    assert len(sent) == 10  # the eleventh chunk was refused before it was taken
+    assert not path.exists()
+
+
+def test_a_failed_write_in_the_thread_reaches_the_upload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(staging, "HANDOFF_BYTES", 4096)
+
+    with StagedUpload(ScratchArea(tmp_path), max_bytes=1 << 20) as staged:
+
+        def no_space(chunk: bytes) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(staged, "put", no_space)
+        with pytest.raises(OSError, match="No space left"):
+            asyncio.run(_pipe_in(staged, [b"y" * 4096] * 4))
