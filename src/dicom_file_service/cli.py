@@ -272,3 +272,33 @@ def db_upgrade() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@main.group()
+def ohif() -> None:
+    """The OHIF viewer, served under /ohif/ on this service's DICOMweb."""
+
+
+@ohif.command(name="install")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to put the build [default: <data-dir>/ohif, or DICOM_FS_OHIF_DIR]",
+)
+@click.option("--version", "version", default=None, help="The @ohif/app version (npm)")
+def ohif_install(data_dir: Path | None, directory: Path | None, version: str | None) -> None:
+    """Fetch the OHIF viewer's build with npm and install it for /ohif/."""
+    from dicom_file_service.service import ohif as viewer
+
+    settings = _settings_for(data_dir)
+    target = directory or settings.resolved_ohif_dir()
+    wanted = version or viewer.OHIF_VERSION
+    click.echo(f"fetching @ohif/app@{wanted} with npm ...")
+    try:
+        installed = viewer.install(target, wanted)
+    except ServiceError as exc:
+        raise click.ClickException(exc.detail) from exc
+    click.echo(f"OHIF {wanted} installed in {installed}; served under /ohif/ (restart not needed)")

@@ -13,7 +13,8 @@ maps them to problem documents through one table (``api/problems.py``), the CLI 
     ├── NotFound: FileNotFound, TagNotFound
     ├── DuplicateInstance
     ├── Forbidden: InvalidSignature (403: an expired, tampered or misused signed URL)
-    └── Unavailable (503): StorageUnavailable, IndexUnavailable > CommitOutcomeUnknown
+    └── Unavailable (503): StorageUnavailable, IndexUnavailable > CommitOutcomeUnknown,
+        OhifInstallFailed (the CLI's)
 """
 
 from __future__ import annotations
@@ -229,6 +230,13 @@ class CommitOutcomeUnknown(IndexUnavailable):
 
     code = "commit_outcome_unknown"
     title = "Index commit outcome unknown"
+
+
+class OhifInstallFailed(Unavailable):
+    """The OHIF viewer's build could not be fetched or prepared (``ohif install``)."""
+
+    code = "ohif_install_failed"
+    title = "The OHIF viewer could not be installed"
 
 
 class Forbidden(ServiceError):

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         description="Local directory for uploads in progress; default <data_dir>/scratch. "
         "Safe to lose: nothing in it is acknowledged.",
     )
+    ohif_dir: Path | None = Field(
+        default=None,
+        description="Where `dicom-file-service ohif install` puts the OHIF viewer's build, "
+        "served under /ohif/; default <data_dir>/ohif",
+    )
 
     # S3: the standard AWS variables, without our prefix.
     aws_endpoint_url: str | None = Field(
@@ -242,6 +247,9 @@ class Settings(BaseSettings):
         if self.storage_url:
             return self.storage_url
         return f"file://{(self.data_dir / 'blobs').resolve()}"
+
+    def resolved_ohif_dir(self) -> Path:
+        return self.ohif_dir if self.ohif_dir is not None else self.data_dir / "ohif"
 
     def resolved_scratch_dir(self) -> Path:
         return (self.scratch_dir or self.data_dir / "scratch").resolve()

@@ -17,7 +17,7 @@ from dicom_file_service.api.content_location import ContentLocation
 from dicom_file_service.api.fast_paths import FastPaths
 from dicom_file_service.api.logs import RequestLog
 from dicom_file_service.api.problems import install_problem_handlers
-from dicom_file_service.api.routes import dicomweb, dicomweb_search, files, ops, transfer
+from dicom_file_service.api.routes import dicomweb, dicomweb_search, files, ops, transfer, web
 from dicom_file_service.dicom.render import warm_up
 from dicom_file_service.service import prerender
 from dicom_file_service.service.context import ServiceContext
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(dicomweb.router)
     app.include_router(dicomweb_search.router)
     app.include_router(dicomweb.wado_uri)
+    app.include_router(web.router)
     served: ASGIApp = ContentLocation(FastPaths(app, app.state), settings.public_base_url)
     if settings.cors_origins:
         # Outside the fast paths too: a viewer on another origin reads tags and PNGs from them.

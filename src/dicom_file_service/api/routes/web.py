@@ -1,0 +1,113 @@
+"""The browser's ways in: the built-in page at ``/`` and the OHIF viewer under ``/ohif/``.
+
+The built-in page is three static files shipped in the package (``api/web/``), no build step;
+everything it shows comes from the public routes (the file API, QIDO-RS, the renderings), plus
+the data dictionary it names attributes with. OHIF's build is installed by a command
+(``dicom-file-service ohif install``) into a directory of the service's; until it is there,
+``/ohif/`` says how to install it.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import mimetypes
+from pathlib import Path
+
+import orjson
+import pydicom
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from pydicom._dicom_dict import DicomDictionary
+
+from dicom_file_service.api.deps import service_context
+from dicom_file_service.service import ohif
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+_PAGE_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
+_REVALIDATE = {"cache-control": "no-cache"}
+_IMMUTABLE = {"cache-control": "public, max-age=31536000, immutable"}
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+async def page() -> FileResponse:
+    return FileResponse(WEB_DIR / "index.html", media_type="text/html", headers=_REVALIDATE)
+
+
+@router.get("/ui/dictionary.json")
+async def dictionary(request: Request) -> Response:
+    """Keyword and name of every attribute of the standard's data dictionary, by tag: the
+    header tree names attributes with it (DICOM JSON carries tags only)."""
+    etag = f'"pydicom-{pydicom.__version__}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"etag": etag, **_REVALIDATE})
+    return Response(
+        _dictionary_json(),
+        media_type="application/json",
+        headers={"etag": etag, **_REVALIDATE},
+    )
+
+
+@functools.cache
+def _dictionary_json() -> bytes:
+    return orjson.dumps(
+        {f"{tag:08X}": [entry[4], entry[2]] for tag, entry in sorted(DicomDictionary.items())}
+    )
+
+
+@router.get("/ui/{name}")
+async def page_file(name: str) -> Response:
+    media_type = _PAGE_FILES.get(name)
+    if media_type is None:
+        return Response(status_code=404)
+    return FileResponse(WEB_DIR / name, media_type=media_type, headers=_REVALIDATE)
+
+
+@router.get("/ohif")
+async def ohif_root() -> RedirectResponse:
+    return RedirectResponse("/ohif/", status_code=308)
+
+
+@router.get("/ohif/app-config.js")
+async def ohif_config() -> Response:
+    return Response(ohif.ohif_config_js(), media_type="text/javascript", headers=_REVALIDATE)
+
+
+@router.get("/ohif/{path:path}")
+async def ohif_file(request: Request, path: str) -> Response:
+    """A file of the build, or its page for any other path (the viewer routes in the
+    browser: ``/ohif/viewer?StudyInstanceUIDs=...`` is the page too)."""
+    root = service_context(request).settings.resolved_ohif_dir().resolve()
+    if ohif.installed_version(root) is None:
+        return HTMLResponse(_not_installed_page(root), status_code=404, headers=_REVALIDATE)
+    if path:
+        candidate = (root / path).resolve()
+        if candidate.is_relative_to(root) and candidate.is_file():
+            media_type = mimetypes.guess_type(candidate.name)[0] or "application/octet-stream"
+            if candidate.suffix == ".wasm":
+                media_type = "application/wasm"
+            hashed = ".bundle." in candidate.name or candidate.suffix in (".wasm", ".woff2")
+            return FileResponse(
+                candidate, media_type=media_type, headers=_IMMUTABLE if hashed else _REVALIDATE
+            )
+    return FileResponse(root / "index.html", media_type="text/html", headers=_REVALIDATE)
+
+
+def _not_installed_page(root: Path) -> str:
+    where = html.escape(str(root))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>OHIF viewer not installed</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,"><link rel="stylesheet" href="/ui/app.css"></head>
+<body><main>
+<h1>The OHIF viewer is not installed</h1>
+<p>This service serves the OHIF viewer under <code>/ohif/</code> once its build is installed.
+On the machine running the service (Node.js and npm needed), run:</p>
+<pre><code>dicom-file-service ohif install</code></pre>
+<p>It fetches <code>@ohif/app@{ohif.OHIF_VERSION}</code> with npm into <code>{where}</code>;
+reload this page when it is done, no restart needed.</p>
+<p><a href="/">Back to the studies</a></p>
+</main></body></html>
+"""
