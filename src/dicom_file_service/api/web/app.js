@@ -210,7 +210,9 @@ function setUpDrop() {
   zone.addEventListener("keydown", (event) => {
     if (event.target === zone && (event.key === "Enter" || event.key === " ")) {
       event.preventDefault();
-      $("pick-files").click();
+      const input = $("pick-files");
+      if (input.showPicker) input.showPicker();
+      else input.click();
     }
   });
   for (const id of ["pick-files", "pick-folder"]) {
@@ -223,7 +225,7 @@ function setUpDrop() {
 
 // ---------------------------------------------------------------- the study list
 
-const list = { offset: 0 };
+const list = { offset: 0, asked: 0 };
 
 function studyQuery() {
   const params = new URLSearchParams({
@@ -242,17 +244,25 @@ function studyQuery() {
 
 async function loadStudies() {
   const message = $("list-message");
+  const asked = ++list.asked; // only the answer to the last question is shown
   let studies;
   try {
     studies = await getJson(`/dicomweb/studies?${studyQuery()}`);
   } catch (error) {
-    message.textContent = `The study list could not be read: ${error.message}`;
+    if (asked === list.asked) message.textContent = `The study list could not be read: ${error.message}`;
     return;
   }
+  if (asked !== list.asked) return;
   const more = studies.length > PAGE_SIZE;
   studies = studies.slice(0, PAGE_SIZE);
   $("studies").replaceChildren(...studies.map(studyItem));
-  message.textContent = studies.length || list.offset ? "" : "No studies stored yet: drop DICOM files above.";
+  const searching = [...studyQuery().keys()].some((key) => !["limit", "offset", "includefield"].includes(key));
+  message.textContent =
+    studies.length || list.offset
+      ? ""
+      : searching
+        ? "No study matches the search."
+        : "No studies stored yet: drop DICOM files above.";
   $("prev").disabled = list.offset === 0;
   $("next").disabled = !more;
   const from = studies.length ? list.offset + 1 : 0;
@@ -380,6 +390,7 @@ function imageUrl() {
 
 function showImage() {
   view.wanted = imageUrl();
+  $("stage").dataset.wanted = view.wanted;
   updateWindowLabel();
   if (!view.loading) loadWanted();
 }
@@ -533,7 +544,7 @@ function setUpViewer() {
     if ($("confirm").returnValue !== "delete") return;
     const response = await fetch(`/dicom-image/${encodeURIComponent(view.id)}`, { method: "DELETE" });
     if (response.ok || response.status === 404) {
-      $("list-message").textContent = "The file was deleted.";
+      $("notice").textContent = "The file was deleted.";
       location.hash = "#/";
     } else {
       $("file-message").textContent = `The file was not deleted: ${await problemText(response)}`;
@@ -700,6 +711,7 @@ function filterTree(query) {
 
 async function route() {
   const match = location.hash.match(/^#\/file\/(.+)$/);
+  if (match) $("notice").textContent = "";
   $("list-view").hidden = Boolean(match);
   $("file-view").hidden = !match;
   if (match) {
