@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 import pydicom
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydicom._dicom_dict import DicomDictionary
 
@@ -61,7 +61,7 @@ def _dictionary_json() -> bytes:
 async def page_file(name: str) -> Response:
     media_type = _PAGE_FILES.get(name)
     if media_type is None:
-        return Response(status_code=404)
+        raise HTTPException(status_code=404)  # the problem document of any unknown route
     return FileResponse(WEB_DIR / name, media_type=media_type, headers=_REVALIDATE)
 
 

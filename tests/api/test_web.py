@@ -1,0 +1,85 @@
+"""The browser's routes over HTTP: the built-in page and its files, the data dictionary, and
+OHIF under /ohif/ (not installed: how to install it; installed: its files, its page for any
+viewer route, the service's own configuration, nothing outside its directory)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dicom_file_service.service import ohif
+from tests.conftest import Server, start_server, stop_server
+
+
+def test_the_page_and_its_files(client: httpx.Client) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="/ui/app.js">' in page.text
+    assert client.get("/ui/app.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/ui/app.css").headers["content-type"].startswith("text/css")
+    missing = client.get("/ui/index.html")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    assert client.get("/ui/..%2F..%2Fsettings.py").status_code == 404
+
+
+def test_the_dictionary_names_every_standard_attribute(client: httpx.Client) -> None:
+    answer = client.get("/ui/dictionary.json")
+    names = answer.json()
+    assert names["00100010"] == ["PatientName", "Patient's Name"]
+    assert names["7FE00010"] == ["PixelData", "Pixel Data"]
+    assert len(names) > 4000
+    again = client.get("/ui/dictionary.json", headers={"If-None-Match": answer.headers["etag"]})
+    assert again.status_code == 304
+
+
+def test_ohif_not_installed_says_how_to_install_it(client: httpx.Client) -> None:
+    assert client.get("/ohif").headers["location"] == "/ohif/"
+    page = client.get("/ohif/")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "dicom-file-service ohif install" in page.text
+    assert f"@ohif/app@{ohif.OHIF_VERSION}" in page.text
+    assert client.get("/ohif/viewer?StudyInstanceUIDs=1.2.3").status_code == 404
+    config = client.get("/ohif/app-config.js")
+    assert config.status_code == 200 and '"routerBasename": "/ohif"' in config.text
+
+
+@pytest.fixture
+def with_ohif(tmp_path: Path) -> Iterator[Server]:
+    build = tmp_path / "ohif"
+    build.mkdir()
+    (build / "index.html").write_text('<html><script>window.PUBLIC_URL="/"</script></html>')
+    (build / "app.bundle.0f61.js").write_text('__webpack_require__.p = "/";')
+    (build / "7463.css").write_text("a{}")
+    (build / "0ddf.wasm").write_bytes(b"\0asm")
+    (build / "assets").mkdir()
+    (build / "assets" / "favicon.ico").write_bytes(b"icon")
+    (build / ohif.VERSION_FILE).write_text("3.0.0\n")
+    ohif.prepare_build(build)
+    (tmp_path / "secret.txt").write_text("not for the web")
+    server = start_server(tmp_path / "data", {"DICOM_FS_OHIF_DIR": str(build)})
+    yield server
+    stop_server(server)
+
+
+def test_installed_ohif_is_served_with_its_page_for_every_viewer_route(
+    with_ohif: Server,
+) -> None:
+    with with_ohif.client() as client:
+        page = client.get("/ohif/")
+        assert page.status_code == 200 and 'window.PUBLIC_URL="/ohif/"' in page.text
+        assert page.headers["cache-control"] == "no-cache"
+        routed = client.get("/ohif/viewer", params={"StudyInstanceUIDs": "1.2.3"})
+        assert routed.status_code == 200 and routed.text == page.text
+        bundle = client.get("/ohif/app.bundle.0f61.js")
+        assert bundle.text == '__webpack_require__.p = "/ohif/";'
+        assert bundle.headers["content-type"].startswith("text/javascript")
+        assert "immutable" in bundle.headers["cache-control"]
+        assert client.get("/ohif/0ddf.wasm").headers["content-type"] == "application/wasm"
+        assert client.get("/ohif/assets/favicon.ico").content == b"icon"
+        assert "window.config" in client.get("/ohif/app-config.js").text
+        for escape in ("/ohif/../secret.txt", "/ohif/%2E%2E/secret.txt", "/ohif/..%2Fsecret.txt"):
+            answer = client.get(escape)
+            assert "not for the web" not in answer.text, escape
