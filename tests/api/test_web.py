@@ -4,14 +4,19 @@ viewer route, the service's own configuration, nothing outside its directory).""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pydicom
 import pytest
+from pydicom.uid import generate_uid
 
 from dicom_file_service.service import ohif
+from tests.api.dicom_factory import copy_with_new_uid
 from tests.conftest import Server, start_server, stop_server
+from tests.datafiles import data_file
 
 
 def test_the_page_and_its_files(client: httpx.Client) -> None:
@@ -83,3 +88,36 @@ def test_installed_ohif_is_served_with_its_page_for_every_viewer_route(
         for escape in ("/ohif/../secret.txt", "/ohif/%2E%2E/secret.txt", "/ohif/..%2Fsecret.txt"):
             answer = client.get(escape)
             assert "not for the web" not in answer.text, escape
+
+
+def test_the_page_thumbnails_are_images_or_a_placeholder(client: httpx.Client) -> None:
+    study = generate_uid()
+    image = copy_with_new_uid(data_file("CT_small.dcm"), StudyInstanceUID=study)
+    stored = client.post("/dicom-image", files={"file": ("ct.dcm", image)}).json()
+    thumb = client.get(f"/ui/thumbnails/file/{stored['file_id']}")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/png"
+    assert client.get(f"/ui/thumbnails/study/{study}").headers["content-type"] == "image/png"
+
+    other = generate_uid()
+    ds = pydicom.dcmread(
+        io.BytesIO(copy_with_new_uid(data_file("CT_small.dcm"), StudyInstanceUID=other))
+    )
+    for keyword in (
+        "PixelData",
+        "Rows",
+        "Columns",
+        "BitsAllocated",
+        "SamplesPerPixel",
+        "PhotometricInterpretation",
+    ):
+        delattr(ds, keyword)  # a header without an image (as of a report), not a truncated one
+    header_only = io.BytesIO()
+    ds.save_as(header_only, enforce_file_format=False)
+    answer = client.post("/dicom-image", files={"file": ("h.dcm", header_only.getvalue())})
+    stored = answer.json()
+    assert answer.status_code == 201, stored
+    for url in (f"/ui/thumbnails/file/{stored['file_id']}", f"/ui/thumbnails/study/{other}"):
+        answer = client.get(url)
+        assert answer.status_code == 200, url
+        assert answer.headers["content-type"] == "image/svg+xml"
+    assert client.get("/ui/thumbnails/file/no-such-file").status_code == 404

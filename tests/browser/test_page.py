@@ -87,6 +87,21 @@ def differ(a: bytes, b: bytes) -> float:
     return float(np.abs(pa - pb).mean())
 
 
+def store(server: Server, name: str, prefix: str) -> tuple[str, bytes]:
+    """A copy of test file ``name`` stored for a new patient: (patient, the bytes)."""
+    patient = f"{prefix}{uuid.uuid4().hex[:10]}^{name[:2].title()}"
+    data = a_study(name, patient)
+    with httpx.Client(base_url=server.base_url) as client:
+        assert client.post("/dicom-image", files={"file": (name, data)}).status_code == 201
+    return patient, data
+
+
+def store_and_open(page: Page, server: Server, name: str, prefix: str) -> tuple[str, bytes, str]:
+    """``store`` a copy, then open it from the list: (patient, the bytes, its file id)."""
+    patient, data = store(server, name, prefix)
+    return patient, data, open_file(page, server, patient)
+
+
 def open_file(page: Page, server: Server, patient: str) -> str:
     """From the list, open the one file of ``patient``'s study; its file id."""
     page.goto(server.base_url + "/")
@@ -181,16 +196,21 @@ def test_the_viewer_windows_by_drag_keys_and_presets_and_zooms(
     server: Server, desktop: Watched
 ) -> None:
     page = desktop.page
-    patient = f"Window{uuid.uuid4().hex[:10]}^Ct"
-    with httpx.Client(base_url=server.base_url) as client:
-        client.post("/dicom-image", files={"file": ("ct.dcm", a_study("CT_small.dcm", patient))})
-    open_file(page, server, patient)
+    patient, _, _ = store_and_open(page, server, "CT_small.dcm", "Window")
     expect(page.locator("#file-title")).to_contain_text(patient)
     before = wait_for_image(page)
 
     box = page.locator("#stage").bounding_box()
     assert box is not None
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    # The file has no window: it is shown min-max, and dragging starts from that window,
+    # read from the image (CT_small: stored 128..2191, intercept -1024: HU -896..1167).
+    expect(page.locator("#stage")).to_have_attribute("data-range", "136,2064")
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 2, y, steps=2)
+    page.mouse.up()
+    assert differ(before, wait_for_image(page)) < 3  # a small drag, a small change
     page.mouse.move(x, y)
     page.mouse.down()
     page.mouse.move(x - 150, y + 80, steps=6)  # narrower window, higher centre
@@ -227,10 +247,7 @@ def test_the_viewer_windows_by_drag_keys_and_presets_and_zooms(
 
 def test_the_viewer_steps_through_frames(server: Server, desktop: Watched) -> None:
     page = desktop.page
-    patient = f"Frames{uuid.uuid4().hex[:10]}^Mr"
-    with httpx.Client(base_url=server.base_url) as client:
-        client.post("/dicom-image", files={"file": ("mr.dcm", a_study("emri_small.dcm", patient))})
-    open_file(page, server, patient)
+    _, _, _ = store_and_open(page, server, "emri_small.dcm", "Frames")
     expect(page.locator("#frame-control")).to_be_visible()
     expect(page.locator("#frame-label")).to_have_text("1 / 10")
     first = wait_for_image(page)
@@ -250,10 +267,7 @@ def test_the_header_tree_searches_and_links_each_attribute_to_its_lookup(
     server: Server, desktop: Watched
 ) -> None:
     page = desktop.page
-    patient = f"Tree{uuid.uuid4().hex[:10]}^Ct"
-    with httpx.Client(base_url=server.base_url) as client:
-        client.post("/dicom-image", files={"file": ("ct.dcm", a_study("CT_small.dcm", patient))})
-    open_file(page, server, patient)
+    patient, _, _ = store_and_open(page, server, "CT_small.dcm", "Tree")
     rows = page.locator("#tree .row")
     expect(rows.first).to_be_attached()  # the tree is made in one go
     total = rows.count()
@@ -288,11 +302,7 @@ def test_the_header_tree_searches_and_links_each_attribute_to_its_lookup(
 
 def test_download_and_delete_with_a_confirmation(server: Server, desktop: Watched) -> None:
     page = desktop.page
-    patient = f"Delete{uuid.uuid4().hex[:10]}^Ct"
-    data = a_study("CT_small.dcm", patient)
-    with httpx.Client(base_url=server.base_url) as client:
-        client.post("/dicom-image", files={"file": ("ct.dcm", data)})
-    file_id = open_file(page, server, patient)
+    _, data, file_id = store_and_open(page, server, "CT_small.dcm", "Delete")
 
     with page.expect_download() as download:
         page.get_by_role("link", name="Download").click()
@@ -320,9 +330,7 @@ def test_a_phone_sized_window_shows_list_and_viewer_without_sideways_scrolling(
 ) -> None:
     watched = watch(browser, PHONE)
     page = watched.page
-    patient = f"Phone{uuid.uuid4().hex[:10]}^Ct"
-    with httpx.Client(base_url=server.base_url) as client:
-        client.post("/dicom-image", files={"file": ("ct.dcm", a_study("CT_small.dcm", patient))})
+    patient, _ = store(server, "CT_small.dcm", "Phone")
     try:
         no_overflow = "() => document.documentElement.scrollWidth <= window.innerWidth"
         open_file(page, server, patient)

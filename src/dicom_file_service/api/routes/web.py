@@ -21,7 +21,10 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from pydicom._dicom_dict import DicomDictionary
 
 from dicom_file_service.api.deps import service_context
-from dicom_file_service.service import ohif
+from dicom_file_service.dicom.render import RenderOptions
+from dicom_file_service.errors import BadRequest
+from dicom_file_service.service import dicomweb, ohif
+from dicom_file_service.service import rendering as rendering_service
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _PAGE_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
@@ -55,6 +58,47 @@ def _dictionary_json() -> bytes:
     return orjson.dumps(
         {f"{tag:08X}": [entry[4], entry[2]] for tag, entry in sorted(DicomDictionary.items())}
     )
+
+
+_THUMBNAIL = RenderOptions(width=128, height=128)
+_NO_IMAGE = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="128" height="128" viewBox="0 0 128 128">'
+    b'<rect width="128" height="128" fill="#222"/><path d="M36 44h56v40H36zM36 84l56-40" '
+    b'fill="none" stroke="#888" stroke-width="4"/></svg>'
+)
+
+
+@router.get("/ui/thumbnails/study/{study}")
+async def study_thumbnail(request: Request, study: str) -> Response:
+    """The page's thumbnail of a study: its representative image (as WADO-RS's), or a
+    placeholder where the study has no image that renders, so that a list of studies never
+    shows a broken image (nor logs a failed request in the browser's console)."""
+    ctx = service_context(request)
+    try:
+        png = await ctx.run_cpu(
+            lambda: dicomweb.representative_thumbnail(ctx, study, None, _THUMBNAIL, "image/png", 90)
+        )
+    except BadRequest:
+        return _placeholder()
+    return Response(png, media_type="image/png", headers=_REVALIDATE)
+
+
+@router.get("/ui/thumbnails/file/{file_id}")
+async def file_thumbnail(request: Request, file_id: str) -> Response:
+    """The page's thumbnail of a file: its rendering at 128 pixels, or a placeholder where it
+    has no image that renders (no pixel data, an undecodable one)."""
+    ctx = service_context(request)
+    try:
+        result = await ctx.run_cpu(
+            lambda: rendering_service.render_blocking(ctx, file_id, _THUMBNAIL)
+        )
+    except BadRequest:
+        return _placeholder()
+    return Response(result.data, media_type="image/png", headers=_IMMUTABLE)
+
+
+def _placeholder() -> Response:
+    return Response(_NO_IMAGE, media_type="image/svg+xml", headers=_REVALIDATE)
 
 
 @router.get("/ui/{name}")

@@ -286,7 +286,7 @@ function studyItem(study) {
   const head = el(
     "div",
     { class: "study-head" },
-    el("img", { class: "thumb", alt: "", loading: "lazy", src: `/dicomweb/studies/${encodeURIComponent(uid)}/thumbnail?viewport=64,64` }),
+    el("img", { class: "thumb", alt: "", loading: "lazy", src: `/ui/thumbnails/study/${encodeURIComponent(uid)}` }),
     el(
       "div",
       {},
@@ -336,7 +336,7 @@ function fileItem(item) {
     el(
       "a",
       { href: `#/file/${encodeURIComponent(item.file_id)}`, title: uid },
-      el("img", { class: "thumb", alt: "", loading: "lazy", src: `/dicom-image/${encodeURIComponent(item.file_id)}/png?width=48&height=48` }),
+      el("img", { class: "thumb", alt: "", loading: "lazy", src: `/ui/thumbnails/file/${encodeURIComponent(item.file_id)}` }),
       el("span", { text: `${uid}\n${Math.max(1, Math.round(item.size / 1024))} KiB` }),
     ),
   );
@@ -472,6 +472,7 @@ function setFrame(frame) {
   $("frame").value = String(view.frame);
   $("frame-label").textContent = `${view.frame} / ${view.frames}`;
   showImage();
+  if (view.mode !== "custom") readRange();
 }
 
 function dragStart() {
@@ -529,6 +530,7 @@ function setUpViewer() {
     else if (value === "file" || value === "minmax") {
       view.mode = value;
       showImage();
+      readRange();
     }
   });
   $("zoom-in").addEventListener("click", () => zoomBy(1.25));
@@ -553,16 +555,96 @@ function setUpViewer() {
 }
 
 function valueRange(meta) {
-  // Where no window is in the file, dragging starts from the range the stored values can take.
+  // Until the image's own range is read: the range the stored values can take.
   const bits = Number(first(meta, "00280101") ?? 16);
   const signed = Number(first(meta, "00280103") ?? 0) === 1;
   const slope = Number(first(meta, "00281053") ?? 1);
   const intercept = Number(first(meta, "00281052") ?? 0);
   const low = signed ? -(2 ** (bits - 1)) : 0;
   const high = signed ? 2 ** (bits - 1) - 1 : 2 ** bits - 1;
-  const a = low * slope + intercept;
-  const b = high * slope + intercept;
-  return { center: (a + b) / 2, width: Math.max(1, Math.abs(b - a)) };
+  return minmaxWindow(Math.min(low * slope, high * slope) + intercept, Math.max(low * slope, high * slope) + intercept);
+}
+
+function minmaxWindow(low, high) {
+  // The service's min–max window (centre (min + max + 1) / 2, width max - min + 1).
+  return { center: (low + high + 1) / 2, width: high - low + 1 };
+}
+
+async function readRange() {
+  // Where the file has no window, dragging starts from the window shown: the min–max of the
+  // frame's modality values. They are read from the frame's 16-bit PNG (the values plus the
+  // offset its dicom:offset text names), so the page needs no route of its own for them.
+  if (!view.grayscale || (view.fileWindow && view.mode === "file")) return;
+  const id = view.id;
+  const frame = view.frame;
+  try {
+    const response = await fetch(`/dicom-image/${encodeURIComponent(id)}/png?bit_depth=16&frame=${frame}`);
+    if (!response.ok) return;
+    const range = await pngRange(new Uint8Array(await response.arrayBuffer()));
+    if (range && view.id === id && view.frame === frame) {
+      view.range = minmaxWindow(range.low, range.high);
+      $("stage").dataset.range = `${view.range.center},${view.range.width}`;
+    }
+  } catch {
+    // keep the estimate from the header
+  }
+}
+
+async function pngRange(png) {
+  const data = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  let width = 0;
+  let height = 0;
+  let offset = 0;
+  const idat = [];
+  for (let at = 8; at + 8 <= png.length; ) {
+    const length = data.getUint32(at);
+    const type = String.fromCharCode(...png.subarray(at + 4, at + 8));
+    const body = png.subarray(at + 8, at + 8 + length);
+    if (type === "IHDR") {
+      width = data.getUint32(at + 8);
+      height = data.getUint32(at + 12);
+      if (body[8] !== 16 || body[9] !== 0 || body[12] !== 0) return null; // 16-bit grey only
+    } else if (type === "tEXt") {
+      const [key, value] = new TextDecoder("latin1").decode(body).split("\0");
+      if (key === "dicom:offset") offset = Number(value);
+    } else if (type === "IDAT") idat.push(body);
+    at += 12 + length;
+  }
+  const stream = new Blob(idat).stream().pipeThrough(new DecompressionStream("deflate"));
+  const raw = new Uint8Array(await new Response(stream).arrayBuffer());
+  const stride = width * 2;
+  let previous = new Uint8Array(stride);
+  let low = Infinity;
+  let high = -Infinity;
+  for (let y = 0; y < height; y++) {
+    const start = y * (stride + 1);
+    const filter = raw[start];
+    const row = raw.slice(start + 1, start + 1 + stride);
+    for (let i = 0; i < stride; i++) {
+      const left = i >= 2 ? row[i - 2] : 0;
+      const up = previous[i];
+      const corner = i >= 2 ? previous[i - 2] : 0;
+      let add = 0;
+      if (filter === 1) add = left;
+      else if (filter === 2) add = up;
+      else if (filter === 3) add = (left + up) >> 1;
+      else if (filter === 4) {
+        const p = left + up - corner;
+        const pa = Math.abs(p - left);
+        const pb = Math.abs(p - up);
+        const pc = Math.abs(p - corner);
+        add = pa <= pb && pa <= pc ? left : pb <= pc ? up : corner;
+      }
+      row[i] = (row[i] + add) & 255;
+    }
+    for (let i = 0; i < stride; i += 2) {
+      const value = (row[i] << 8) | row[i + 1];
+      if (value < low) low = value;
+      if (value > high) high = value;
+    }
+    previous = row;
+  }
+  return height ? { low: low - offset, high: high - offset } : null;
 }
 
 async function openFile(id) {
@@ -603,8 +685,12 @@ async function openFile(id) {
   const width = first(meta, "00281051");
   view.fileWindow = center != null && width != null ? { center: Number(center), width: Number(width) } : null;
   view.range = valueRange(meta);
+  delete $("stage").dataset.range;
   $("tree").replaceChildren(...treeNodes(meta, "", id));
-  if (meta["7FE00010"] || meta["7FE00008"] || meta["7FE00009"]) showImage();
+  if (meta["7FE00010"] || meta["7FE00008"] || meta["7FE00009"]) {
+    showImage();
+    readRange();
+  }
   else {
     $("file-message").textContent = "This file has no pixel data: only its header is shown.";
     updateWindowLabel();
