@@ -46,7 +46,9 @@ class Watched:
         return [e for e in self.errors if not any(f in e for f in self.expected)]
 
 
-@pytest.fixture(scope="session")
+# Module-scoped: Playwright's sync API keeps an event loop running in the main thread while it
+# is open, and tests elsewhere that call asyncio.run() must not find it there.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
         pytest.fail(f"Chromium is not at {CHROMIUM}: apt-get install chromium")
@@ -54,7 +56,7 @@ def playwright() -> Iterator[Playwright]:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield browser
