@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,6 +105,20 @@ def test_ohif_lists_the_stored_studies_and_draws_a_ct_image(
         if SCREENSHOTS:
             page.screenshot(path=str(SCREENSHOTS / "ohif-viewer.png"))
         assert spread > 20, "the viewport stayed blank"
+    finally:
+        page.context.close()
+
+    # The built-in page's link opens the same study in OHIF's viewer.
+    watched = watch(browser)
+    page = watched.page
+    try:
+        page.goto(ohif_server.base_url + "/")
+        page.fill("#q-name", "Ohif^Ct")
+        page.press("#q-name", "Enter")
+        expect(page.locator(".study")).to_have_count(1)
+        page.get_by_role("link", name="Open in OHIF").click()
+        expect(page).to_have_url(re.compile(r"/ohif/viewer\?StudyInstanceUIDs="))
+        expect(page.locator("[data-viewport-uid] canvas").first).to_be_visible(timeout=60_000)
     finally:
         page.context.close()
 

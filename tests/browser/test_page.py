@@ -345,3 +345,44 @@ def test_a_phone_sized_window_shows_list_and_viewer_without_sideways_scrolling(
     finally:
         page.context.close()
     assert watched.unexpected_errors() == []
+
+
+def test_a_chosen_folder_is_uploaded_whole(
+    server: Server, desktop: Watched, tmp_path: Path
+) -> None:
+    page = desktop.page
+    tag = uuid.uuid4().hex[:10]
+    folder = tmp_path / "exam"
+    (folder / "series1").mkdir(parents=True)
+    (folder / "series1" / "IM0001").write_bytes(a_study("CT_small.dcm", f"Folder{tag}^Ct"))
+    (folder / "IM0002").write_bytes(a_study("MR_small.dcm", f"Folder{tag}^Mr"))
+    page.goto(server.base_url + "/")
+    page.set_input_files("#pick-folder", str(folder))
+    expect(page.locator("#upload-summary")).to_have_text(
+        "Done. 2 stored · 0 already present · 0 rejected"
+    )
+    expect(page.locator("#upload-list")).to_contain_text("exam/series1/IM0001")
+
+
+def test_the_study_list_pages(server: Server, desktop: Watched) -> None:
+    page = desktop.page
+    tag = uuid.uuid4().hex[:10]
+    with httpx.Client(base_url=server.base_url) as client:
+        for n in range(23):
+            data = a_study("CT_small.dcm", f"Pages{tag}^{n:02d}")
+            assert client.post("/dicom-image", files={"file": ("ct.dcm", data)}).status_code == 201
+    page.goto(server.base_url + "/")
+    search(page, f"Pages{tag}")
+    expect(page.locator("#page-label")).to_have_text("Studies 1–20")
+    expect(page.locator(".study")).to_have_count(20)
+    expect(page.get_by_role("button", name="Previous")).to_be_disabled()
+    first_page = set(page.locator(".study .study-title").all_inner_texts())
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator("#page-label")).to_have_text("Studies 21–23")
+    expect(page.locator(".study")).to_have_count(3)
+    expect(page.get_by_role("button", name="Next")).to_be_disabled()
+    second_page = set(page.locator(".study .study-title").all_inner_texts())
+    assert not first_page & second_page
+    assert len(first_page | second_page) == 23
+    page.get_by_role("button", name="Previous").click()
+    expect(page.locator("#page-label")).to_have_text("Studies 1–20")
