@@ -11,7 +11,6 @@ of the build is committed: one command fetches it with npm.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -158,7 +157,6 @@ def ohif_config_js(dicomweb_root: str = "/dicomweb", mount: str = MOUNT) -> str:
         "extensions": [],
         "modes": [],
         "customizationService": {},
-        "maxNumberOfWebWorkers": max(1, min(4, os.cpu_count() or 1)),
         "showWarningMessageForCrossOrigin": False,
         "showCPUFallbackMessage": True,
         "showLoadingIndicator": True,
