@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from tests.api.dicom_factory import copy_with_new_uid
 from tests.api.test_upload import post_raw
 from tests.conftest import (
     Server,
+    child_pids,
     new_bucket_name,
     postgres_schema,
     require_postgres,
@@ -83,6 +86,19 @@ def test_the_service_rides_out_an_object_store_outage(own_s3: S3Server, tmp_path
     assert "Traceback" not in srv.log()
 
 
+def _workers(server: Server) -> list[int]:
+    """The uvicorn worker processes of a served instance (not its resource tracker)."""
+    workers = []
+    for pid in child_pids(server.process.pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"multiprocessing-fork" in cmdline and b"resource_tracker" not in cmdline:
+            workers.append(pid)
+    return workers
+
+
 def test_the_service_rides_out_a_database_outage(s3_server: S3Server, tmp_path: Path) -> None:
     require_postgres()
     proxy = TcpProxy(("127.0.0.1", 5432))
@@ -93,11 +109,16 @@ def test_the_service_rides_out_a_database_outage(s3_server: S3Server, tmp_path: 
         srv = start_server(tmp_path / "srv" / "data", env)
         try:
             with srv.client() as c:
+                wait_for(lambda: srv.log().count('"service started"') == 2, 60, "both workers")
                 file_id = post_raw(c, copy_with_new_uid(data_file("CT_small.dcm"))).json()[
                     "file_id"
                 ]
                 proxy.stop()
                 assert _ready(srv) == 503
+                # A worker that dies now is started again by the supervisor, and comes up
+                # without the database (it answers 503s until the database is back).
+                os.kill(_workers(srv)[0], signal.SIGKILL)
+                wait_for(lambda: srv.log().count('"service started"') == 3, 60, "the new worker")
                 for _ in range(3):  # every pooled connection is broken: none may leak a 500
                     _assert_unavailable(c.get(f"/dicom-image/{file_id}?dicom_tag=PatientID"))
                     _assert_unavailable(c.get(f"/dicom-image/{file_id}"))

@@ -40,7 +40,10 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = ServiceContext.create(settings)
+        # `serve` migrated the index before starting its workers; a worker the supervisor
+        # starts again later (after a crash) must come up even while the database is away,
+        # and answer 503s until it is back, so it never touches the schema itself.
+        ctx = ServiceContext.create(settings, migrate=False)
         # The first request should not pay for lazy imports; not a rendering: not its timeout.
         await ctx.run_cpu(warm_up, time_limit=300)
         prerender.start_in_process(ctx)
