@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import uuid
 from pathlib import Path
+from urllib.parse import quote_plus
 
 import httpx
 import numpy as np
@@ -58,8 +60,12 @@ def drop(page: Page, files: list[tuple[str, bytes]]) -> None:
 
 
 def search(page: Page, patient: str) -> None:
+    """Search by patient name and wait for the list to show that search's answer."""
     page.fill("#q-name", patient)
     page.press("#q-name", "Enter")
+    expect(page.locator("#studies")).to_have_attribute(
+        "data-query", re.compile(r"PatientName=" + re.escape(quote_plus(f"*{patient}*", safe="*")))
+    )
 
 
 def wait_for_image(page: Page) -> bytes:
@@ -386,3 +392,31 @@ def test_the_study_list_pages(server: Server, desktop: Watched) -> None:
     assert len(first_page | second_page) == 23
     page.get_by_role("button", name="Previous").click()
     expect(page.locator("#page-label")).to_have_text("Studies 1–20")
+
+
+def test_a_studys_files_are_named_and_ordered_as_a_viewer_stacks_them(
+    server: Server, desktop: Watched
+) -> None:
+    page = desktop.page
+    patient = f"Order{uuid.uuid4().hex[:10]}^Mr"
+    study, series = generate_uid(), generate_uid()
+    with httpx.Client(base_url=server.base_url) as client:
+        for number in (3, 1, 2):
+            data = copy_with_new_uid(
+                data_file("MR_small.dcm"),
+                PatientName=patient,
+                StudyInstanceUID=study,
+                SeriesInstanceUID=series,
+                SeriesNumber="7",
+                SeriesDescription="T1 AX",
+                InstanceNumber=str(number),
+            )
+            assert client.post("/dicom-image", files={"file": ("mr.dcm", data)}).status_code == 201
+    page.goto(server.base_url + "/")
+    search(page, patient)
+    expect(page.locator(".study")).to_have_count(1)
+    page.locator(".study").get_by_role("button", name="Files").click()
+    names = page.locator(".files a .file-text > span")
+    expect(names).to_have_text(
+        ["MR · series 7 T1 AX · #1", "MR · series 7 T1 AX · #2", "MR · series 7 T1 AX · #3"]
+    )

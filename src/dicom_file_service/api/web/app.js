@@ -246,8 +246,9 @@ async function loadStudies() {
   const message = $("list-message");
   const asked = ++list.asked; // only the answer to the last question is shown
   let studies;
+  const query = studyQuery();
   try {
-    studies = await getJson(`/dicomweb/studies?${studyQuery()}`);
+    studies = await getJson(`/dicomweb/studies?${query}`);
   } catch (error) {
     if (asked === list.asked) message.textContent = `The study list could not be read: ${error.message}`;
     return;
@@ -256,6 +257,7 @@ async function loadStudies() {
   const more = studies.length > PAGE_SIZE;
   studies = studies.slice(0, PAGE_SIZE);
   $("studies").replaceChildren(...studies.map(studyItem));
+  $("studies").dataset.query = query.toString(); // what the list shows the answer to
   const searching = [...studyQuery().keys()].some((key) => !["limit", "offset", "includefield"].includes(key));
   message.textContent =
     studies.length || list.offset
@@ -313,23 +315,71 @@ async function toggleFiles(button, files, uid) {
   files.hidden = open;
   if (open || files.childElementCount) return;
   try {
-    const items = [];
-    let cursor = null;
-    do {
-      const params = new URLSearchParams({ study_instance_uid: uid, limit: "500" });
-      if (cursor) params.set("cursor", cursor);
-      const page = await getJson(`/dicom-image?${params}`);
-      items.push(...page.items);
-      cursor = page.next_cursor;
-    } while (cursor && items.length < 5000);
-    files.replaceChildren(...items.map(fileItem));
+    const [items, described] = await Promise.all([studyFiles(uid), studyInstances(uid)]);
+    // In reading order: by series number, then instance number (as a viewer stacks them).
+    const order = (item) => {
+      const about = described.get(item.sop_instance_uid) || {};
+      return [about.series ?? Infinity, about.instance ?? Infinity];
+    };
+    items.sort((a, b) => {
+      const [sa, ia] = order(a);
+      const [sb, ib] = order(b);
+      return sa - sb || ia - ib;
+    });
+    files.replaceChildren(...items.map((item) => fileItem(item, described.get(item.sop_instance_uid))));
   } catch (error) {
     files.replaceChildren(el("li", { text: `The files could not be listed: ${error.message}` }));
   }
 }
 
-function fileItem(item) {
+async function studyFiles(uid) {
+  const items = [];
+  let cursor = null;
+  do {
+    const params = new URLSearchParams({ study_instance_uid: uid, limit: "500" });
+    if (cursor) params.set("cursor", cursor);
+    const page = await getJson(`/dicom-image?${params}`);
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor && items.length < 5000);
+  return items;
+}
+
+async function studyInstances(uid) {
+  // What a person recognises an instance by (QIDO-RS): modality, series, instance number.
+  const params = new URLSearchParams({ limit: "5000", includefield: "0008103E" });
+  params.append("includefield", "00280008");
+  const found = new Map();
+  try {
+    for (const instance of await getJson(`/dicomweb/studies/${encodeURIComponent(uid)}/instances?${params}`)) {
+      const number = (tag) => {
+        const value = Number(first(instance, tag));
+        return Number.isFinite(value) && first(instance, tag) != null ? value : undefined;
+      };
+      found.set(text(instance, "00080018"), {
+        modality: text(instance, "00080060"),
+        series: number("00200011"),
+        description: text(instance, "0008103E"),
+        instance: number("00200013"),
+        frames: number("00280008"),
+      });
+    }
+  } catch {
+    // the file list alone still opens every file
+  }
+  return found;
+}
+
+function fileItem(item, about) {
   const uid = item.sop_instance_uid;
+  const size = `${Math.max(1, Math.round(item.size / 1024))} KiB`;
+  let label = uid;
+  if (about) {
+    const series = about.series != null ? `series ${about.series}` : "";
+    const parts = [about.modality, [series, about.description].filter((v) => v).join(" "), about.instance != null ? `#${about.instance}` : ""];
+    if (about.frames > 1) parts.push(`${about.frames} frames`);
+    label = parts.filter((v) => v).join(" · ") || uid;
+  }
   return el(
     "li",
     {},
@@ -337,7 +387,7 @@ function fileItem(item) {
       "a",
       { href: `#/file/${encodeURIComponent(item.file_id)}`, title: uid },
       el("img", { class: "thumb", alt: "", loading: "lazy", src: `/ui/thumbnails/file/${encodeURIComponent(item.file_id)}` }),
-      el("span", { text: `${uid}\n${Math.max(1, Math.round(item.size / 1024))} KiB` }),
+      el("span", { class: "file-text" }, el("span", { text: label }), el("small", { text: size })),
     ),
   );
 }
