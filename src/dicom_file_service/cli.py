@@ -270,10 +270,6 @@ def db_upgrade() -> None:
     click.echo("index schema is up to date")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 @main.group()
 def ohif() -> None:
     """The OHIF viewer, served under /ohif/ on this service's DICOMweb."""
@@ -302,3 +298,7 @@ def ohif_install(data_dir: Path | None, directory: Path | None, version: str | N
     except ServiceError as exc:
         raise click.ClickException(exc.detail) from exc
     click.echo(f"OHIF {wanted} installed in {installed}; served under /ohif/ (restart not needed)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

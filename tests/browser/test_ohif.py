@@ -28,11 +28,8 @@ from tests.datafiles import data_file
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOTS = (
-    Path(os.environ.get("DICOM_FS_TEST_SCREENSHOTS", ""))
-    if os.environ.get("DICOM_FS_TEST_SCREENSHOTS")
-    else None
-)
+_SHOTS = os.environ.get("DICOM_FS_TEST_SCREENSHOTS")
+SCREENSHOTS = Path(_SHOTS) if _SHOTS else None  # where to keep the views, when asked
 
 
 @pytest.fixture

@@ -144,12 +144,8 @@ class StagingPipe:
     async def close(self) -> None:
         """Write everything taken so far; after it, the staged upload can be finished."""
         await self._settle()
-        if self._batched:
-            batch = self._take()
-            if len(batch) >= HANDOFF_BYTES:
-                await asyncio.to_thread(self._staged.put, batch)
-            else:
-                self._staged.put(batch)
+        if self._batched:  # less than a batch (pump hands off every full one): on the loop
+            self._staged.put(self._take())
 
     async def abandon(self) -> None:
         """Wait for the batch in flight, ignoring its outcome: the upload failed anyway and its

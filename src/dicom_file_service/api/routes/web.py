@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import html
-import mimetypes
 from pathlib import Path
 
 import orjson
@@ -21,6 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from pydicom._dicom_dict import DicomDictionary
 
 from dicom_file_service.api.deps import service_context
+from dicom_file_service.api.fast_paths import IMMUTABLE
 from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.errors import BadRequest
 from dicom_file_service.service import dicomweb, ohif
@@ -29,7 +29,7 @@ from dicom_file_service.service import rendering as rendering_service
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _PAGE_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
 _REVALIDATE = {"cache-control": "no-cache"}
-_IMMUTABLE = {"cache-control": "public, max-age=31536000, immutable"}
+_IMMUTABLE = {"cache-control": IMMUTABLE}
 
 router = APIRouter(include_in_schema=False)
 
@@ -129,9 +129,8 @@ async def ohif_file(request: Request, path: str) -> Response:
     if path:
         candidate = (root / path).resolve()
         if candidate.is_relative_to(root) and candidate.is_file():
-            media_type = mimetypes.guess_type(candidate.name)[0] or "application/octet-stream"
-            if candidate.suffix == ".wasm":
-                media_type = "application/wasm"
+            # FileResponse guesses every type but WebAssembly's, which browsers insist on.
+            media_type = "application/wasm" if candidate.suffix == ".wasm" else None
             hashed = ".bundle." in candidate.name or candidate.suffix in (".wasm", ".woff2")
             return FileResponse(
                 candidate, media_type=media_type, headers=_IMMUTABLE if hashed else _REVALIDATE

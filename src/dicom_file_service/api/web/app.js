@@ -353,8 +353,8 @@ async function studyInstances(uid) {
   try {
     for (const instance of await getJson(`/dicomweb/studies/${encodeURIComponent(uid)}/instances?${params}`)) {
       const number = (tag) => {
-        const value = Number(first(instance, tag));
-        return Number.isFinite(value) && first(instance, tag) != null ? value : undefined;
+        const value = first(instance, tag);
+        return value != null && Number.isFinite(Number(value)) ? Number(value) : undefined;
       };
       found.set(text(instance, "00080018"), {
         modality: text(instance, "00080060"),
@@ -836,8 +836,8 @@ function filterTree(query) {
         node.classList.remove("hidden-by-filter");
         const own = node.querySelector(":scope > summary > .row");
         if (own) own.classList.remove("hidden-by-filter");
-        if (!node.contains(row) || node.querySelector(":scope > summary")?.contains(row)) continue;
-        node.open = true;
+        // A sequence whose own row matched stays closed; one holding a match opens.
+        if (!own?.contains(row)) node.open = true;
       }
     }
   }
