@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Connection, event, func, select
 
 from dicom_file_service.errors import CommitOutcomeUnknown, IndexUnavailable
-from dicom_file_service.index import db
+from dicom_file_service.index import engine
 from dicom_file_service.index import repository as repo
 from dicom_file_service.index.database import IndexDatabase
 from dicom_file_service.index.tables import instances, studies
@@ -174,7 +174,7 @@ def test_sqlite_writers_of_other_processes_take_turns(
         holder.communicate()
         assert _count(index) == 1
 
-        monkeypatch.setattr(db, "WRITER_WAIT_SECONDS", 0.2)
+        monkeypatch.setattr(engine, "WRITER_WAIT_SECONDS", 0.2)
         holder = _hold_writer_file(database, 3)
         try:
             with pytest.raises(IndexUnavailable, match="write lock"):

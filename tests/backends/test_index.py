@@ -13,7 +13,7 @@ from sqlalchemy import Engine, inspect, select
 
 from dicom_file_service.dicom.query_keys import QueryKeys
 from dicom_file_service.index import repository as repo
-from dicom_file_service.index.db import WRITE_OPTIONS, create_index_engine, upgrade
+from dicom_file_service.index.engine import WRITE_OPTIONS, create_index_engine, upgrade
 from dicom_file_service.index.hot_reads import HeaderReader
 
 
@@ -54,7 +54,7 @@ def _upgrade_to(engine: Engine, revision: str) -> None:
     """The schema as it was at ``revision`` (to store rows the way older versions did)."""
     from alembic import command
 
-    from dicom_file_service.index.db import alembic_config
+    from dicom_file_service.index.engine import alembic_config
 
     with engine.connect() as conn:
         cfg = alembic_config(engine)
@@ -381,8 +381,7 @@ def test_the_migration_takes_routes_out_of_stored_headers(database_url: str) -> 
     and their span index still finds every element."""
     from sqlalchemy import column, insert, table
 
-    from dicom_file_service.dicom.header_index import encode_header
-    from dicom_file_service.dicom.header_index import select as select_keys
+    from dicom_file_service.dicom.header_index import encode_header, select_elements
     from dicom_file_service.dicom.parse import parse_file
     from dicom_file_service.index.tables import instances
     from tests.datafiles import data_file
@@ -407,7 +406,7 @@ def test_the_migration_takes_routes_out_of_stored_headers(database_url: str) -> 
             row = conn.execute(select(instances.c.header, instances.c.header_index)).one()
         new_header, new_index = bytes(row[0]), bytes(row[1])
         assert b"/dicom-image/" not in new_header
-        found = select_keys(new_header, new_index, ["7FE00010", "00100010"])
+        found = select_elements(new_header, new_index, ["7FE00010", "00100010"])
         assert found["7FE00010"]["BulkDataURI"] == "7FE00010"
         assert found["00100010"]["Value"] == [{"Alphabetic": "CompressedSamples^CT1"}]
     finally:

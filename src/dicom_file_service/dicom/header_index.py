@@ -30,7 +30,7 @@ def encode_header(header: dict[str, Any]) -> tuple[bytes, bytes]:
     return b"{" + b",".join(parts) + b"}", spans.tobytes()
 
 
-def select(header_json: bytes, index: bytes, keys: Iterable[str]) -> dict[str, Any]:
+def select_elements(header_json: bytes, index: bytes, keys: Iterable[str]) -> dict[str, Any]:
     """A header holding just the given top-level keys (those present), parsed from slices."""
     spans = array("I")
     spans.frombytes(index)

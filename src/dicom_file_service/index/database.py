@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from dicom_file_service.errors import CommitOutcomeUnknown, IndexUnavailable, InsufficientStorage
-from dicom_file_service.index.db import (
+from dicom_file_service.index.engine import (
     WRITE_OPTIONS,
     create_index_engine,
     upgrade,

@@ -175,10 +175,10 @@ class HeaderReader:
         return await anyio.to_thread.run_sync(self._fetch, self._blob_sql, file_id) is not None
 
     def blob_key(self, file_id: str) -> str | None:
-        found = self.locate(file_id)
+        found = self.blob_location(file_id)
         return found.blob_key if found is not None else None
 
-    def locate(self, file_id: str) -> StoredLocation | None:
+    def blob_location(self, file_id: str) -> StoredLocation | None:
         """Where the file's bytes are and where its frames lie in them."""
         row = self._fetch(self._blob_sql, file_id)
         if row is None:

@@ -170,7 +170,7 @@ def frames(
     ctx: ServiceContext, record: repo.InstanceRecord, numbers: list[int], *, decoded: bool
 ) -> list[bytes]:
     """The frames' bytes, as stored (ranged reads only) or ``decoded`` to native pixels."""
-    found = ctx.index.headers.locate(record.file_id)
+    found = ctx.index.headers.blob_location(record.file_id)
     if found is None:
         raise FileNotFound(f"instance {record.sop_instance_uid} was deleted")
     try:

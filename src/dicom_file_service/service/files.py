@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from dicom_file_service.dicom.bulk import BulkSpan, locate_bulk_value
-from dicom_file_service.dicom.header_index import select, with_bulk_data_base
+from dicom_file_service.dicom.header_index import select_elements, with_bulk_data_base
 from dicom_file_service.dicom.tags import lookup, parse_selector, required_keys
 from dicom_file_service.errors import FileNotFound, InvalidParameter, TagNotFound
 from dicom_file_service.index import repository as repo
@@ -80,7 +80,7 @@ def _check_selector_count(ctx: ServiceContext, selectors: list[str]) -> None:
 
 def _answers(stored: StoredHeader, paths: list[Any], file_id: str) -> list[dict[str, Any]]:
     keys = {key for p in paths for key in required_keys(p)}
-    header = select(stored.json, stored.spans, keys)  # parse only what the paths need
+    header = select_elements(stored.json, stored.spans, keys)  # parse only what the paths need
     bulk = orjson.loads(stored.bulk_lengths)
     base = bulk_data_base(file_id)
     return [lookup(header, p, bulk, base) for p in paths]

@@ -82,7 +82,7 @@ def search(
             base = bulk_data_base(base_url, match.study_instance_uid, *map(str, uids))
             attributes = orjson.loads(header_index.with_bulk_data_base(header, base))
         else:
-            attributes = header_index.select(header, index, wanted)
+            attributes = header_index.select_elements(header, index, wanted)
         attributes.update(_computed(match, level, summary, base_url))
         for tag in wanted:
             attributes.setdefault(tag, _empty(tag))

@@ -66,7 +66,7 @@ def render_blocking(
     cache writer (an object PUT need not delay the response); otherwise before returning.
     ``cache_checked``: the caller has just missed the cache; do not ask it again.
     """
-    found = ctx.index.headers.locate(file_id) if ids.is_valid_file_id(file_id) else None
+    found = ctx.index.headers.blob_location(file_id) if ids.is_valid_file_id(file_id) else None
     if found is None:
         raise not_found(file_id)
     etag = rendering_etag(file_id, options)

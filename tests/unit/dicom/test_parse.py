@@ -11,7 +11,7 @@ import orjson
 import pydicom
 import pytest
 
-from dicom_file_service.dicom.header_index import encode_header, select
+from dicom_file_service.dicom.header_index import encode_header, select_elements
 from dicom_file_service.dicom.parse import parse_file
 from dicom_file_service.errors import InvalidDicom, MissingIdentity, ServiceError
 from tests.api.dicom_factory import without
@@ -94,7 +94,7 @@ def test_stored_header_is_compact_json_with_an_index_of_every_element() -> None:
         assert orjson.loads(json_bytes) == p.header
         assert json_bytes.startswith(b'{"00020000"')
         for key, element in p.header.items():
-            assert select(json_bytes, index, [key, "FFFFFFFF"]) == {key: element}
+            assert select_elements(json_bytes, index, [key, "FFFFFFFF"]) == {key: element}
 
 
 @pytest.mark.parametrize("cut", [10, 131, 200, 1000, 6000, 20000, 39000])

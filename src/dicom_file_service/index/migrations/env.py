@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection handed in by ``index.db.upgrade``."""
+"""Alembic environment: runs on the connection handed in by ``index.engine.upgrade``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dicom_file_service.index.tables import metadata
 
 config = context.config
 connection = config.attributes.get("connection")
-if connection is None:  # pragma: no cover - only via index.db.upgrade
-    raise RuntimeError("run migrations through dicom_file_service.index.db.upgrade")
+if connection is None:  # pragma: no cover - only via index.engine.upgrade
+    raise RuntimeError("run migrations through dicom_file_service.index.engine.upgrade")
 
 context.configure(
     connection=connection,
