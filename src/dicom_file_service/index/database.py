@@ -52,11 +52,6 @@ class IndexDatabase:
         # Looked up at each batch: the transaction as this object has it then.
         self._grouped = GroupCommitter(lambda: self.transaction())
 
-    @property
-    def dialect(self) -> str:
-        """For log lines and metrics labels only: the service never branches on it."""
-        return self.engine.dialect.name
-
     def upgrade(self) -> None:
         upgrade(self.engine)
 
