@@ -11,7 +11,6 @@ value as bytes: its inflated size was bounded at ingest.
 from __future__ import annotations
 
 import re
-import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -21,15 +20,18 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from dicom_file_service.dicom.dicom_json import BULK_THRESHOLD
+from dicom_file_service.dicom.elements import (
+    DEFLATED,
+    PIXEL_TAGS,
+    UNDEFINED,
+    encoding,
+    read_pixel_header,
+    walk_encapsulated,
+)
 from dicom_file_service.dicom.stored import vanished
 from dicom_file_service.errors import InvalidDicom, ServiceError, TagNotFound
 
 _HEX8 = re.compile(r"^[0-9A-F]{8}$")
-_PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
-_PIXEL_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN"})
-_UNDEFINED = 0xFFFFFFFF
-_ITEM, _SEQ_DELIM = 0xFFFEE000, 0xFFFEE0DD
-_DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,10 @@ def locate_bulk_value(source: BinaryIO, location: str, size: int) -> BulkSpan | 
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
     try:
         ds = dcmread(source, force=True, stop_before_pixels=True, defer_size=BULK_THRESHOLD)
-        if str(getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID", "")) == _DEFLATED:
+        if str(getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID", "")) == DEFLATED:
             return _inflated_value(source, steps)
         tag = int(steps[-1], 16)
-        if len(steps) == 1 and tag in _PIXEL_TAGS:
+        if len(steps) == 1 and tag in PIXEL_TAGS:
             return _pixel_span(source, ds, tag, size)
         dataset, base = ds, 0
         for tag_hex, index in zip(steps[0:-1:2], steps[1::2], strict=True):
@@ -76,7 +78,7 @@ def locate_bulk_value(source: BinaryIO, location: str, size: int) -> BulkSpan | 
         raise InvalidDicom(f"the stored file cannot be read: {exc}") from exc
     if raw is None:
         raise TagNotFound(f"the file has no bulk data at {location!r}")
-    if isinstance(raw, RawDataElement) and raw.length != _UNDEFINED and raw.value_tell:
+    if isinstance(raw, RawDataElement) and raw.length != UNDEFINED and raw.value_tell:
         return BulkSpan(base + raw.value_tell, raw.length)
     value = dataset[tag].value
     if not isinstance(value, bytes | bytearray):
@@ -86,31 +88,17 @@ def locate_bulk_value(source: BinaryIO, location: str, size: int) -> BulkSpan | 
 
 def _pixel_span(f: BinaryIO, ds: Dataset, tag: int, size: int) -> BulkSpan:
     """From the pixel data element's own header (``f`` stands at its tag)."""
-    at = f.tell()
-    head = f.read(12)
-    endian = ">" if ds.original_encoding[1] is False else "<"
-    if len(head) < 8:
+    head = read_pixel_header(f, ds)
+    if head is None or head.tag != tag:
         raise TagNotFound(f"the file has no bulk data at {tag:08X}")
-    group, element = struct.unpack(f"{endian}HH", head[:4])
-    if (group << 16) | element != tag:
-        raise TagNotFound(f"the file has no bulk data at {tag:08X}")
-    if head[4:6] in _PIXEL_VRS and len(head) == 12:  # explicit VR: reserved, 4-byte length
-        offset, length = at + 12, struct.unpack(f"{endian}I", head[8:12])[0]
-    else:
-        offset, length = at + 8, struct.unpack(f"{endian}I", head[4:8])[0]
-    if length != _UNDEFINED:
+    offset, length = head.value_at, head.length
+    if length != UNDEFINED:
         return BulkSpan(offset, min(length, max(size - offset, 0)))
-    pos = offset
-    while pos + 8 <= size:  # the items of encapsulated pixel data, to their delimiter
-        f.seek(pos)
-        group, element, item_length = struct.unpack(f"{endian}HHI", f.read(8))
-        item = (group << 16) | element
-        if item == _SEQ_DELIM:
-            return BulkSpan(offset, pos - offset)
-        if item != _ITEM or item_length == _UNDEFINED:
-            break
-        pos += 8 + item_length
-    raise InvalidDicom("the stored file's encapsulated pixel data has no end")
+    try:  # the items of encapsulated pixel data, to their delimiter
+        walked = walk_encapsulated(f, offset, size, encoding(ds)[1])
+    except InvalidDicom as exc:
+        raise InvalidDicom("the stored file's encapsulated pixel data has no end") from exc
+    return BulkSpan(offset, walked)
 
 
 def _inflated_value(source: BinaryIO, steps: list[str]) -> bytes:

@@ -11,7 +11,6 @@ into :class:`UndecodablePixelData` naming the transfer syntax and the reason.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -20,14 +19,11 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import as_pixel_options
-from pydicom.uid import (
-    UID,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-)
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
+from dicom_file_service.dicom.elements import PIXEL_KEYWORDS, photometric, reason, ts_name
+from dicom_file_service.dicom.elements import pixel_element_header as pixel_element_header
+from dicom_file_service.dicom.elements import transfer_syntax as transfer_syntax
 from dicom_file_service.dicom.stored import vanished
 from dicom_file_service.errors import (
     FrameOutOfRange,
@@ -38,15 +34,8 @@ from dicom_file_service.errors import (
     UndecodablePixelData,
 )
 
-#: (7FE0,0008) *Float Pixel Data*, (7FE0,0009) *Double Float Pixel Data*, (7FE0,0010) *Pixel Data*
-_PIXEL_KEYWORDS = {
-    (0x7FE0, 0x0008): "FloatPixelData",
-    (0x7FE0, 0x0009): "DoubleFloatPixelData",
-    (0x7FE0, 0x0010): "PixelData",
-}
 _DEFER = 64 * 1024
 _FLOAT_BYTES = 8
-_PIXEL_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN"})
 
 
 @dataclass(frozen=True)
@@ -88,18 +77,6 @@ def frame_count(ds: Dataset) -> int:
     return count if count > 0 else 1
 
 
-def transfer_syntax(ds: Dataset) -> UID:
-    """(0002,0010) *Transfer Syntax UID*, else the encoding pydicom found the dataset in."""
-    meta = getattr(ds, "file_meta", None)
-    uid = meta.get("TransferSyntaxUID") if meta is not None else None
-    if uid:
-        return UID(str(uid))
-    implicit, little = ds.original_encoding
-    if implicit:
-        return ImplicitVRLittleEndian
-    return ExplicitVRLittleEndian if little or little is None else ExplicitVRBigEndian
-
-
 def decode_frame(
     f: BinaryIO,
     ds: Dataset,
@@ -127,15 +104,18 @@ def decode_frame(
             full = dcmread(f, force=True)
         except OSError as exc:  # pydicom reopens a file by name for deferred values
             raise vanished(
-                exc, UndecodablePixelData(f"{_ts_name(tsyntax)}: cannot inflate: {_reason(exc)}")
+                exc,
+                UndecodablePixelData(
+                    f"{ts_name(tsyntax)}: cannot inflate: {reason(exc, whole=True)}"
+                ),
             ) from exc
         except ServiceError:  # the store failed beneath the reader: not the file's fault
             raise
         except Exception as exc:
             raise UndecodablePixelData(
-                f"{_ts_name(tsyntax)}: cannot inflate: {_reason(exc)}"
+                f"{ts_name(tsyntax)}: cannot inflate: {reason(exc, whole=True)}"
             ) from exc
-        keyword = next((k for k in _PIXEL_KEYWORDS.values() if k in full), None)
+        keyword = next((k for k in PIXEL_KEYWORDS.values() if k in full), None)
         pixel_vr = None
     else:
         full = None
@@ -167,12 +147,14 @@ def decode_frame(
             arr, props = decoder.as_array(full, index=frame - 1, raw=False)
     except NotImplementedError as exc:
         raise UndecodablePixelData(
-            f"{_ts_name(tsyntax)}: no decoder for this transfer syntax ({_reason(exc)})"
+            f"{ts_name(tsyntax)}: no decoder for this transfer syntax ({reason(exc, whole=True)})"
         ) from exc
     except OSError as exc:  # pydicom reopens a file by name for deferred values
         raise vanished(
             exc,
-            UndecodablePixelData(f"{_ts_name(tsyntax)}: decoding failed: OSError: {_reason(exc)}"),
+            UndecodablePixelData(
+                f"{ts_name(tsyntax)}: decoding failed: OSError: {reason(exc, whole=True)}"
+            ),
         ) from exc
     except ServiceError:  # the store failed beneath the reader: not the file's fault
         raise
@@ -182,11 +164,11 @@ def decode_frame(
         if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
             raise
         raise UndecodablePixelData(
-            f"{_ts_name(tsyntax)}: decoding failed: {type(exc).__name__}: {_reason(exc)}"
+            f"{ts_name(tsyntax)}: decoding failed: {type(exc).__name__}: {reason(exc, whole=True)}"
         ) from exc
-    photometric = str(props.get("photometric_interpretation") or _header_photometric(ds))
+    decoded_as = str(props.get("photometric_interpretation") or photometric(ds))
     return Frame(
-        header=ds, pixels=arr, photometric=photometric, transfer_syntax=tsyntax, index=frame - 1
+        header=ds, pixels=arr, photometric=decoded_as, transfer_syntax=tsyntax, index=frame - 1
     )
 
 
@@ -199,33 +181,6 @@ def _invalid_number_of_frames(ds: Dataset) -> bool:
         return True
 
 
-def _reason(exc: BaseException) -> str:
-    """An exception's message on one line (pydicom lists each plugin's failure on its own)."""
-    return " ".join(str(exc).split())
-
-
-def pixel_element_header(f: BinaryIO, ds: Dataset) -> tuple[str | None, str | None]:
-    """Read the pixel data element's tag (and VR) and leave ``f`` at the start of its value.
-
-    Whether the element has an explicit VR is read from the element itself, not from the
-    transfer syntax: files exist whose dataset is implicit VR under an explicit VR transfer
-    syntax, and pydicom reads them (PS3.5 7.1.2, 7.1.3 give the two layouts).
-    """
-    data = f.read(8)
-    if len(data) < 8:
-        return None, None
-    endian = ">" if ds.original_encoding[1] is False else "<"
-    group, elem = struct.unpack(f"{endian}HH", data[:4])
-    keyword = _PIXEL_KEYWORDS.get((group, elem))
-    if keyword is None:
-        return None, None
-    vr = data[4:6]
-    if vr not in _PIXEL_VRS:
-        return keyword, None  # implicit VR: the 4 bytes after the tag were the length
-    f.read(4)  # explicit VR: 2 reserved bytes, then a 4-byte length
-    return keyword, vr.decode("ascii")
-
-
 def _check_size(ds: Dataset, tsyntax: UID, max_pixels: int, max_bytes: int | None) -> None:
     try:
         rows = int(ds.Rows)
@@ -234,17 +189,17 @@ def _check_size(ds: Dataset, tsyntax: UID, max_pixels: int, max_bytes: int | Non
         bits = int(ds.get("BitsAllocated") or 8)
     except OSError as exc:  # pydicom reopens a file by name for deferred values
         raise vanished(
-            exc, UndecodablePixelData(f"{_ts_name(tsyntax)}: Rows or Columns cannot be read: {exc}")
+            exc, UndecodablePixelData(f"{ts_name(tsyntax)}: Rows or Columns cannot be read: {exc}")
         ) from exc
     except ServiceError:  # the store failed beneath the reader: not the file's fault
         raise
     except Exception as exc:
         raise UndecodablePixelData(
-            f"{_ts_name(tsyntax)}: (0028,0010) Rows, (0028,0011) Columns or (0028,0002) "
+            f"{ts_name(tsyntax)}: (0028,0010) Rows, (0028,0011) Columns or (0028,0002) "
             "Samples per Pixel is missing or invalid"
         ) from exc
     if rows <= 0 or columns <= 0:
-        raise UndecodablePixelData(f"{_ts_name(tsyntax)}: Rows and Columns must be positive")
+        raise UndecodablePixelData(f"{ts_name(tsyntax)}: Rows and Columns must be positive")
     size = rows * columns * samples
     if size > max_pixels:
         raise ImageTooLarge(
@@ -260,14 +215,3 @@ def _check_size(ds: Dataset, tsyntax: UID, max_pixels: int, max_bytes: int | Non
             f"and rendering it takes up to {needed} bytes, more than the limit of {max_bytes} "
             "(setting DICOM_FS_MAX_RENDER_BYTES)"
         )
-
-
-def _header_photometric(ds: Dataset) -> str:
-    return str(ds.get("PhotometricInterpretation") or "").strip().upper()
-
-
-def _ts_name(uid: UID) -> str:
-    name = uid.name if uid.is_valid else ""
-    if name and name != str(uid):
-        return f"transfer syntax {name} ({uid})"
-    return f"transfer syntax {uid}"

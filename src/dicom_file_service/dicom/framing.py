@@ -1,0 +1,158 @@
+"""The framing validator: whether a file's bytes add up to the elements it declares.
+
+pydicom is lenient by design; an archive must not be. A value that runs past the end of the
+file, a final element cut inside its header, elements after the pixel data that do not fit,
+encapsulated pixel data without its delimiter, or native pixel data shorter than its
+attributes call for: each is refused here with a precise ``InvalidDicom``, from the file's
+bytes and the (deferred) header pydicom read, without reading any large value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+
+from dicom_file_service.dicom.elements import (
+    PIXEL_DATA,
+    PIXEL_TAGS,
+    UNDEFINED,
+    encoding,
+    photometric,
+    pixel_vr,
+    read_element_header,
+    walk_encapsulated,
+)
+from dicom_file_service.errors import InvalidDicom
+
+# (0028,0002) Samples per Pixel, (0028,0004) Photometric Interpretation, (0028,0010) Rows,
+# (0028,0011) Columns, (0028,0100) Bits Allocated: present only with pixel data (PS3.3 C.7.6.3).
+_IMAGE_PIXEL_KEYS = ("00280002", "00280004", "00280010", "00280011", "00280100")
+
+
+@dataclass(frozen=True)
+class PixelElement:
+    """The pixel data element as found: its tag, VR and value length, and for encapsulated
+    pixel data the (position, length) of each of its items."""
+
+    tag: int
+    vr: str
+    length: int
+    items: list[tuple[int, int]] = field(default_factory=list)
+
+
+def check_dataset_end(ds: Dataset, size: int) -> None:
+    """pydicom silently drops a final element cut inside its header: the bytes must add up.
+
+    Elements lie in ascending tag order (PS3.5 7.1), so the last one must end the file.
+    """
+    keys = list(ds.keys())
+    if not keys:
+        return
+    raw = ds.get_item(keys[-1], keep_deferred=True)
+    tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
+    if tell is None or length is None:
+        return  # already converted by pydicom: its extent is not recorded
+    if length == UNDEFINED:
+        if raw.value is None:
+            return  # deferred: its end is not known without reading it
+        end = tell + len(raw.value) + 8  # the value, then its delimitation item
+    else:
+        end = tell + length
+    if end < size:
+        raise InvalidDicom(
+            f"the file ends with {size - end} byte(s) that are not a complete element: "
+            "it is truncated"
+        )
+
+
+def check_trailing_elements(f: BinaryIO, ds: Dataset, size: int) -> None:
+    """Elements after the pixel data (padding, signatures) must lie wholly inside the file."""
+    pos = f.tell()
+    implicit, endian = encoding(ds)
+    while pos < size:
+        head = read_element_header(f, pos, implicit, endian)
+        if head.length == UNDEFINED:
+            return  # a sequence after the pixel data: not walked, pydicom never reads it
+        if head.value_at + head.length > size:
+            raise InvalidDicom("the file is truncated: its last element runs past the end")
+        pos = head.value_at + head.length
+
+
+def check_deferred_values(ds: Dataset, size: int) -> None:
+    """A deferred (large) value must lie wholly inside the file; inline ones were read whole."""
+    for tag in list(ds.keys()):
+        raw: Any = ds.get_item(tag, keep_deferred=True)
+        if raw is None or not hasattr(raw, "value_tell"):
+            continue  # converted by pydicom already, so read whole
+        length = raw.length
+        if length == UNDEFINED:
+            continue
+        if raw.value is None and raw.value_tell + length > size:
+            raise InvalidDicom(
+                f"the file is truncated: element ({tag >> 16:04X},{tag & 0xFFFF:04X}) declares "
+                f"{length} bytes but the file ends {raw.value_tell + length - size} bytes short"
+            )
+        if raw.value is not None and len(raw.value) < length:
+            raise InvalidDicom(
+                f"the file is truncated inside element ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+            )
+
+
+def check_pixel_element(f: BinaryIO, ds: Dataset, size: int) -> PixelElement | None:
+    """Walk the framing of the pixel data element at ``f``'s position, leaving ``f`` after
+    it; None (``f`` unmoved) when the element there is not pixel data."""
+    start = f.tell()
+    implicit, endian = encoding(ds)
+    head = read_element_header(f, start, implicit, endian)
+    if head.tag not in PIXEL_TAGS:
+        f.seek(start)
+        return None
+    tag, length, value_at = head.tag, head.length, head.value_at
+    vr = head.vr or (pixel_vr(ds) if tag == PIXEL_DATA else dictionary_VR(tag))
+    if length != UNDEFINED:
+        if value_at + length > size:
+            raise InvalidDicom(
+                f"the file is truncated: Pixel Data declares {length} bytes but only "
+                f"{size - value_at} remain"
+            )
+        _check_pixel_size(ds, length)
+        f.seek(value_at + length)
+        return PixelElement(tag, vr, length)
+    items: list[tuple[int, int]] = []
+    walked = walk_encapsulated(f, value_at, size, endian, items)
+    f.seek(value_at + walked + 8)
+    return PixelElement(tag, vr, walked, items)
+
+
+def _check_pixel_size(ds: Dataset, length: int) -> None:
+    """Native pixel data shorter than its attributes say cannot be rendered: refuse it now."""
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        bits = int(ds.BitsAllocated)
+        spp = int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return  # without these the image is not renderable anyway; the renderer says so
+    expected_bits = rows * cols * spp * frames * bits
+    if spp == 3 and photometric(ds) in ("YBR_FULL_422", "YBR_PARTIAL_422"):
+        # Native 4:2:2: two luminance and one pair of chrominance samples per two pixels,
+        # so two thirds of three samples per pixel (PS3.3 C.7.6.3.1.2).
+        expected_bits = expected_bits // 3 * 2
+    expected = (expected_bits + 7) // 8
+    if length + 1 < expected:
+        raise InvalidDicom(
+            f"Pixel Data holds {length} bytes but Rows, Columns, Samples per Pixel, Number of "
+            f"Frames and Bits Allocated call for {expected}: the file is truncated or corrupt"
+        )
+
+
+def check_image_has_pixels(header: dict[str, Any], has_pixels: bool) -> None:
+    """A header with the Image Pixel module but no pixel data is a file cut before it."""
+    if not has_pixels and any(k in header for k in _IMAGE_PIXEL_KEYS):
+        raise InvalidDicom(
+            "the file describes an image (Image Pixel module: Rows, Columns, ...) but ends "
+            "before its Pixel Data (7FE0,0010): it is truncated"
+        )
