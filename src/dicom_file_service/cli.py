@@ -34,18 +34,10 @@ def _settings_for(data_dir: Path | None) -> Settings:
 
 
 def _migrate(settings: Settings) -> None:
-    """Apply migrations (the index's and the job queue's) once, here, so that workers
-    starting together never race."""
-    from dicom_file_service.index.database import IndexDatabase
-    from dicom_file_service.jobs import open_prerender_queue
+    """Apply migrations once, here, so that workers starting together never race."""
+    from dicom_file_service.service.context import upgrade_schema
 
-    url = settings.resolved_database_url()
-    index = IndexDatabase(url)
-    try:
-        index.upgrade()
-        open_prerender_queue(url, index).prepare()
-    finally:
-        index.close()
+    upgrade_schema(settings)
 
 
 @main.command()
@@ -287,6 +279,7 @@ def ohif() -> None:
 @click.option("--version", "version", default=None, help="The @ohif/app version (npm)")
 def ohif_install(data_dir: Path | None, directory: Path | None, version: str | None) -> None:
     """Fetch the OHIF viewer's build with npm and install it for /ohif/."""
+    from dicom_file_service.api.urls import OHIF_MOUNT
     from dicom_file_service.service import ohif as viewer
 
     settings = _settings_for(data_dir)
@@ -294,10 +287,12 @@ def ohif_install(data_dir: Path | None, directory: Path | None, version: str | N
     wanted = version or viewer.OHIF_VERSION
     click.echo(f"fetching @ohif/app@{wanted} with npm ...")
     try:
-        installed = viewer.install(target, wanted)
+        installed = viewer.install(target, OHIF_MOUNT, wanted)
     except ServiceError as exc:
         raise click.ClickException(exc.detail) from exc
-    click.echo(f"OHIF {wanted} installed in {installed}; served under /ohif/ (restart not needed)")
+    click.echo(
+        f"OHIF {wanted} installed in {installed}; served under {OHIF_MOUNT} (restart not needed)"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

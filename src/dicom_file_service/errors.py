@@ -270,3 +270,21 @@ class NotAcceptable(BadRequest):
 
     code = "not_acceptable"
     title = "Not acceptable"
+
+
+class TruncatedBody(MalformedBody):
+    """A multipart body that ended inside a part: the parts before it were handled."""
+
+    def __init__(self, handled: int) -> None:
+        super().__init__(
+            f"the multipart body ended before its closing boundary, after {handled} part(s)"
+        )
+        self.handled = handled
+
+
+class RenderTimeout(Unavailable):
+    """Decoding or rendering did not finish within its time limit (503: try again later,
+    or ask for less)."""
+
+    code = "render_timeout"
+    title = "Rendering took too long"

@@ -62,7 +62,7 @@ def with_ohif(tmp_path: Path) -> Iterator[Server]:
     (build / "assets").mkdir()
     (build / "assets" / "favicon.ico").write_bytes(b"icon")
     (build / ohif.VERSION_FILE).write_text("3.0.0\n")
-    ohif.prepare_build(build)
+    ohif.prepare_build(build, "/ohif/")
     (tmp_path / "secret.txt").write_text("not for the web")
     server = start_server(tmp_path / "data", {"DICOM_FS_OHIF_DIR": str(build)})
     yield server

@@ -17,7 +17,18 @@ from dicom_file_service.api.content_location import ContentLocation
 from dicom_file_service.api.fast_paths import FastPaths
 from dicom_file_service.api.logs import RequestLog
 from dicom_file_service.api.problems import install_problem_handlers
-from dicom_file_service.api.routes import dicomweb, dicomweb_search, files, ops, transfer, web
+from dicom_file_service.api.routes import (
+    dicomweb_delete,
+    files,
+    ops,
+    qido,
+    rendered,
+    stow,
+    transfer,
+    wado,
+    wado_uri,
+    web,
+)
 from dicom_file_service.dicom.render import warm_up
 from dicom_file_service.service import prerender
 from dicom_file_service.service.context import ServiceContext
@@ -58,8 +69,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             flushing.cancel()
             metrics.REQUEST_TALLY.flush()
             logs.request_lines.flush()
-            await ctx.index.headers.aclose()
-            ctx.close()
+            await ctx.aclose()
 
     app = FastAPI(
         title="dicom-file-service",
@@ -71,9 +81,12 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(transfer.router)  # before files: its fixed paths win over {file_id}
     app.include_router(files.router)
     app.include_router(ops.router)
-    app.include_router(dicomweb.router)
-    app.include_router(dicomweb_search.router)
-    app.include_router(dicomweb.wado_uri)
+    app.include_router(stow.router)
+    app.include_router(qido.router)
+    app.include_router(wado.router)
+    app.include_router(rendered.router)
+    app.include_router(dicomweb_delete.router)
+    app.include_router(wado_uri.router)
     app.include_router(web.router)
     served: ASGIApp = ContentLocation(FastPaths(app, app.state), settings.public_base_url)
     if settings.cors_origins:

@@ -21,7 +21,10 @@ from urllib.parse import parse_qsl
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from dicom_file_service.api import urls
+from dicom_file_service.api.conditional import not_modified
 from dicom_file_service.api.problems import problem_response, service_error_response
+from dicom_file_service.api.responses import IMMUTABLE
 from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.errors import ServiceError
 from dicom_file_service.service import files as files_service
@@ -34,9 +37,8 @@ from dicom_file_service.service.rendering import (
 
 log = logging.getLogger(__name__)
 
-_PREFIX = "/dicom-image/"
+_PREFIX = urls.FILES + "/"
 _PNG = "/png"
-IMMUTABLE = "public, max-age=31536000, immutable"
 _PNG_PARAMS: dict[str, Callable[[str], Any]] = {
     "frame": int,
     "window_center": float,
@@ -137,7 +139,7 @@ class FastPaths:
         etag = rendering_etag(file_id, options).encode()
         headers = [(b"etag", etag), (b"cache-control", IMMUTABLE.encode())]
         match = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
-        if match is not None and (etag in match or match.strip() == b"*"):
+        if match is not None and not_modified(match.decode("latin-1"), etag.decode()):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return True
@@ -152,7 +154,9 @@ class FastPaths:
         ctx: ServiceContext = self.state.ctx
         file_id = scope["path"][len(_PREFIX) :]
         try:
-            answers = await files_service.get_attributes_async(ctx, file_id, selectors)
+            answers = await files_service.get_attributes_async(
+                ctx, file_id, selectors, urls.file_bulk_data_base(file_id)
+            )
         except ServiceError as exc:
             await service_error_response(exc)(scope, receive, send)
             return

@@ -15,14 +15,13 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from dicom_file_service.errors import (
-    BadRequest,
     MalformedBody,
     PayloadTooLarge,
     ServiceError,
+    TruncatedBody,
     UnsupportedMediaType,
 )
 from dicom_file_service.service.staging import StagedUpload
-from dicom_file_service.storage import ScratchArea
 
 DICOM = "application/dicom"
 
@@ -45,9 +44,8 @@ def related_boundary(content_type: str | None) -> bytes:
 
 
 class _Parts:
-    def __init__(self, scratch: ScratchArea, max_bytes: int) -> None:
-        self.scratch = scratch
-        self.max_bytes = max_bytes
+    def __init__(self, new_part: Callable[[], StagedUpload]) -> None:
+        self.new_part = new_part
         self.current: StagedUpload | None = None
         self.current_error: ServiceError | None = None
         self.header_field = b""
@@ -56,7 +54,7 @@ class _Parts:
         self.done: list[tuple[StagedUpload | None, ServiceError | None]] = []
 
     def on_part_begin(self) -> None:
-        self.current = StagedUpload(self.scratch, self.max_bytes)
+        self.current = self.new_part()
         self.current_error = None
         self.part_type = None
 
@@ -106,13 +104,13 @@ class _Parts:
 async def read_parts(
     boundary: bytes,
     body: AsyncIterator[bytes],
-    scratch: ScratchArea,
-    max_bytes: int,
+    new_part: Callable[[], StagedUpload],
     on_part: Callable[[int, StagedUpload | None, ServiceError | None], Awaitable[None]],
     *,
     concurrency: int = 1,
 ) -> int:
-    """Call ``on_part(index, staged file or None, error or None)`` for each part as it ends;
+    """Call ``on_part(index, staged file or None, error or None)`` for each part as it ends
+    (each staged in a file from ``new_part``, which bounds its size);
     returns the number of parts. A body that is not multipart is a ``MalformedBody``.
 
     Up to ``concurrency`` parts are handled at once while the body is read on, so one part's
@@ -121,7 +119,7 @@ async def read_parts(
     staged file is removed once its handler has finished, and this returns only when every
     handler has.
     """
-    parts = _Parts(scratch, max_bytes)
+    parts = _Parts(new_part)
     parser = MultipartParser(
         boundary,
         {
@@ -167,19 +165,6 @@ async def read_parts(
         parts.discard_all()
     if parser.state != MultipartState.END:
         if count:
-            raise Truncated(count)
+            raise TruncatedBody(count)
         raise MalformedBody("the multipart body ended before its closing boundary")
     return count
-
-
-class Truncated(BadRequest):
-    """The body ended inside a part: the parts before it were handled."""
-
-    code = "malformed_body"
-    title = "Malformed request body"
-
-    def __init__(self, handled: int) -> None:
-        super().__init__(
-            f"the multipart body ended before its closing boundary, after {handled} part(s)"
-        )
-        self.handled = handled

@@ -7,6 +7,7 @@ twice, whatever the upload's size.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from python_multipart.exceptions import MultipartParseError
@@ -17,6 +18,7 @@ from dicom_file_service.errors import (
     MalformedBody,
     MissingFileField,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
 )
 from dicom_file_service.service.staging import StagedUpload, StagingPipe
@@ -37,6 +39,21 @@ def check_declared_length(content_length: str | None, max_bytes: int) -> None:
             f"the upload ({declared} bytes) exceeds the limit of {max_bytes} bytes "
             "(setting DICOM_FS_MAX_UPLOAD_BYTES)"
         )
+
+
+async def read_upload_within(
+    seconds: float, content_type: str | None, body: AsyncIterator[bytes], staged: StagedUpload
+) -> None:
+    """``read_upload``, given up after ``seconds`` (a 408): a client that sends slowly or
+    stops sending does not hold a scratch file and a connection for ever."""
+    try:
+        async with asyncio.timeout(seconds):
+            await read_upload(content_type, body, staged)
+    except TimeoutError as exc:
+        raise RequestTimeout(
+            f"the upload was not received within {seconds:.0f} s "
+            "(setting DICOM_FS_UPLOAD_TIMEOUT_SECONDS)"
+        ) from exc
 
 
 async def read_upload(

@@ -29,7 +29,6 @@ class StoredInstance:
     sop_instance_uid: str
     retrieve_url: str
     warning_reason: int | None = None
-    warning: str | None = None  # for people: the Warning header says what the reason means
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,6 @@ class FailedInstance:
     sop_class_uid: str | None  # None: the part could not be read far enough to know
     sop_instance_uid: str | None
     reason: int
-    detail: str | None = None  # for people: the Warning header carries it
 
 
 def _ui(value: str | None) -> dict[str, Any]:
@@ -80,27 +78,6 @@ def stow_response(
         ],
     }
     return response
-
-
-def stow_status(stored: int, failed: int, warned: int = 0) -> int:
-    """200 all stored, 202 some failed or stored with a warning, 409 all failed (PS3.18
-    10.5.3, Table 10.5.3-1)."""
-    if failed == 0:
-        return 202 if warned else 200
-    return 202 if stored else 409
-
-
-def warning_headers(stored: list[StoredInstance], failed: list[FailedInstance]) -> list[str]:
-    """``Warning: 299`` values (as PS3.18 8.3.4 writes them) saying in words why each
-    instance failed or was warned about, as a person reading the response needs; ASCII, at
-    most 20."""
-    texts = [f"{i.sop_instance_uid or 'a part'}: {i.detail}" for i in failed if i.detail]
-    texts += [f"{i.sop_instance_uid}: {i.warning}" for i in stored if i.warning]
-    out = []
-    for text in texts[:20]:
-        plain = text.encode("ascii", "replace").decode().replace('"', "'").replace("\\", "/")
-        out.append(f'299 dicom-file-service: "{plain[:300]}"')
-    return out
 
 
 def stow_response_xml(response: dict[str, Any]) -> bytes:

@@ -9,11 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from dicom_file_service.errors import ServiceError
+from dicom_file_service.errors import RenderTimeout
 from dicom_file_service.index.database import IndexDatabase
 from dicom_file_service.jobs import PrerenderQueue, open_prerender_queue
 from dicom_file_service.service import ids
 from dicom_file_service.service.parsing import Parsers
+from dicom_file_service.service.staging import StagedUpload
 from dicom_file_service.settings import Settings
 from dicom_file_service.storage import (
     BlobRenderCache,
@@ -27,9 +28,16 @@ from dicom_file_service.storage import (
 T = TypeVar("T")
 
 
-class RenderTimeout(ServiceError):
-    code = "render_timeout"
-    title = "Rendering took too long"
+def upgrade_schema(settings: Settings) -> None:
+    """Apply the migrations (the index's and the job queue's) once, before the workers start,
+    so that workers starting together never race on the schema."""
+    url = settings.resolved_database_url()
+    index = IndexDatabase(url)
+    try:
+        index.upgrade()
+        open_prerender_queue(url, index).prepare()
+    finally:
+        index.close()
 
 
 @dataclass
@@ -112,6 +120,15 @@ class ServiceContext:
         """
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.ingest_pool, fn)
+
+    def new_upload(self) -> StagedUpload:
+        """A scratch file for an upload on its way in, limited to the largest accepted."""
+        return StagedUpload(self.scratch, self.settings.max_upload_bytes)
+
+    async def aclose(self) -> None:
+        """Close everything, the index's event-loop connections first (from the loop)."""
+        await self.index.headers.aclose()
+        self.close()
 
     def close(self) -> None:
         self.jobs.close()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from dicom_file_service.dicom.bulk import BulkSpan, locate_bulk_value
+from dicom_file_service.dicom.bulk import locate_bulk_value
 from dicom_file_service.dicom.header_index import select_elements, with_bulk_data_base
 from dicom_file_service.dicom.tags import lookup, parse_selector, required_keys
 from dicom_file_service.errors import FileNotFound, InvalidParameter, TagNotFound
@@ -18,7 +19,6 @@ from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.records import file_summary
 from dicom_file_service.service.removal import remove_instance_bytes
-from dicom_file_service.storage import BlobNotFound
 
 
 def not_found(file_id: str) -> FileNotFound:
@@ -55,20 +55,14 @@ async def load_header_async(ctx: ServiceContext, file_id: str) -> StoredHeader:
     return found
 
 
-def get_attributes(ctx: ServiceContext, file_id: str, selectors: list[str]) -> list[dict[str, Any]]:
-    """One answer per selector, in request order. Reads only the index, never the file."""
-    _check_selector_count(ctx, selectors)
-    paths = [parse_selector(s) for s in selectors]
-    return _answers(load_header(ctx, file_id), paths, file_id)
-
-
 async def get_attributes_async(
-    ctx: ServiceContext, file_id: str, selectors: list[str]
+    ctx: ServiceContext, file_id: str, selectors: list[str], bulk_data_base: str
 ) -> list[dict[str, Any]]:
-    """``get_attributes`` for the event loop: the hot path of tag lookups."""
+    """One answer per selector, in request order, bulk values named by a URI under
+    ``bulk_data_base``. Reads only the index, never the file: the hot path of tag lookups."""
     _check_selector_count(ctx, selectors)
     paths = [parse_selector(s) for s in selectors]
-    return _answers(await load_header_async(ctx, file_id), paths, file_id)
+    return _answers(await load_header_async(ctx, file_id), paths, bulk_data_base)
 
 
 def _check_selector_count(ctx: ServiceContext, selectors: list[str]) -> None:
@@ -78,39 +72,43 @@ def _check_selector_count(ctx: ServiceContext, selectors: list[str]) -> None:
         )
 
 
-def _answers(stored: StoredHeader, paths: list[Any], file_id: str) -> list[dict[str, Any]]:
+def _answers(stored: StoredHeader, paths: list[Any], bulk_data_base: str) -> list[dict[str, Any]]:
     keys = {key for p in paths for key in required_keys(p)}
-    header = select_elements(stored.json, stored.spans, keys)  # parse only what the paths need
+    header = select_elements(stored.json, stored.spans, keys)  # parse only what paths need
     bulk = orjson.loads(stored.bulk_lengths)
-    base = bulk_data_base(file_id)
-    return [lookup(header, p, bulk, base) for p in paths]
+    return [lookup(header, p, bulk, bulk_data_base) for p in paths]
 
 
-def bulk_data_base(file_id: str) -> str:
-    """Where the file API serves a file's bulk values (``/bulkdata/<location>``)."""
-    return f"/dicom-image/{file_id}/bulkdata"
-
-
-async def metadata_async(ctx: ServiceContext, file_id: str) -> bytes:
+async def metadata_async(ctx: ServiceContext, file_id: str, bulk_data_base: str) -> bytes:
     """The header as a DICOM JSON array of one dataset (the shape WADO-RS metadata uses),
-    its bulk data URIs on the file API's route."""
+    its bulk data URIs under ``bulk_data_base``."""
     stored = await load_header_async(ctx, file_id)
-    return b"[" + with_bulk_data_base(stored.json, bulk_data_base(file_id)) + b"]"
+    return b"[" + with_bulk_data_base(stored.json, bulk_data_base) + b"]"
 
 
-def bulk_value(
-    ctx: ServiceContext, file_id: str, location: str
-) -> tuple[repo.InstanceRecord, BulkSpan | bytes]:
-    """Where the value behind a BulkDataURI lies in the stored file (read from its header:
-    the value itself is streamed by the caller, never held whole)."""
+@dataclass(frozen=True)
+class ByteStream:
+    """Bytes to send as they are read: their length, and the chunks (opened already)."""
+
+    length: int
+    chunks: Iterator[bytes]
+
+
+def bulk_value(ctx: ServiceContext, file_id: str, location: str) -> ByteStream:
+    """The value behind a BulkDataURI, located from the stored file's header and streamed
+    from its byte span (never held whole; a value inside deflated data is inflated)."""
     record = get_record(ctx, file_id)
     bulk = orjson.loads(load_header(ctx, file_id).bulk_lengths)
     if location.upper() not in bulk:  # only what the header names by a BulkDataURI
         raise TagNotFound(f"{location!r} is not a bulk data location of this file")
     try:
         with ctx.store.open_reader(record.blob_key, record.size) as f:
-            return record, locate_bulk_value(f, location, record.size)
-    except BlobNotFound as exc:  # deleted meanwhile
+            found = locate_bulk_value(f, location, record.size)
+        if isinstance(found, bytes):
+            return ByteStream(len(found), iter([found]))
+        end = found.offset + found.length
+        return ByteStream(found.length, ctx.store.iter_range(record.blob_key, found.offset, end))
+    except FileNotFound as exc:  # deleted meanwhile
         raise not_found(file_id) from exc
 
 

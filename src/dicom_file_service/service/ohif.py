@@ -23,7 +23,6 @@ from dicom_file_service.errors import OhifInstallFailed
 OHIF_VERSION = "3.13.2"
 """The version of ``@ohif/app`` installed unless told otherwise: the one the browser tests ran."""
 
-MOUNT = "/ohif/"
 VERSION_FILE = ".ohif-version"
 _RUNTIME_PUBLIC_PATH = '__webpack_require__.p = "/";'
 
@@ -36,8 +35,9 @@ def installed_version(directory: Path) -> str | None:
         return None
 
 
-def install(directory: Path, version: str = OHIF_VERSION, npm: str = "npm") -> Path:
-    """Fetch ``@ohif/app@version`` with npm and install its build into ``directory``.
+def install(directory: Path, mount: str, version: str = OHIF_VERSION, npm: str = "npm") -> Path:
+    """Fetch ``@ohif/app@version`` with npm and install its build into ``directory``, to be
+    served under the URL path ``mount``.
 
     The new build is prepared beside the old one and swapped in by renames, so a running
     service serves either the old build or the new one, never half of one.
@@ -50,7 +50,7 @@ def install(directory: Path, version: str = OHIF_VERSION, npm: str = "npm") -> P
         tarball = _pack(npm, version, Path(work))
         staged = Path(work) / "dist"
         _extract_dist(tarball, staged)
-        prepare_build(staged)
+        prepare_build(staged, mount)
         (staged / VERSION_FILE).write_text(version + "\n")
         old = Path(work) / "old"
         if directory.exists():
@@ -101,7 +101,7 @@ def _extract_dist(tarball: Path, target: Path) -> None:
         raise OhifInstallFailed(f"{tarball.name} cannot be unpacked: {exc}") from exc
 
 
-def prepare_build(dist: Path, mount: str = MOUNT) -> None:
+def prepare_build(dist: Path, mount: str) -> None:
     """Point a root-served build at ``mount``: its page's asset references, its runtime's
     public path (from which it loads its chunks, workers and codecs) and its manifest."""
     index = dist / "index.html"
@@ -142,7 +142,7 @@ def prepare_build(dist: Path, mount: str = MOUNT) -> None:
     (dist / "app-config.js").unlink(missing_ok=True)  # the service answers its own
 
 
-def ohif_config_js(dicomweb_root: str = "/dicomweb", mount: str = MOUNT) -> str:
+def ohif_config_js(dicomweb_root: str, mount: str) -> str:
     """The viewer's ``app-config.js`` for this service's DICOMweb.
 
     Roots are paths on the page's own origin, so the one build works behind any host name,

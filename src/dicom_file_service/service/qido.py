@@ -27,9 +27,7 @@ from dicom_file_service.dicom.qido import (
 )
 from dicom_file_service.index import qido as index_qido
 from dicom_file_service.service.context import ServiceContext
-from dicom_file_service.service.dicomweb import bulk_data_base, instance_url
-
-_WARN = '299 dicom-file-service: "{}"'
+from dicom_file_service.service.locations import ResourceUrls
 
 
 @dataclass
@@ -46,7 +44,7 @@ def search(
     params: Iterable[tuple[str, str]],
     level: Level,
     scope: dict[Level, str],
-    base_url: str,
+    urls: ResourceUrls,
 ) -> SearchResult:
     """What a QIDO-RS request finds at ``level`` within ``scope`` (the UIDs of its path)."""
     query = parse_query(params, level)
@@ -54,9 +52,9 @@ def search(
     result = SearchResult([])
     if query.ignored:
         names = ", ".join(dict.fromkeys(query.ignored))
-        result.warnings.append(_WARN.format(f"The following query keys were ignored: {names}"))
+        result.warnings.append(f"The following query keys were ignored: {names}")
     if query.limit is not None and query.limit > cap:
-        result.warnings.append(_WARN.format(f"The limit was lowered to {cap}"))
+        result.warnings.append(f"The limit was lowered to {cap}")
     limit = min(query.limit if query.limit is not None else cap, cap)
     with ctx.index.read() as conn:
         found, more = index_qido.matches(conn, query, scope, limit)
@@ -65,10 +63,8 @@ def search(
         headers = index_qido.headers_by_seq(conn, [s for s in firsts.values() if s is not None])
     if more:
         result.warnings.append(
-            _WARN.format(
-                f"There are more matches than the {limit} returned; ask again with "
-                f"offset={query.offset + limit}"
-            )
+            f"There are more matches than the {limit} returned; ask again with "
+            f"offset={query.offset + limit}"
         )
     wanted = _returned(query, scope)
     for match in found:
@@ -79,11 +75,11 @@ def search(
         header, index = headers[seq]
         if query.include_all and level == "instance":
             uids = (match.series_instance_uid, match.sop_instance_uid)
-            base = bulk_data_base(base_url, match.study_instance_uid, *map(str, uids))
+            base = urls.bulk_data_base(match.study_instance_uid, *map(str, uids))
             attributes = orjson.loads(header_index.with_bulk_data_base(header, base))
         else:
             attributes = header_index.select_elements(header, index, wanted)
-        attributes.update(_computed(match, level, summary, base_url))
+        attributes.update(_computed(match, level, summary, urls))
         for tag in wanted:
             attributes.setdefault(tag, _empty(tag))
         result.matches.append(dict(sorted(attributes.items())))
@@ -132,14 +128,11 @@ def _returned(query: Query, scope: dict[Level, str]) -> list[str]:
 
 
 def _computed(
-    match: index_qido.Match, level: Level, summary: index_qido.Summary | None, base_url: str
+    match: index_qido.Match, level: Level, summary: index_qido.Summary | None, urls: ResourceUrls
 ) -> dict[str, Any]:
-    url = f"{base_url}/studies/{match.study_instance_uid}"
-    if level == "series":
-        url += f"/series/{match.series_instance_uid}"
-    elif level == "instance":
-        uids = (match.series_instance_uid, match.sop_instance_uid)
-        url = instance_url(base_url, match.study_instance_uid, *map(str, uids))
+    series = match.series_instance_uid if level in ("series", "instance") else None
+    sop = match.sop_instance_uid if level == "instance" else None
+    url = urls.retrieve_url(match.study_instance_uid, series, sop)
     out: dict[str, Any] = {
         "00080056": {"vr": "CS", "Value": ["ONLINE"]},
         "00081190": {"vr": "UR", "Value": [url]},

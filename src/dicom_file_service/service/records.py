@@ -7,6 +7,8 @@ from typing import Any
 
 from dicom_file_service.index.repository import InstanceRecord
 
+__all__ = ["IngestResult", "InstanceRecord", "file_summary"]
+
 
 def file_summary(record: InstanceRecord) -> dict[str, Any]:
     """The fields of the upload answer (README, "Usage"), also the items of the listing."""

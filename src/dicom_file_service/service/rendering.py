@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from dicom_file_service import metrics
 from dicom_file_service.dicom.render import RenderOptions, render_png
+from dicom_file_service.errors import FileNotFound
 from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.files import not_found
-from dicom_file_service.storage import BlobNotFound
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +33,12 @@ def rendering_etag(file_id: str, options: RenderOptions) -> str:
     return f'"{file_id}-{options.cache_key()}"'
 
 
-def cached_rendering(ctx: ServiceContext, file_id: str, options: RenderOptions) -> bytes | None:
-    """The cached PNG if there is one (blocking: a file read or an object GET)."""
-    if not ids.is_valid_file_id(file_id):
-        return None
-    return ctx.renders.get(file_id, options.cache_key())
-
-
 async def cached_rendering_async(
     ctx: ServiceContext, file_id: str, options: RenderOptions
 ) -> bytes | None:
-    """``cached_rendering`` for the event loop (the fast path), for a file the index still
-    has: a rendering never outlives its file, whichever instance or cache holds it."""
+    """The cached PNG if there is one, for the event loop (the fast path), for a file the
+    index still has: a rendering never outlives its file, whichever instance or cache
+    holds it."""
     if not ids.is_valid_file_id(file_id) or not await ctx.index.headers.exists_async(file_id):
         return None
     found = await ctx.renders.get_async(file_id, options.cache_key())
@@ -88,7 +82,7 @@ def render_blocking(
                 max_bytes=ctx.settings.max_render_bytes,
                 frame_table=found.frame_table,
             )
-    except BlobNotFound as exc:  # deleted while we looked
+    except FileNotFound as exc:  # deleted while we looked
         raise not_found(file_id) from exc
     if ctx.index.headers.blob_key(file_id) is None:  # deleted while rendering
         raise not_found(file_id)

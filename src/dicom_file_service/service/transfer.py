@@ -11,13 +11,14 @@ stored or refused. Objects never completed are removed by ``sweep`` after the pe
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from dicom_file_service.errors import (
     BadRequest,
     DuplicateInstance,
+    FileNotFound,
     PayloadTooLarge,
     UploadNotFound,
 )
@@ -28,11 +29,8 @@ from dicom_file_service.service.ingest import ingest_staged
 from dicom_file_service.service.records import IngestResult
 from dicom_file_service.service.signing import sign, signing_key
 from dicom_file_service.service.staging import StagedUpload
-from dicom_file_service.storage import BlobNotFound
 
 UPLOADS = "uploads"
-SIGNED_UPLOAD_PATH = "/signed/uploads/{upload_id}"
-SIGNED_FILE_PATH = "/signed/files/{file_id}"
 
 
 def upload_key(upload_id: str) -> str:
@@ -43,6 +41,23 @@ def upload_key(upload_id: str) -> str:
 class SignedUrl:
     url: str
     expires_at: str  # ISO 8601, UTC
+
+
+@dataclass(frozen=True)
+class OwnRoutes:
+    """Where the service's own signed transfer routes are, for a store that cannot sign
+    (the local disk): the root clients reach the service at, and the path (which the
+    signature covers) of the PUT of an upload and of the GET of a file."""
+
+    base_url: str
+    upload_path: Callable[[str], str]
+    file_path: Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class NewUpload:
+    upload_id: str
+    url: SignedUrl
 
 
 def _expiry(ctx: ServiceContext) -> tuple[timedelta, str]:
@@ -56,26 +71,20 @@ def _own_url(ctx: ServiceContext, base_url: str, method: str, path: str) -> Sign
         signing_key(ctx.settings), method, path, ctx.settings.presign_expiry_seconds
     )
     at = datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z")
-    base = (ctx.settings.public_base_url or base_url).rstrip("/")
-    return SignedUrl(url=f"{base}{path}?{query}", expires_at=at)
+    return SignedUrl(url=f"{base_url}{path}?{query}", expires_at=at)
 
 
-def create_upload(ctx: ServiceContext, base_url: str) -> dict[str, Any]:
-    """A new upload: its id, where to PUT the bytes, until when, and with which headers."""
+def create_upload(ctx: ServiceContext, routes: OwnRoutes) -> NewUpload:
+    """A new upload: its id, and where to PUT the bytes until when (nothing is signed but
+    the host: Content-Type is free)."""
     upload_id = ids.new_file_id()
     lifetime, expires_at = _expiry(ctx)
     presigned = ctx.store.presign("PUT", upload_key(upload_id), lifetime)
     if presigned is not None:
-        url = SignedUrl(presigned, expires_at)
-    else:
-        url = _own_url(ctx, base_url, "PUT", SIGNED_UPLOAD_PATH.format(upload_id=upload_id))
-    return {
-        "upload_id": upload_id,
-        "upload_url": url.url,
-        "expires_at": url.expires_at,
-        "headers": {},  # nothing is signed but the host: Content-Type is free
-        "complete_url": f"/dicom-image/uploads/{upload_id}/complete",
-    }
+        return NewUpload(upload_id, SignedUrl(presigned, expires_at))
+    return NewUpload(
+        upload_id, _own_url(ctx, routes.base_url, "PUT", routes.upload_path(upload_id))
+    )
 
 
 def receive_upload(ctx: ServiceContext, upload_id: str, staged: StagedUpload) -> None:
@@ -91,7 +100,7 @@ def complete_upload(ctx: ServiceContext, upload_id: str, *, overwrite: bool) -> 
     key = upload_key(upload_id)
     try:
         size = ctx.store.size(key)
-    except BlobNotFound as exc:
+    except FileNotFound as exc:
         raise _no_upload(upload_id) from exc
     limit = ctx.settings.max_upload_bytes
     if size > limit:  # a presigned PUT cannot be limited: refuse before fetching it
@@ -101,11 +110,11 @@ def complete_upload(ctx: ServiceContext, upload_id: str, *, overwrite: bool) -> 
             "(setting DICOM_FS_MAX_UPLOAD_BYTES); it was removed"
         )
     try:
-        with StagedUpload(ctx.scratch, limit) as staged:
+        with ctx.new_upload() as staged:
             try:
                 for chunk in ctx.store.iter_range(key, chunk_size=8 * 1024 * 1024):
                     staged.write(chunk)
-            except BlobNotFound as exc:
+            except FileNotFound as exc:
                 raise _no_upload(upload_id) from exc
             result = ingest_staged(ctx, staged, overwrite=overwrite)
     except (BadRequest, DuplicateInstance):
@@ -123,11 +132,11 @@ def _no_upload(upload_id: str) -> UploadNotFound:
     )
 
 
-def download_url(ctx: ServiceContext, file_id: str, base_url: str) -> SignedUrl:
+def download_url(ctx: ServiceContext, file_id: str, routes: OwnRoutes) -> SignedUrl:
     """A URL that GETs the stored bytes without going through this service where possible."""
     record = get_record(ctx, file_id)
     lifetime, expires_at = _expiry(ctx)
     presigned = ctx.store.presign("GET", record.blob_key, lifetime)
     if presigned is not None:
         return SignedUrl(presigned, expires_at)
-    return _own_url(ctx, base_url, "GET", SIGNED_FILE_PATH.format(file_id=file_id))
+    return _own_url(ctx, routes.base_url, "GET", routes.file_path(file_id))

@@ -65,7 +65,7 @@ BUILD = {
 
 def test_install_keeps_dist_and_points_it_at_ohif(tmp_path: Path) -> None:
     target = tmp_path / "data" / "ohif"
-    ohif.install(target, "1.2.3", npm=fake_npm(tmp_path, BUILD))
+    ohif.install(target, "/ohif/", "1.2.3", npm=fake_npm(tmp_path, BUILD))
     assert ohif.installed_version(target) == "1.2.3"
     assert not (target / "package.json").exists()
     assert (target / "sub" / "worker.js").read_text() == "self.x = 1;"
@@ -86,7 +86,7 @@ def test_a_new_install_replaces_the_old_one_whole(tmp_path: Path) -> None:
     target = tmp_path / "ohif"
     target.mkdir()
     (target / "stale.js").write_text("old")
-    ohif.install(target, "1.2.3", npm=fake_npm(tmp_path, BUILD))
+    ohif.install(target, "/ohif/", "1.2.3", npm=fake_npm(tmp_path, BUILD))
     assert not (target / "stale.js").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".ohif-")] == []
 
@@ -115,17 +115,17 @@ def test_a_failed_install_says_why_and_leaves_the_old_build(
     target.mkdir()
     (target / ohif.VERSION_FILE).write_text("0.9\n")
     with pytest.raises(OhifInstallFailed, match=message):
-        ohif.install(target, "1.2.3", npm=fake_npm(tmp_path, files, exit_code))
+        ohif.install(target, "/ohif/", "1.2.3", npm=fake_npm(tmp_path, files, exit_code))
     assert ohif.installed_version(target) == "0.9"
 
 
 def test_no_npm_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(OhifInstallFailed, match=r"npm .* is not installed"):
-        ohif.install(tmp_path / "ohif", npm=os.fspath(tmp_path / "no-such-npm"))
+        ohif.install(tmp_path / "ohif", "/ohif/", npm=os.fspath(tmp_path / "no-such-npm"))
 
 
 def test_the_config_points_the_viewer_at_our_dicomweb() -> None:
-    js = ohif.ohif_config_js()
+    js = ohif.ohif_config_js("/dicomweb", "/ohif/")
     assert 'const root = window.location.origin + "/dicomweb";' in js
     body = js.split("window.config = ", 1)[1].rsplit(";\n})();", 1)[0]
     config = json.loads(body.replace("root", '"ROOT"'))

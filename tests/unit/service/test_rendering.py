@@ -42,7 +42,7 @@ def test_render_is_cached_then_served_from_the_cache(ctx: ServiceContext, tmp_pa
     first = rendering.render_blocking(ctx, file_id, RenderOptions(), cache_later=False)
     assert first.data is not None
     assert first.data.startswith(b"\x89PNG")
-    cached = rendering.cached_rendering(ctx, file_id, RenderOptions())
+    cached = ctx.renders.get(file_id, RenderOptions().cache_key())
     assert cached == first.data
 
     def no_second_render(*_a: object, **_k: object) -> bytes:
@@ -68,7 +68,7 @@ def test_a_delete_during_a_render_leaves_no_cached_rendering(
     monkeypatch.setattr(rendering, "render_png", render_while_deleted)
     with pytest.raises(FileNotFound):
         rendering.render_blocking(ctx, file_id, RenderOptions())
-    assert rendering.cached_rendering(ctx, file_id, RenderOptions()) is None
+    assert ctx.renders.get(file_id, RenderOptions().cache_key()) is None
 
 
 def _multiframe(tmp_path: Path, frames: int, *, compressed: bool) -> Path:

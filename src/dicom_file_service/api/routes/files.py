@@ -5,45 +5,27 @@ Routes are thin: parse the request, call one service function, shape the respons
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import orjson
 from fastapi import APIRouter, Query, Request
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
-from starlette.responses import (
-    FileResponse,
-    MalformedRangeHeader,
-    RangeNotSatisfiable,
-    Response,
-    StreamingResponse,
-)
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
-from dicom_file_service.api import logs
-from dicom_file_service.api.bulk_response import send_bulk_value
+from dicom_file_service.api import logs, urls
+from dicom_file_service.api.conditional import not_modified
 from dicom_file_service.api.deps import service_context
-from dicom_file_service.api.fast_paths import IMMUTABLE
-from dicom_file_service.api.upload_body import check_declared_length, read_upload
+from dicom_file_service.api.negotiation import DICOM_JSON, OCTET_STREAM, PNG
+from dicom_file_service.api.responses import IMMUTABLE, json_response, stream_response
+from dicom_file_service.api.stored_file import send_stored_file
+from dicom_file_service.api.upload_body import check_declared_length, read_upload_within
 from dicom_file_service.dicom.render import RenderOptions
-from dicom_file_service.errors import InvalidParameter, RequestTimeout
-from dicom_file_service.errors import RangeNotSatisfiable as RangeNotSatisfiableError
+from dicom_file_service.errors import InvalidParameter
 from dicom_file_service.service import files as files_service
 from dicom_file_service.service import rendering as rendering_service
 from dicom_file_service.service.ingest import ingest_staged
 from dicom_file_service.service.records import file_summary
-from dicom_file_service.service.staging import StagedUpload
-from dicom_file_service.storage import BlobNotFound
 
 router = APIRouter(tags=["files"])
-
-
-def json_response(content: Any, status_code: int = 200, **headers: str) -> Response:
-    return Response(
-        orjson.dumps(content),
-        status_code=status_code,
-        media_type="application/json",
-        headers=headers or None,
-    )
 
 
 @router.post(
@@ -66,20 +48,17 @@ async def upload(
     ctx = service_context(request)
     max_bytes = ctx.settings.max_upload_bytes
     check_declared_length(request.headers.get("content-length"), max_bytes)
-    with StagedUpload(ctx.scratch, max_bytes) as staged:
-        limit = ctx.settings.upload_timeout_seconds
-        try:
-            async with asyncio.timeout(limit):
-                await read_upload(request.headers.get("content-type"), request.stream(), staged)
-        except TimeoutError as exc:
-            raise RequestTimeout(
-                f"the upload was not received within {limit:.0f} s "
-                "(setting DICOM_FS_UPLOAD_TIMEOUT_SECONDS)"
-            ) from exc
+    with ctx.new_upload() as staged:
+        await read_upload_within(
+            ctx.settings.upload_timeout_seconds,
+            request.headers.get("content-type"),
+            request.stream(),
+            staged,
+        )
         result = await ctx.run_ingest(lambda: ingest_staged(ctx, staged, overwrite=overwrite))
     body = file_summary(result.record)
     logs.note(file_id=result.record.file_id)
-    location = f"/dicom-image/{result.record.file_id}"
+    location = urls.file_location(result.record.file_id)
     return json_response(body, 201 if result.created else 200, location=location)
 
 
@@ -130,25 +109,12 @@ async def get_file(
 ) -> Response:
     ctx = service_context(request)
     if dicom_tag is not None:
-        answers = await files_service.get_attributes_async(ctx, file_id, dicom_tag)
+        answers = await files_service.get_attributes_async(
+            ctx, file_id, dicom_tag, urls.file_bulk_data_base(file_id)
+        )
         return json_response(answers[0] if len(answers) == 1 else answers)
     record = await run_in_threadpool(files_service.get_record, ctx, file_id)
     return await send_stored_file(request, ctx, record)
-
-
-async def send_stored_file(request: Request, ctx: Any, record: Any) -> Response:
-    """The stored bytes with ETag, Range/If-Range, If-None-Match and the file name."""
-    etag = f'"{record.sha256}"'
-    headers = {
-        "etag": etag,
-        "cache-control": IMMUTABLE,
-        "content-disposition": f'attachment; filename="{record.sop_instance_uid}.dcm"',
-    }
-    if _not_modified(request, etag):
-        return Response(status_code=304, headers={"etag": etag})
-    # Every store streams from a file it opened before answering (a local file's open handle
-    # keeps its bytes if a delete races the download): a lost blob is a 404, never a 500.
-    return await _stream_from_store(request, ctx, record, headers)
 
 
 @router.get(
@@ -157,8 +123,8 @@ async def send_stored_file(request: Request, ctx: Any, record: Any) -> Response:
 )
 async def get_metadata(request: Request, file_id: str) -> Response:
     ctx = service_context(request)
-    body = await files_service.metadata_async(ctx, file_id)
-    return Response(body, media_type="application/dicom+json")
+    body = await files_service.metadata_async(ctx, file_id, urls.file_bulk_data_base(file_id))
+    return Response(body, media_type=DICOM_JSON)
 
 
 @router.get(
@@ -169,8 +135,12 @@ async def get_metadata(request: Request, file_id: str) -> Response:
 )
 async def get_bulk_data(request: Request, file_id: str, location: str) -> Response:
     ctx = service_context(request)
-    record, found = await ctx.run_cpu(lambda: files_service.bulk_value(ctx, file_id, location))
-    return await send_bulk_value(ctx, record, found, multipart=False)
+    value = await ctx.run_cpu(lambda: files_service.bulk_value(ctx, file_id, location))
+    return stream_response(
+        value.chunks,
+        OCTET_STREAM,
+        {"cache-control": IMMUTABLE, "content-length": str(value.length)},
+    )
 
 
 @router.api_route(
@@ -210,9 +180,9 @@ async def get_png(
     etag = rendering_service.rendering_etag(file_id, options)
     headers = {"etag": etag, "cache-control": IMMUTABLE}
     result = await ctx.run_cpu(lambda: rendering_service.render_blocking(ctx, file_id, options))
-    if _not_modified(request, etag):
+    if not_modified(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    return Response(result.data, media_type="image/png", headers=headers)
+    return Response(result.data, media_type=PNG, headers=headers)
 
 
 @router.delete("/dicom-image/{file_id}", status_code=204, summary="Delete a stored file")
@@ -220,46 +190,3 @@ async def delete_file(request: Request, file_id: str) -> Response:
     ctx = service_context(request)
     await run_in_threadpool(files_service.delete_file, ctx, file_id)
     return Response(status_code=204)
-
-
-async def _stream_from_store(
-    request: Request, ctx: Any, record: Any, headers: dict[str, str]
-) -> Response:
-    """The stored bytes from a remote store, by ranged GETs: whole, or one byte range."""
-    size = record.size
-    start, end, status = 0, size, 200
-    range_header = request.headers.get("range")
-    if_range = request.headers.get("if-range")
-    if range_header is not None and (if_range is None or if_range == headers["etag"]):
-        try:
-            ranges = FileResponse._parse_range_header(range_header, size)
-        except MalformedRangeHeader:  # RFC 9110 14.2: an invalid Range is ignored
-            ranges = []
-        except RangeNotSatisfiable as exc:
-            raise RangeNotSatisfiableError(
-                f"the range {range_header!r} lies outside the file's {size} bytes"
-            ) from exc
-        if len(ranges) == 1:  # several ranges: the whole file (allowed by RFC 9110 14.2)
-            start, end = ranges[0]
-            status = 206
-            headers["content-range"] = f"bytes {start}-{end - 1}/{size}"
-    headers["content-length"] = str(end - start)
-    headers["accept-ranges"] = "bytes"
-    try:
-        if request.method == "HEAD":
-            await run_in_threadpool(ctx.store.size, record.blob_key)  # there, or a 404
-            return Response(status_code=status, media_type="application/dicom", headers=headers)
-        chunks = await run_in_threadpool(ctx.store.iter_range, record.blob_key, start, end)
-    except BlobNotFound as exc:  # deleted meanwhile, or lost by the store
-        raise files_service.not_found(record.file_id) from exc
-    return StreamingResponse(
-        iterate_in_threadpool(chunks),
-        status_code=status,
-        media_type="application/dicom",
-        headers=headers,
-    )
-
-
-def _not_modified(request: Request, etag: str) -> bool:
-    match = request.headers.get("if-none-match")
-    return match is not None and (match.strip() == "*" or etag in match)

@@ -8,28 +8,29 @@ the signature before anything else.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from dicom_file_service.api import urls
 from dicom_file_service.api.deps import service_context
-from dicom_file_service.api.routes.files import json_response, send_stored_file
-from dicom_file_service.api.upload_body import check_declared_length, read_upload
-from dicom_file_service.errors import RequestTimeout
+from dicom_file_service.api.responses import json_response
+from dicom_file_service.api.stored_file import send_stored_file
+from dicom_file_service.api.upload_body import check_declared_length, read_upload_within
 from dicom_file_service.service import files as files_service
 from dicom_file_service.service import transfer
 from dicom_file_service.service.records import file_summary
 from dicom_file_service.service.signing import signing_key, verify
-from dicom_file_service.service.staging import StagedUpload
 
 router = APIRouter(tags=["direct transfer"])
 
 
-def _base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+def _own_routes(request: Request) -> transfer.OwnRoutes:
+    return transfer.OwnRoutes(
+        urls.public_base(request), urls.signed_upload_path, urls.signed_file_path
+    )
 
 
 @router.post(
@@ -43,8 +44,16 @@ def _base_url(request: Request) -> str:
 )
 async def create_upload(request: Request) -> Response:
     ctx = service_context(request)
-    body = await run_in_threadpool(transfer.create_upload, ctx, _base_url(request))
-    return json_response(body)
+    new = await run_in_threadpool(transfer.create_upload, ctx, _own_routes(request))
+    return json_response(
+        {
+            "upload_id": new.upload_id,
+            "upload_url": new.url.url,
+            "expires_at": new.url.expires_at,
+            "headers": {},
+            "complete_url": urls.upload_complete(new.upload_id),
+        }
+    )
 
 
 @router.post(
@@ -61,7 +70,7 @@ async def complete_upload(
     result = await ctx.run_ingest(
         lambda: transfer.complete_upload(ctx, upload_id, overwrite=overwrite)
     )
-    location = f"/dicom-image/{result.record.file_id}"
+    location = urls.file_location(result.record.file_id)
     return json_response(
         file_summary(result.record), 201 if result.created else 200, location=location
     )
@@ -73,7 +82,7 @@ async def complete_upload(
 )
 async def download_url(request: Request, file_id: str) -> Response:
     ctx = service_context(request)
-    url = await run_in_threadpool(transfer.download_url, ctx, file_id, _base_url(request))
+    url = await run_in_threadpool(transfer.download_url, ctx, file_id, _own_routes(request))
     return json_response({"url": url.url, "expires_at": url.expires_at})
 
 
@@ -89,7 +98,7 @@ def _check_signature(request: Request, method: str) -> None:
 
 
 @router.api_route(
-    "/signed/uploads/{upload_id}",
+    urls.SIGNED_UPLOADS + "/{upload_id}",
     methods=["PUT", "GET"],
     summary="The local backend's signed PUT of a direct upload",
     include_in_schema=False,
@@ -97,25 +106,18 @@ def _check_signature(request: Request, method: str) -> None:
 async def signed_upload(request: Request, upload_id: str) -> Response:
     _check_signature(request, "PUT" if request.method == "PUT" else "GET")
     ctx = service_context(request)
-    max_bytes = ctx.settings.max_upload_bytes
-    check_declared_length(request.headers.get("content-length"), max_bytes)
+    check_declared_length(request.headers.get("content-length"), ctx.settings.max_upload_bytes)
     content_type = request.headers.get("content-type") or "application/octet-stream"
-    with StagedUpload(ctx.scratch, max_bytes) as staged:
-        limit = ctx.settings.upload_timeout_seconds
-        try:
-            async with asyncio.timeout(limit):
-                await read_upload(content_type, request.stream(), staged)
-        except TimeoutError as exc:
-            raise RequestTimeout(
-                f"the upload was not received within {limit:.0f} s "
-                "(setting DICOM_FS_UPLOAD_TIMEOUT_SECONDS)"
-            ) from exc
+    with ctx.new_upload() as staged:
+        await read_upload_within(
+            ctx.settings.upload_timeout_seconds, content_type, request.stream(), staged
+        )
         await run_in_threadpool(transfer.receive_upload, ctx, upload_id, staged)
     return Response(status_code=200)
 
 
 @router.api_route(
-    "/signed/files/{file_id}",
+    urls.SIGNED_FILES + "/{file_id}",
     methods=["GET", "HEAD", "PUT"],
     summary="The local backend's signed GET of a stored file",
     include_in_schema=False,

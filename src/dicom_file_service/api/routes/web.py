@@ -17,18 +17,19 @@ import orjson
 import pydicom
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from pydicom._dicom_dict import DicomDictionary
+from pydicom.datadict import dictionary_description, keyword_dict
 
+from dicom_file_service.api import urls
+from dicom_file_service.api.conditional import not_modified
 from dicom_file_service.api.deps import service_context
-from dicom_file_service.api.fast_paths import IMMUTABLE
-from dicom_file_service.dicom.render import RenderOptions
+from dicom_file_service.api.negotiation import PNG
+from dicom_file_service.api.responses import IMMUTABLE, REVALIDATE
 from dicom_file_service.errors import BadRequest
-from dicom_file_service.service import dicomweb, ohif
-from dicom_file_service.service import rendering as rendering_service
+from dicom_file_service.service import ohif, renditions
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _PAGE_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
-_REVALIDATE = {"cache-control": "no-cache"}
+_REVALIDATE = {"cache-control": REVALIDATE}
 _IMMUTABLE = {"cache-control": IMMUTABLE}
 
 router = APIRouter(include_in_schema=False)
@@ -44,7 +45,7 @@ async def dictionary(request: Request) -> Response:
     """Keyword and name of every attribute of the standard's data dictionary, by tag: the
     header tree names attributes with it (DICOM JSON carries tags only)."""
     etag = f'"pydicom-{pydicom.__version__}"'
-    if request.headers.get("if-none-match") == etag:
+    if not_modified(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers={"etag": etag, **_REVALIDATE})
     return Response(
         _dictionary_json(),
@@ -55,14 +56,14 @@ async def dictionary(request: Request) -> Response:
 
 @functools.cache
 def _dictionary_json() -> bytes:
+    by_tag = {tag: keyword for keyword, tag in keyword_dict.items()}
     return orjson.dumps(
-        {f"{tag:08X}": [entry[4], entry[2]] for tag, entry in sorted(DicomDictionary.items())}
+        {f"{tag:08X}": [by_tag[tag], dictionary_description(tag)] for tag in sorted(by_tag)}
     )
 
 
-_THUMBNAIL = RenderOptions(width=128, height=128)
 _NO_IMAGE = (
-    b'<svg xmlns="http://www.w3.org/2000/svg" width="128" height="128" viewBox="0 0 128 128">'
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 128 128">'
     b'<rect width="128" height="128" fill="#222"/><path d="M36 44h56v40H36zM36 84l56-40" '
     b'fill="none" stroke="#888" stroke-width="4"/></svg>'
 )
@@ -74,31 +75,34 @@ async def study_thumbnail(request: Request, study: str) -> Response:
     placeholder where the study has no image that renders, so that a list of studies never
     shows a broken image (nor logs a failed request in the browser's console)."""
     ctx = service_context(request)
+    options = renditions.thumbnail_options(ctx.settings)
     try:
-        png = await ctx.run_cpu(
-            lambda: dicomweb.representative_thumbnail(ctx, study, None, _THUMBNAIL, "image/png", 90)
+        rendition = await ctx.run_cpu(
+            lambda: renditions.representative(ctx, study, None, options, PNG, 90)
         )
     except BadRequest:
-        return _placeholder()
-    return Response(png, media_type="image/png", headers=_REVALIDATE)
+        return _placeholder(request)
+    return Response(rendition.data, media_type=PNG, headers=_REVALIDATE)
 
 
 @router.get("/ui/thumbnails/file/{file_id}")
 async def file_thumbnail(request: Request, file_id: str) -> Response:
-    """The page's thumbnail of a file: its rendering at 128 pixels, or a placeholder where it
-    has no image that renders (no pixel data, an undecodable one)."""
+    """The page's thumbnail of a file: its thumbnail (the size is a setting), or a placeholder
+    where it has no image that renders (no pixel data, an undecodable one)."""
     ctx = service_context(request)
+    options = renditions.thumbnail_options(ctx.settings)
     try:
-        result = await ctx.run_cpu(
-            lambda: rendering_service.render_blocking(ctx, file_id, _THUMBNAIL)
+        rendition = await ctx.run_cpu(
+            lambda: renditions.render_file(ctx, file_id, options, PNG, 90)
         )
     except BadRequest:
-        return _placeholder()
-    return Response(result.data, media_type="image/png", headers=_IMMUTABLE)
+        return _placeholder(request)
+    return Response(rendition.data, media_type=PNG, headers=_IMMUTABLE)
 
 
-def _placeholder() -> Response:
-    return Response(_NO_IMAGE, media_type="image/svg+xml", headers=_REVALIDATE)
+def _placeholder(request: Request) -> Response:
+    size = service_context(request).settings.thumbnail_size  # the thumbnails' size
+    return Response(_NO_IMAGE % (size, size), media_type="image/svg+xml", headers=_REVALIDATE)
 
 
 @router.get("/ui/{name}")
@@ -111,12 +115,13 @@ async def page_file(name: str) -> Response:
 
 @router.get("/ohif")
 async def ohif_root() -> RedirectResponse:
-    return RedirectResponse("/ohif/", status_code=308)
+    return RedirectResponse(urls.OHIF_MOUNT, status_code=308)
 
 
 @router.get("/ohif/app-config.js")
 async def ohif_config() -> Response:
-    return Response(ohif.ohif_config_js(), media_type="text/javascript", headers=_REVALIDATE)
+    config = ohif.ohif_config_js(urls.DICOMWEB, urls.OHIF_MOUNT)
+    return Response(config, media_type="text/javascript", headers=_REVALIDATE)
 
 
 @router.get("/ohif/{path:path}")

@@ -11,37 +11,23 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from dicom_file_service.api.deps import dicomweb_base, service_context
+from dicom_file_service.api import negotiation
+from dicom_file_service.api.deps import service_context
+from dicom_file_service.api.urls import DicomwebUrls
+from dicom_file_service.api.warning_header import warning_values
 from dicom_file_service.dicom.qido import Level
-from dicom_file_service.errors import NotAcceptable
 from dicom_file_service.service import qido
 
 router = APIRouter(prefix="/dicomweb", tags=["DICOMweb"])
-_ANSWERS = ("application/dicom+json", "application/json")
-
-
-def _check_accept(request: Request) -> str:
-    """The response's media type: DICOM JSON (PS3.18 10.6.3), whichever name the client uses."""
-    accept = request.headers.get("accept", "*/*")
-    for item in accept.split(","):
-        media = item.split(";")[0].strip().lower()
-        if media in _ANSWERS:
-            return media
-        if media in ("*/*", "application/*"):
-            return _ANSWERS[0]
-    raise NotAcceptable(
-        f"cannot answer with {accept!r}: search results are application/dicom+json "
-        "(or application/json)"
-    )
 
 
 async def _search(request: Request, level: Level, scope: dict[Level, str]) -> Response:
-    media_type = _check_accept(request)
+    media_type = negotiation.search_answer_type(request.headers.get("accept"))
     ctx = service_context(request)
-    base = dicomweb_base(request)
+    urls = DicomwebUrls.of(request)
     params = list(request.query_params.multi_items())
-    result = await run_in_threadpool(qido.search, ctx, params, level, scope, base)
-    headers = {"warning": ", ".join(result.warnings)} if result.warnings else None
+    result = await run_in_threadpool(qido.search, ctx, params, level, scope, urls)
+    headers = {"warning": ", ".join(warning_values(result.warnings))} if result.warnings else None
     return Response(result.body(), media_type=media_type, headers=headers)
 
 

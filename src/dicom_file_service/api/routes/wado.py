@@ -1,0 +1,164 @@
+"""WADO-RS (PS3.18 10.4) under ``/dicomweb``: instances, metadata, frames and bulk data.
+
+Thin: negotiate the media type, call the service, write the parts. Instances stream from the
+store as they are sent; metadata comes from the index alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from dicom_file_service.api import negotiation
+from dicom_file_service.api.deps import service_context
+from dicom_file_service.api.multipart import Part, related_response, streamed_related_response
+from dicom_file_service.api.negotiation import DICOM, OCTET_STREAM
+from dicom_file_service.api.responses import IMMUTABLE, dicom_json_response, stream_response
+from dicom_file_service.api.urls import DicomwebUrls
+from dicom_file_service.dicom.frames import frame_media_type
+from dicom_file_service.dicom.transcode import EXPLICIT_LITTLE
+from dicom_file_service.errors import InvalidParameter
+from dicom_file_service.service import files as files_service
+from dicom_file_service.service import instances
+from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.records import InstanceRecord
+
+router = APIRouter(prefix="/dicomweb", tags=["DICOMweb"])
+_INSTANCE = "/studies/{study}/series/{series}/instances/{sop}"
+
+
+async def _retrieve(
+    request: Request, study: str, series: str | None = None, sop: str | None = None
+) -> Response:
+    syntaxes = negotiation.retrieve_syntaxes(request.headers.get("accept"))
+    ctx = service_context(request)
+    urls = DicomwebUrls.of(request)
+    found = await run_in_threadpool(instances.find_instances, ctx, study, series, sop)
+    plan = [
+        (r, negotiation.goes_as_stored(r.transfer_syntax_uid, r.sop_instance_uid, syntaxes))
+        for r in found
+    ]
+    first = None
+    if plan[0][1]:  # opened now: a first instance already gone is a 404, not an empty answer
+        first = await run_in_threadpool(instances.stored_bytes, ctx, found[0])
+    return streamed_related_response(DICOM, _instance_parts(ctx, urls, plan, first))
+
+
+def _instance_parts(
+    ctx: ServiceContext,
+    urls: DicomwebUrls,
+    plan: list[tuple[InstanceRecord, bool]],
+    first: Iterator[bytes] | None,
+) -> Iterator[Part]:
+    for i, (record, as_stored) in enumerate(plan):
+        headers = {
+            "Content-Type": f"{DICOM}; transfer-syntax="
+            + (record.transfer_syntax_uid if as_stored else EXPLICIT_LITTLE),
+            "Content-Location": urls.retrieve_url(
+                record.study_instance_uid, record.series_instance_uid, record.sop_instance_uid
+            ),
+        }
+        if as_stored:
+            headers["Content-Length"] = str(record.size)
+        chunks = first if i == 0 and first is not None else None
+        if chunks is None:
+            chunks = instances.instance_bytes(ctx, record, as_stored=as_stored)
+        yield Part(headers, chunks)
+
+
+@router.get("/studies/{study}", summary="WADO-RS: a study's instances")
+async def retrieve_study(request: Request, study: str) -> Response:
+    return await _retrieve(request, study)
+
+
+@router.get("/studies/{study}/series/{series}", summary="WADO-RS: a series' instances")
+async def retrieve_series(request: Request, study: str, series: str) -> Response:
+    return await _retrieve(request, study, series)
+
+
+@router.get(_INSTANCE, summary="WADO-RS: one instance")
+async def retrieve_instance(request: Request, study: str, series: str, sop: str) -> Response:
+    return await _retrieve(request, study, series, sop)
+
+
+async def _metadata(
+    request: Request, study: str, series: str | None = None, sop: str | None = None
+) -> Response:
+    ctx = service_context(request)
+    urls = DicomwebUrls.of(request)
+    body = await run_in_threadpool(instances.metadata, ctx, urls, study, series, sop)
+    return dicom_json_response(body)
+
+
+@router.get("/studies/{study}/metadata", summary="WADO-RS: a study's metadata")
+async def study_metadata(request: Request, study: str) -> Response:
+    return await _metadata(request, study)
+
+
+@router.get("/studies/{study}/series/{series}/metadata", summary="WADO-RS: a series' metadata")
+async def series_metadata(request: Request, study: str, series: str) -> Response:
+    return await _metadata(request, study, series)
+
+
+@router.get(_INSTANCE + "/metadata", summary="WADO-RS: an instance's metadata")
+async def instance_metadata(request: Request, study: str, series: str, sop: str) -> Response:
+    return await _metadata(request, study, series, sop)
+
+
+def _frame_numbers(text: str) -> list[int]:
+    try:
+        numbers = [int(part) for part in text.split(",")]
+    except ValueError as exc:
+        raise InvalidParameter(
+            f"frames {text!r}: give 1-based frame numbers separated by commas, e.g. 1,3,5"
+        ) from exc
+    if not numbers or len(numbers) > 1000:
+        raise InvalidParameter("give between 1 and 1,000 frame numbers")
+    return numbers
+
+
+@router.get(
+    _INSTANCE + "/frames/{frame_list}",
+    summary="WADO-RS: frames, as stored or decoded (multipart/related)",
+)
+async def retrieve_frames(
+    request: Request, study: str, series: str, sop: str, frame_list: str
+) -> Response:
+    ctx = service_context(request)
+    numbers = _frame_numbers(frame_list)
+    record = await run_in_threadpool(instances.instance_record, ctx, study, series, sop)
+    stored_type = frame_media_type(record.transfer_syntax_uid)
+    decoded = negotiation.frames_decoded(request.headers.get("accept"), stored_type)
+    data = await ctx.run_cpu(lambda: instances.frames(ctx, record, numbers, decoded=decoded))
+    media_type = OCTET_STREAM if decoded else stored_type
+    syntax = f"; transfer-syntax={record.transfer_syntax_uid}" if media_type != OCTET_STREAM else ""
+    where = request.url.path.rsplit("/", 1)[0]
+    parts = [
+        Part({"Content-Type": media_type + syntax, "Content-Location": f"{where}/{n}"}, [frame])
+        for n, frame in zip(numbers, data, strict=True)
+    ]
+    return related_response(media_type, parts)
+
+
+@router.get(
+    _INSTANCE + "/bulkdata/{location:path}",
+    summary="WADO-RS: a bulk data element's value",
+    response_class=Response,
+    responses={200: {"content": {OCTET_STREAM: {}}}},
+)
+async def bulk_data(request: Request, study: str, series: str, sop: str, location: str) -> Response:
+    multipart = negotiation.bulk_data_multipart(request.headers.get("accept"))
+    ctx = service_context(request)
+    record = await run_in_threadpool(instances.instance_record, ctx, study, series, sop)
+    value = await ctx.run_cpu(lambda: files_service.bulk_value(ctx, record.file_id, location))
+    if not multipart:
+        return stream_response(
+            value.chunks,
+            OCTET_STREAM,
+            {"cache-control": IMMUTABLE, "content-length": str(value.length)},
+        )
+    part = Part({"Content-Type": OCTET_STREAM, "Content-Length": str(value.length)}, value.chunks)
+    return streamed_related_response(OCTET_STREAM, [part], **{"cache-control": IMMUTABLE})
