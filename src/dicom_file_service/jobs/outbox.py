@@ -1,11 +1,11 @@
 """The embedded queue: an outbox table in the index, drained by threads of the service.
 
-Jobs are rows of ``render_outbox``, inserted in the instance's own transaction. A drainer
-thread claims a few at a time (``claimed_until``: a crashed process's claim lapses and another
-takes the job over), runs the handler in a small pool, deletes the row when it succeeds and
-gives up on a job after ``MAX_ATTEMPTS`` failures (the rendering is then made on demand, as
-it would be without pre-rendering). It polls every ``POLL_SECONDS`` and wakes at once when
-told that an enqueueing transaction committed.
+Jobs are rows of ``render_outbox`` (its queries: ``index.outbox``), inserted in the instance's
+own transaction. A drainer thread claims a few at a time (``claimed_until``: a crashed
+process's claim lapses and another takes the job over), runs the handler in a small pool,
+deletes the row when it succeeds and gives up on a job after ``MAX_ATTEMPTS`` failures (the
+rendering is then made on demand, as it would be without pre-rendering). It polls every
+``POLL_SECONDS`` and wakes at once when told that an enqueueing transaction committed.
 """
 
 from __future__ import annotations
@@ -15,16 +15,14 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection
 
+from dicom_file_service.index import outbox
 from dicom_file_service.index.database import IndexDatabase
-from dicom_file_service.index.tables import render_outbox
 from dicom_file_service.jobs.base import Handler
 
 log = logging.getLogger(__name__)
-_ENQUEUE = insert(render_outbox)  # built once; compiled once
 
 MAX_ATTEMPTS = 3
 POLL_SECONDS = 5.0
@@ -42,7 +40,7 @@ class OutboxQueue:
         self._pool: ThreadPoolExecutor | None = None
 
     def enqueue(self, conn: Connection, file_id: str) -> None:
-        conn.execute(_ENQUEUE, {"file_id": file_id, "created_at": time.time()})
+        outbox.add_job(conn, file_id, time.time())
 
     def committed(self) -> None:
         self._wake.set()
@@ -88,7 +86,7 @@ class OutboxQueue:
         for seq, ok in futures:
             with self._index.transaction() as conn:
                 if ok:
-                    conn.execute(delete(render_outbox).where(render_outbox.c.seq == seq))
+                    outbox.remove_job(conn, seq)
                 else:
                     self._record_failure(conn, seq)
         return len(jobs)
@@ -105,40 +103,20 @@ class OutboxQueue:
         return True
 
     def _record_failure(self, conn: Connection, seq: int) -> None:
-        row = conn.execute(
-            select(render_outbox.c.attempts).where(render_outbox.c.seq == seq)
-        ).first()
-        if row is None or row[0] + 1 >= MAX_ATTEMPTS:
-            conn.execute(delete(render_outbox).where(render_outbox.c.seq == seq))
+        attempts = outbox.job_attempts(conn, seq)
+        if attempts is None or attempts + 1 >= MAX_ATTEMPTS:
+            outbox.remove_job(conn, seq)
             return
-        conn.execute(
-            update(render_outbox)
-            .where(render_outbox.c.seq == seq)
-            .values(attempts=row[0] + 1, claimed_until=0.0)
-        )
+        outbox.release_job(conn, seq, attempts + 1)
 
     def _claim(self) -> list[tuple[int, str]]:
         now = time.time()
         with self._index.transaction() as conn:
-            rows: list[Any] = list(
-                conn.execute(
-                    select(render_outbox.c.seq, render_outbox.c.file_id)
-                    .where(render_outbox.c.claimed_until < now)
-                    .order_by(render_outbox.c.seq)
-                    .limit(_BATCH)
-                )
-            )
-            if rows:
-                conn.execute(
-                    update(render_outbox)
-                    .where(render_outbox.c.seq.in_([r[0] for r in rows]))
-                    .values(claimed_until=now + CLAIM_SECONDS)
-                )
-        return [(int(r[0]), str(r[1])) for r in rows]
+            return outbox.claim_jobs(conn, now, now + CLAIM_SECONDS, _BATCH)
 
     def pending(self) -> int:
         with self._index.read() as conn:
-            return int(conn.execute(select(func.count()).select_from(render_outbox)).scalar_one())
+            return outbox.count_jobs(conn)
 
     def close(self) -> None:
         self._stop.set()

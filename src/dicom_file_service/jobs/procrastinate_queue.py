@@ -1,7 +1,8 @@
 """The durable queue on PostgreSQL: procrastinate, on the index's own database (no broker).
 
 A job is deferred by calling procrastinate's own stored function on the caller's connection,
-inside the transaction that inserts the instance: both commit or neither does. Workers
+inside the transaction that inserts the instance: both commit or neither does (the SQL of it
+and of the queue's other queries: ``index.procrastinate_jobs``). Workers
 (``dicom-file-service worker``, any number, on any host) run the jobs with retries. A worker
 killed mid-job (SIGKILL, a lost host) leaves its job "doing"; a periodic task re-queues jobs
 whose worker's heartbeat has stopped, so every job completes; another removes finished jobs
@@ -20,9 +21,10 @@ import orjson
 import psycopg
 from procrastinate import App, PsycopgConnector, RetryStrategy
 from procrastinate.jobs import Job
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 
+from dicom_file_service.index import procrastinate_jobs
 from dicom_file_service.jobs.base import Handler
 
 log = logging.getLogger(__name__)
@@ -33,12 +35,6 @@ MAX_RETRIES = 5
 HEARTBEAT_SECONDS = 2.0
 STALLED_AFTER_SECONDS = 10.0
 KEEP_HOURS = 24
-_SCHEMA_LOCK = 0x44434D50  # "DCMP"
-
-_DEFER = text(
-    "SELECT unnest(procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, 0, NULL, NULL, "
-    "CAST(:args AS jsonb), NULL)]::procrastinate_job_to_defer_v1[]))"
-)
 
 
 def libpq_conninfo(database_url: str) -> str:
@@ -54,10 +50,8 @@ class ProcrastinateQueue:
         self._concurrency = concurrency
 
     def enqueue(self, conn: Connection, file_id: str) -> None:
-        conn.execute(
-            _DEFER,
-            {"queue": QUEUE, "task": TASK, "args": orjson.dumps({"file_id": file_id}).decode()},
-        )
+        args = orjson.dumps({"file_id": file_id}).decode()
+        procrastinate_jobs.defer_job(conn, QUEUE, TASK, args)
 
     def committed(self) -> None:
         """procrastinate's insert trigger NOTIFYs the workers at commit."""
@@ -67,26 +61,18 @@ class ProcrastinateQueue:
 
     def pending(self) -> int:
         with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = %s AND status = 'todo'",
-                (QUEUE,),
-            ).fetchone()
-        return int(row[0]) if row else 0
+            return procrastinate_jobs.count_todo_jobs(conn, QUEUE)
 
     def prepare(self) -> None:
         """Apply procrastinate's schema once (under an advisory lock: hosts may race)."""
-        with psycopg.connect(self._conninfo, autocommit=True) as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
-            try:
-                row = conn.execute(
-                    "SELECT to_regclass('procrastinate_jobs') IS NOT NULL"
-                ).fetchone()
-                if row is not None and not row[0]:
-                    app = self._app()
-                    with app.open():
-                        app.schema_manager.apply_schema()
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+        with (
+            psycopg.connect(self._conninfo, autocommit=True) as conn,
+            procrastinate_jobs.schema_lock(conn),
+        ):
+            if not procrastinate_jobs.schema_exists(conn):
+                app = self._app()
+                with app.open():
+                    app.schema_manager.apply_schema()
 
     def _app(self) -> App:
         return App(connector=PsycopgConnector(conninfo=self._conninfo))
