@@ -17,13 +17,14 @@ from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.errors import BadRequest, FileNotFound
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.rendering import render_blocking
+from dicom_file_service.service.renditions import thumbnail_options
 
 log = logging.getLogger(__name__)
 
 
 def prerendered_options(ctx: ServiceContext) -> list[RenderOptions]:
-    size = ctx.settings.thumbnail_size
-    return [RenderOptions(), RenderOptions(width=size, height=size)]
+    """The default PNG and the thumbnail: the very options the doors ask the cache for."""
+    return [RenderOptions(), thumbnail_options(ctx.settings)]
 
 
 def enqueue_prerender(ctx: ServiceContext, conn: Connection, file_id: str) -> None:
