@@ -3,6 +3,7 @@
 This module knows DICOM matching (PS3.4 C.2.2.2) and nothing of SQL or HTTP: it turns
 ``PatientName=doe*&StudyDate=20240101-20240131&includefield=00081030&limit=10`` into
 conditions on the normalised values of ``query_keys`` and a list of attributes to return.
+Conditions name attributes and levels, never where they are stored (``index.qido`` does).
 Patterns use ``%`` and ``_`` as wildcards with ``!`` as the escape character (what a
 database's ``LIKE ... ESCAPE '!'`` takes).
 
@@ -33,175 +34,65 @@ Kind = Literal["uid", "text", "pn", "date", "time", "int", "items"]
 
 @dataclass(frozen=True)
 class Attribute:
-    """A matching key: where its normalised value lives (level's row, column) and its kind."""
+    """A matching key: the level whose rows hold its normalised value, and its kind."""
 
     keyword: str
     tag: str
     level: Level
-    column: str
     kind: Kind
 
 
-def _attr(keyword: str, level: Level, column: str, kind: Kind, tag: str | None = None) -> Attribute:
+def _attr(keyword: str, level: Level, kind: Kind, tag: str | None = None) -> Attribute:
     found = tag_for_keyword(keyword)
-    return Attribute(keyword, tag or f"{found:08X}", level, column, kind)
+    return Attribute(keyword, tag or f"{found:08X}", level, kind)
 
 
 # PS3.18 Table 10.6.1-5, plus StudyDescription and SeriesDescription that viewers search on.
 MATCHABLE: tuple[Attribute, ...] = (
-    _attr("StudyInstanceUID", "study", "study_instance_uid", "uid"),
-    _attr("PatientName", "study", "patient_name", "pn"),
-    _attr("PatientID", "study", "patient_id", "text"),
-    _attr("StudyDate", "study", "study_date", "date"),
-    _attr("StudyTime", "study", "study_time", "time"),
-    _attr("AccessionNumber", "study", "accession_number", "text"),
-    _attr("ReferringPhysicianName", "study", "referring_physician_name", "pn"),
-    _attr("StudyID", "study", "study_id", "text"),
-    _attr("StudyDescription", "study", "study_description", "text"),
-    _attr("ModalitiesInStudy", "series", "modality", "text"),
-    _attr("SeriesInstanceUID", "series", "series_instance_uid", "uid"),
-    _attr("Modality", "series", "modality", "text"),
-    _attr("SeriesNumber", "series", "series_number", "int"),
-    _attr("SeriesDescription", "series", "series_description", "text"),
-    _attr(
-        "PerformedProcedureStepStartDate", "series", "performed_procedure_step_start_date", "date"
-    ),
-    _attr(
-        "PerformedProcedureStepStartTime", "series", "performed_procedure_step_start_time", "time"
-    ),
-    _attr(
-        "ScheduledProcedureStepID",
-        "series",
-        "scheduled_procedure_step_ids",
-        "items",
-        "00400275.00400009",
-    ),
-    _attr(
-        "RequestedProcedureID", "series", "requested_procedure_ids", "items", "00400275.00401001"
-    ),
-    _attr("SOPClassUID", "instance", "sop_class_uid", "uid"),
-    _attr("SOPInstanceUID", "instance", "sop_instance_uid", "uid"),
-    _attr("InstanceNumber", "instance", "instance_number", "int"),
+    _attr("StudyInstanceUID", "study", "uid"),
+    _attr("PatientName", "study", "pn"),
+    _attr("PatientID", "study", "text"),
+    _attr("StudyDate", "study", "date"),
+    _attr("StudyTime", "study", "time"),
+    _attr("AccessionNumber", "study", "text"),
+    _attr("ReferringPhysicianName", "study", "pn"),
+    _attr("StudyID", "study", "text"),
+    _attr("StudyDescription", "study", "text"),
+    _attr("ModalitiesInStudy", "series", "text"),  # matched on each series' Modality
+    _attr("SeriesInstanceUID", "series", "uid"),
+    _attr("Modality", "series", "text"),
+    _attr("SeriesNumber", "series", "int"),
+    _attr("SeriesDescription", "series", "text"),
+    _attr("PerformedProcedureStepStartDate", "series", "date"),
+    _attr("PerformedProcedureStepStartTime", "series", "time"),
+    _attr("ScheduledProcedureStepID", "series", "items", "00400275.00400009"),
+    _attr("RequestedProcedureID", "series", "items", "00400275.00401001"),
+    _attr("SOPClassUID", "instance", "uid"),
+    _attr("SOPInstanceUID", "instance", "uid"),
+    _attr("InstanceNumber", "instance", "int"),
 )
 _BY_TAG = {a.tag: a for a in MATCHABLE}
 _SEQUENCE_KEYWORDS = {"RequestAttributeSequence": "00400275"}  # PS3.18 Table 10.6.1-5 spelling
 
-# What each level answers with (PS3.18 Tables 10.6.3-3, -4 and -5), plus the UIDs of the
-# levels above so that a client can address what it found, and the descriptions viewers show.
-STUDY_RETURN = [
-    "00080005",
-    "00080020",
-    "00080030",
-    "00080050",
-    "00080056",
-    "00080061",
-    "00080090",
-    "00080201",
-    "00081030",
-    "00081190",
-    "00100010",
-    "00100020",
-    "00100030",
-    "00100040",
-    "0020000D",
-    "00200010",
-    "00201206",
-    "00201208",
-]
-SERIES_RETURN = [
-    "00080005",
-    "00080060",
-    "00080201",
-    "0008103E",
-    "00081190",
-    "0020000D",
-    "0020000E",
-    "00200011",
-    "00201209",
-    "00400244",
-    "00400245",
-    "00400275",
-]
-INSTANCE_RETURN = [
-    "00080005",
-    "00080016",
-    "00080018",
-    "00080056",
-    "00080201",
-    "00081190",
-    "0020000D",
-    "0020000E",
-    "00200013",
-    "00280008",
-    "00280010",
-    "00280011",
-    "00280100",
-]
-RETURN: dict[Level, list[str]] = {
-    "study": STUDY_RETURN,
-    "series": SERIES_RETURN,
-    "instance": INSTANCE_RETURN,
-}
-# Attributes the service computes rather than reads from a header.
-COMPUTED = {"00080056", "00080061", "00081190", "00201206", "00201208", "00201209"}
-# ``includefield=all`` at study and series level: these modules' attributes (Patient, General
-# Study, Patient Study; General Series) as far as the first instance of the study or series has
-# them. At instance level ``all`` is the whole stored header.
-ALL_STUDY = [
-    "00080020",
-    "00080030",
-    "00080050",
-    "00080090",
-    "00081030",
-    "00081032",
-    "00081060",
-    "00100010",
-    "00100020",
-    "00100021",
-    "00100030",
-    "00100032",
-    "00100040",
-    "00101010",
-    "00101020",
-    "00101030",
-    "00102160",
-    "00104000",
-    "0020000D",
-    "00200010",
-    "00321060",
-]
-ALL_SERIES = [
-    "00080021",
-    "00080031",
-    "00080060",
-    "0008103E",
-    "00081070",
-    "00081111",
-    "00180015",
-    "00185100",
-    "0020000E",
-    "00200011",
-    "00200060",
-    "00400244",
-    "00400245",
-    "00400275",
-]
-
 Op = Literal["equal", "like", "range"]
+Key = Literal["value", "fuzzy", "date_time"]
 
 
 @dataclass(frozen=True)
 class Condition:
-    """One matching condition on one column.
+    """One matching condition on one normalised key of an attribute.
 
-    ``equal``: the column equals one of ``values``; ``like``: the column matches one of the
-    ``values`` patterns; ``range``: ``low <= column <= high`` with either end open (None).
+    ``key``: the attribute's normalised value (``value``), a PN's accent-free form for
+    ``fuzzymatching`` (``fuzzy``), or StudyDate with StudyTime as one date-time
+    (``date_time``, PS3.4 C.2.2.2.5.1). ``equal``: the key equals one of ``values``; ``like``:
+    it matches one of the ``values`` patterns; ``range``: ``low <= key <= high`` with either
+    end open (None).
     """
 
     attribute: Attribute
-    column: str
     op: Op
     values: tuple[str | int | None, ...]
+    key: Key = "value"
 
 
 @dataclass
@@ -307,38 +198,38 @@ def _condition(attribute: Attribute, value: str, fuzzy: bool) -> Condition:
     if kind == "uid" or attribute.keyword == "ModalitiesInStudy":  # lists of values
         values = tuple(u.strip() for u in re.split(r"[,\\]", value) if u.strip())
         if kind != "uid" and any(_is_wild(v) for v in values):
-            return Condition(attribute, attribute.column, "like", tuple(map(_pattern, values)))
-        return Condition(attribute, attribute.column, "equal", values)
+            return Condition(attribute, "like", tuple(map(_pattern, values)))
+        return Condition(attribute, "equal", values)
     if kind == "date":
         low, high = _range(attribute, value, _date)
-        return Condition(attribute, attribute.column, "range", (low, high))
+        return Condition(attribute, "range", (low, high))
     if kind == "time":
         low, high = _time_range(attribute, value)
-        return Condition(attribute, attribute.column, "range", (low, high))
+        return Condition(attribute, "range", (low, high))
     if kind == "int":
         try:
-            return Condition(attribute, attribute.column, "equal", (int(value),))
+            return Condition(attribute, "equal", (int(value),))
         except ValueError:
             raise InvalidParameter(f"{attribute.keyword}={value!r}: not an integer") from None
     if kind == "pn":
         return _person_name(attribute, value, fuzzy)
     if kind == "items":
-        return Condition(attribute, attribute.column, "like", (f"%\\{_pattern(value)}\\%",))
+        return Condition(attribute, "like", (f"%\\{_pattern(value)}\\%",))
     if _is_wild(value):
-        return Condition(attribute, attribute.column, "like", (_pattern(value),))
-    return Condition(attribute, attribute.column, "equal", (value,))
+        return Condition(attribute, "like", (_pattern(value),))
+    return Condition(attribute, "equal", (value,))
 
 
 def _person_name(attribute: Attribute, value: str, fuzzy: bool) -> Condition:
-    column = attribute.column + ("_fuzzy" if fuzzy else "")
-    key = pn_key(value, fuzzy=fuzzy)
+    form: Key = "fuzzy" if fuzzy else "value"
+    name = pn_key(value, fuzzy=fuzzy)
     if "=" in value:  # component groups named: match the whole name
-        if _is_wild(key):
-            return Condition(attribute, column, "like", (_pattern(key),))
-        return Condition(attribute, column, "equal", (key,))
+        if _is_wild(name):
+            return Condition(attribute, "like", (_pattern(name),), form)
+        return Condition(attribute, "equal", (name,), form)
     # One group's value: any of the stored name's groups may match it.
-    p = _pattern(key)
-    return Condition(attribute, column, "like", (p, f"{p}=%", f"%={p}", f"%={p}=%"))
+    p = _pattern(name)
+    return Condition(attribute, "like", (p, f"{p}=%", f"%={p}", f"%={p}=%"), form)
 
 
 def _is_wild(value: str) -> bool:
@@ -397,7 +288,7 @@ def _date_time(date: str, time: str) -> Condition:
     t_low, t_high = _time_range(_BY_TAG["00080030"], time)
     low = d_low + (t_low or "000000.000000") if d_low else None
     high = d_high + (t_high or "235959.999999") if d_high else None
-    return Condition(attribute, "study_datetime", "range", (low, high))
+    return Condition(attribute, "range", (low, high), "date_time")
 
 
 def _boolean(name: str, value: str) -> bool:

@@ -3,6 +3,7 @@
 ``matches`` finds one page of studies, series or instances; the summaries then give what an
 answer needs of each (its first instance, whose header supplies the returned attributes, and
 the counts PS3.18 asks to be computed) in one grouped query per kind for the whole page.
+Which column holds each matching key's normalised value (``dicom.query_keys``) is said here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,37 @@ from sqlalchemy import ColumnElement, Connection, Table, and_, func, or_, select
 
 from dicom_file_service.dicom.qido import LEVELS, Condition, Level, Query
 from dicom_file_service.index.tables import instances, series, studies
+
+# The column of its level's rows holding each matching key's normalised value.
+COLUMNS: dict[str, str] = {
+    "StudyInstanceUID": "study_instance_uid",
+    "PatientName": "patient_name",
+    "PatientID": "patient_id",
+    "StudyDate": "study_date",
+    "StudyTime": "study_time",
+    "AccessionNumber": "accession_number",
+    "ReferringPhysicianName": "referring_physician_name",
+    "StudyID": "study_id",
+    "StudyDescription": "study_description",
+    "ModalitiesInStudy": "modality",
+    "SeriesInstanceUID": "series_instance_uid",
+    "Modality": "modality",
+    "SeriesNumber": "series_number",
+    "SeriesDescription": "series_description",
+    "PerformedProcedureStepStartDate": "performed_procedure_step_start_date",
+    "PerformedProcedureStepStartTime": "performed_procedure_step_start_time",
+    "ScheduledProcedureStepID": "scheduled_procedure_step_ids",
+    "RequestedProcedureID": "requested_procedure_ids",
+    "SOPClassUID": "sop_class_uid",
+    "SOPInstanceUID": "sop_instance_uid",
+    "InstanceNumber": "instance_number",
+}
+# A PN's accent-free form (fuzzymatching), and StudyDate with StudyTime as one date-time.
+FUZZY_COLUMNS: dict[str, str] = {
+    "PatientName": "patient_name_fuzzy",
+    "ReferringPhysicianName": "referring_physician_name_fuzzy",
+}
+DATE_TIME_COLUMNS: dict[str, str] = {"StudyDate": "study_datetime"}
 
 _TABLES: dict[Level, Table] = {"study": studies, "series": series, "instance": instances}
 _UID: dict[Level, str] = {
@@ -61,12 +93,22 @@ def _linked(level: Level, condition: Condition) -> ColumnElement[bool]:
     attribute lives on another level's rows."""
     where = condition.attribute.level
     table = _TABLES[where]
-    clause = _clause(table.c[condition.column], condition)
+    clause = _clause(table.c[column_name(condition)], condition)
     if where == level:
         return clause
     # A higher level's key links by that level's UID; a lower level's by the query level's.
     link = _UID[where] if LEVELS.index(where) < LEVELS.index(level) else _UID[level]
     return _TABLES[level].c[link].in_(select(table.c[link]).where(clause))
+
+
+def column_name(condition: Condition) -> str:
+    """The column, of the attribute's level's rows, that the condition is on."""
+    keyword = condition.attribute.keyword
+    if condition.key == "fuzzy":
+        return FUZZY_COLUMNS[keyword]
+    if condition.key == "date_time":
+        return DATE_TIME_COLUMNS[keyword]
+    return COLUMNS[keyword]
 
 
 def _clause(column: Any, condition: Condition) -> ColumnElement[bool]:

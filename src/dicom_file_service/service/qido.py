@@ -16,15 +16,8 @@ import orjson
 from pydicom.datadict import dictionary_VR
 
 from dicom_file_service.dicom import header_index
-from dicom_file_service.dicom.qido import (
-    ALL_SERIES,
-    ALL_STUDY,
-    COMPUTED,
-    RETURN,
-    Level,
-    Query,
-    parse_query,
-)
+from dicom_file_service.dicom.qido import Level, Query, parse_query
+from dicom_file_service.dicom.qido_returns import ALL_SERIES, ALL_STUDY, COMPUTED, RETURN
 from dicom_file_service.index import qido as index_qido
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.locations import ResourceUrls

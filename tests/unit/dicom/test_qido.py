@@ -63,12 +63,12 @@ def test_a_query_names_its_conditions_and_what_it_ignores() -> None:
         ],
         "study",
     )
-    by_column = {c.column: c for c in query.conditions}
-    assert by_column["patient_name"].op == "like"
-    assert by_column["patient_name"].values[0] == "DOE%"
-    assert by_column["patient_id"].values == ("P1",)
-    assert by_column["study_instance_uid"].values == ("1.2", "1.3")
-    assert "modality" not in by_column  # a series key at study level
+    by_keyword = {c.attribute.keyword: c for c in query.conditions}
+    assert by_keyword["PatientName"].op == "like"
+    assert by_keyword["PatientName"].values[0] == "DOE%"
+    assert by_keyword["PatientID"].values == ("P1",)
+    assert by_keyword["StudyInstanceUID"].values == ("1.2", "1.3")
+    assert "Modality" not in by_keyword  # a series key at study level
     assert query.ignored == ["Modality", "NotAKeyword"]
     assert query.include_all and "00081030" in query.include
     assert (query.limit, query.offset) == (5, 10)
@@ -83,7 +83,7 @@ def test_date_and_time_together_are_one_date_time_range() -> None:
     (condition,) = parse_query(
         [("StudyDate", "20240101-20240102"), ("StudyTime", "2300-0100")], "study"
     ).conditions
-    assert condition.column == "study_datetime"
+    assert (condition.attribute.keyword, condition.key) == ("StudyDate", "date_time")
     assert condition.values == ("20240101230000.000000", "20240102010059.999999")
 
 
