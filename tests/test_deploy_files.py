@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml  # locked: a dependency of uvicorn[standard]
 
+from dicom_file_service.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
@@ -97,9 +99,49 @@ def test_app_services_use_postgresql_and_s3(name: str) -> None:
     assert env["AWS_ENDPOINT_URL"] == "http://s3:8333"
 
 
-def test_app_services_share_one_environment() -> None:
-    envs = [_service(name)["environment"] for name in APP_SERVICES]
-    assert all(env == envs[0] for env in envs)
+def _settings_of(name: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings a container of ``name`` starts with: its environment, nothing else."""
+    for key in list(os.environ):
+        if key.startswith(("DICOM_FS_", "AWS_")):
+            monkeypatch.delenv(key)
+    for key, value in _service(name)["environment"].items():
+        monkeypatch.setenv(key, str(value))
+    return Settings()
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_every_variable_the_compose_file_sets_is_a_setting(name: str) -> None:
+    """The service ignores unknown variables: a misspelt one would silently do nothing."""
+    known = {f"DICOM_FS_{field.upper()}" for field in Settings.model_fields}
+    known |= {
+        alias
+        for field in Settings.model_fields.values()
+        for alias in getattr(field.validation_alias, "choices", [field.validation_alias])
+        if isinstance(alias, str)
+    }
+    assert set(_service(name)["environment"]) - known == set()
+
+
+def test_app_services_start_with_the_same_index_store_and_signing_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every instance signs and checks the others' URLs, and sees the same index and bytes."""
+    seen = []
+    for name in APP_SERVICES:
+        settings = _settings_of(name, monkeypatch)
+        secret = settings.signing_secret
+        assert secret is not None, name
+        seen.append(
+            (
+                settings.resolved_database_url(),
+                settings.resolved_storage_url(),
+                secret.get_secret_value(),
+                settings.prerender,
+            )
+        )
+    assert seen[0][0].startswith("postgresql") and seen[0][1].startswith("s3://")
+    assert seen[0][3] is True  # the worker renders ahead for the API instances
+    assert all(s == seen[0] for s in seen), seen
 
 
 def test_seaweedfs_config_grants_the_app_credentials_admin_rights() -> None:

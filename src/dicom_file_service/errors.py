@@ -1,20 +1,27 @@
-"""Domain exceptions, each with a stable machine-readable ``code``.
+"""Domain exceptions, each with a stable machine-readable ``code``: every error class of the
+service is defined here, and nowhere else.
 
 Every layer raises these (third-party errors are converted where they occur); the HTTP layer
 maps them to problem documents through one table (``api/problems.py``), the CLI prints their
-``detail``. The tree:
+``detail``, and the DICOM network will map them to DIMSE statuses. The tree:
 
     ServiceError
-    ├── BadRequest (400-ish: the client sent something we cannot accept)
-    │   ├── InvalidDicom, EmptyUpload, MissingFileField, MissingIdentity
-    │   ├── InvalidTag, InvalidParameter, MalformedBody
-    │   ├── PayloadTooLarge, UnsupportedMediaType
+    ├── BadRequest (4xx: the client sent something we cannot accept)
+    │   ├── InvalidDicom > TooDeeplyNested, ParseTimeout, SopClassMismatch
+    │   ├── SopClassNotSupported, EmptyUpload, MissingFileField, MissingIdentity
+    │   ├── InvalidTag, InvalidParameter, MalformedBody > TruncatedBody
+    │   ├── PayloadTooLarge, UnsupportedMediaType > TransferSyntaxNotSupported
     │   ├── NoPixelData, FrameOutOfRange, UndecodablePixelData, ImageTooLarge
-    ├── NotFound: FileNotFound, TagNotFound
+    │   ├── StudyMismatch, NotAcceptable
+    ├── NotFound > FileNotFound > BlobNotFound; TagNotFound, UploadNotFound
     ├── DuplicateInstance
-    ├── Forbidden: InvalidSignature (403: an expired, tampered or misused signed URL)
-    └── Unavailable (503): StorageUnavailable, IndexUnavailable > CommitOutcomeUnknown,
-        OhifInstallFailed (the CLI's)
+    ├── RequestTimeout, RangeNotSatisfiable
+    ├── Forbidden > InvalidSignature (403: an expired, tampered or misused signed URL)
+    └── Unavailable (503): StorageUnavailable, InsufficientStorage, ParserUnavailable,
+        IndexUnavailable > CommitOutcomeUnknown, RenderTimeout, OhifInstallFailed (the CLI's)
+
+    DuplicateKey (not a ServiceError: the index's signal to the service that a unique
+    constraint refused a row; the service decides what it means, and no client sees it)
 """
 
 from __future__ import annotations
@@ -288,3 +295,19 @@ class RenderTimeout(Unavailable):
 
     code = "render_timeout"
     title = "Rendering took too long"
+
+
+class BlobNotFound(FileNotFound):
+    """A blob store's key has no object. A FileNotFound itself: wherever it escapes, a stored
+    file whose bytes are gone (deleted meanwhile, or lost by the store) is a 404, never a 500."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            "the file's stored bytes are gone (deleted meanwhile, or lost by the store)"
+        )
+        self.key = key
+
+
+class DuplicateKey(Exception):
+    """The index refused a row on a unique constraint (its message says which); the caller's
+    transaction (or savepoint) is then unusable and must be rolled back."""

@@ -52,10 +52,8 @@ STATUS: dict[type[e.ServiceError], int] = {
 
 
 def status_for(exc: e.ServiceError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
+    """The status of the nearest listed class in the error's ancestry (ServiceError is)."""
+    return next(STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS)
 
 
 _BACKEND_CODES = {

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from dicom_file_service.dicom.query_keys import QueryKeys
+from dicom_file_service.errors import DuplicateKey
 from dicom_file_service.index.tables import instances, series, studies
 
 
@@ -38,10 +39,6 @@ class InstanceRecord:
     sha256: str
     blob_key: str
     created_at: float
-
-
-class DuplicateKey(Exception):
-    """An insert hit a unique constraint (the SOP Instance UID is already stored)."""
 
 
 _SUMMARY_COLUMNS = [getattr(instances.c, f) for f in InstanceRecord.__dataclass_fields__]

@@ -24,6 +24,7 @@ from dicom_file_service import metrics
 from dicom_file_service.errors import (
     CommitOutcomeUnknown,
     DuplicateInstance,
+    DuplicateKey,
     EmptyUpload,
     ServiceError,
     StudyMismatch,
@@ -155,7 +156,7 @@ def _index(
                 # Concurrent uploads share one durable COMMIT; each is answered after it.
                 seq = ctx.index.commit_grouped(insert)
             ctx.jobs.committed()
-        except repo.DuplicateKey as exc:
+        except DuplicateKey as exc:
             with ctx.index.read() as conn:
                 current = repo.get_by_sop_instance_uid(conn, parsed.sop_instance_uid)
             if current is not None and current.sha256 == sha256:
@@ -174,7 +175,7 @@ def _index(
                 replaced = current
             try:
                 seq = repo.insert_instance(conn, values, keys)
-            except repo.DuplicateKey as exc:  # a concurrent writer on another database session
+            except DuplicateKey as exc:  # a concurrent writer on another database session
                 raise _duplicate(parsed.sop_instance_uid, None) from exc
             enqueue_prerender(ctx, conn, file_id)
     except _Identical as found:  # nothing written; the new blob was removed

@@ -14,18 +14,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
-from dicom_file_service.errors import FileNotFound
+from dicom_file_service.errors import BlobNotFound
 
-
-class BlobNotFound(FileNotFound):
-    """The key has no object. A FileNotFound itself: wherever it escapes, a stored file whose
-    bytes are gone (deleted meanwhile, or lost by the store) is a 404, never a 500."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(
-            "the file's stored bytes are gone (deleted meanwhile, or lost by the store)"
-        )
-        self.key = key
+__all__ = ["BlobNotFound", "BlobStore"]
 
 
 class BlobStore(Protocol):
