@@ -1,9 +1,10 @@
 """Study and series rows and the instance number, for QIDO-RS; filled from stored headers.
 
 Instances stored before this migration get their study and series rows and instance number
-from their stored header (DICOM JSON), by the same ``query_keys`` that ingest uses, so a query
-finds them exactly as it finds new ones. The tables are declared here as they are at this
-revision, not imported, so that later changes to the schema never change this migration.
+from their stored header (DICOM JSON), by ``dicom.query_keys`` as ingest used it at this
+revision, so a query finds them exactly as it finds new ones. The tables, and that code, are
+copied here as they are at this revision, not imported, so that later changes to the schema or
+to ``query_keys`` never change this migration.
 
 Revision ID: 0004
 Revises: 0003
@@ -12,14 +13,13 @@ Create Date: 2026-11-25
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql, sqlite
-
-from dicom_file_service.dicom.query_keys import query_keys
 
 revision = "0004"
 down_revision = "0003"
@@ -97,13 +97,13 @@ def _backfill(conn: sa.Connection, studies: sa.Table, series: sa.Table) -> None:
         if not rows:
             return
         for seq, header in rows:
-            keys = query_keys(orjson.loads(header))
-            conn.execute(_insert_new(conn, studies, keys.study, "study_instance_uid"))
-            conn.execute(_insert_new(conn, series, keys.series, "series_instance_uid"))
+            study_keys, series_keys, instance_keys = _query_keys(orjson.loads(header))
+            conn.execute(_insert_new(conn, studies, study_keys, "study_instance_uid"))
+            conn.execute(_insert_new(conn, series, series_keys, "series_instance_uid"))
             conn.execute(
                 sa.update(instances)
                 .where(instances.c.seq == seq)
-                .values(instance_number=keys.instance["instance_number"])
+                .values(instance_number=instance_keys["instance_number"])
             )
         last = rows[-1][0]
 
@@ -111,6 +111,118 @@ def _backfill(conn: sa.Connection, studies: sa.Table, series: sa.Table) -> None:
 def _insert_new(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key: str) -> Any:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+
+
+# ``dicom.query_keys`` as it was at this revision (frozen: never import the package here).
+_MAX_KEY = 256
+_INT_RANGE = 2**53
+
+
+def _query_keys(
+    header: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The study, series and instance rows' values for one stored header."""
+    study_date = _text(header, "00080020")
+    study_time = _time_key(_text(header, "00080030") or "")
+    study = {
+        "study_instance_uid": _text(header, "0020000D"),
+        "patient_name": _pn(header, "00100010", fuzzy=False),
+        "patient_name_fuzzy": _pn(header, "00100010", fuzzy=True),
+        "patient_id": _text(header, "00100020"),
+        "study_date": study_date,
+        "study_time": study_time,
+        "study_datetime": (study_date + (study_time or "000000.000000")) if study_date else None,
+        "accession_number": _text(header, "00080050"),
+        "referring_physician_name": _pn(header, "00080090", fuzzy=False),
+        "referring_physician_name_fuzzy": _pn(header, "00080090", fuzzy=True),
+        "study_id": _text(header, "00200010"),
+        "study_description": _text(header, "00081030"),
+    }
+    requests = _items(header, "00400275")
+    series = {
+        "series_instance_uid": _text(header, "0020000E"),
+        "study_instance_uid": study["study_instance_uid"],
+        "modality": _text(header, "00080060"),
+        "series_number": _int(header, "00200011"),
+        "series_description": _text(header, "0008103E"),
+        "performed_procedure_step_start_date": _text(header, "00400244"),
+        "performed_procedure_step_start_time": _time_key(_text(header, "00400245") or ""),
+        "scheduled_procedure_step_ids": _joined(_text(item, "00400009") for item in requests),
+        "requested_procedure_ids": _joined(_text(item, "00401001") for item in requests),
+    }
+    instance = {"instance_number": _int(header, "00200013")}
+    return study, series, instance
+
+
+def _pn_key(value: str, *, fuzzy: bool) -> str:
+    groups = [g.rstrip("^ ").strip() for g in value.split("=")]
+    while groups and not groups[-1]:
+        groups.pop()
+    text = "=".join(groups)
+    if fuzzy:
+        decomposed = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return text.upper()
+
+
+def _time_key(value: str) -> str | None:
+    text = value.strip().replace(":", "")
+    whole, _, fraction = text.partition(".")
+    if (
+        not whole.isdigit()
+        or len(whole) not in (2, 4, 6)
+        or not (fraction.isdigit() or not fraction)
+    ):
+        return None
+    if len(fraction) > 6:
+        return None
+    whole += "0000"[: 6 - len(whole)]
+    return f"{whole}.{fraction.ljust(6, '0')}"
+
+
+def _values(header: dict[str, Any], key: str) -> list[Any]:
+    element = header.get(key)
+    if not isinstance(element, dict):
+        return []
+    values = element.get("Value")
+    return values if isinstance(values, list) else []
+
+
+def _text(header: dict[str, Any], key: str) -> str | None:
+    values = [str(v).strip() for v in _values(header, key) if v is not None]
+    text = "\\".join(v for v in values if v)
+    return text[:_MAX_KEY] if text else None
+
+
+def _int(header: dict[str, Any], key: str) -> int | None:
+    values = _values(header, key)
+    try:
+        number = int(str(values[0]).strip()) if values else None
+    except ValueError:
+        return None
+    return number if number is not None and abs(number) < _INT_RANGE else None
+
+
+def _pn(header: dict[str, Any], key: str, *, fuzzy: bool) -> str | None:
+    names = []
+    for value in _values(header, key):
+        if isinstance(value, dict):
+            groups = [str(value.get(g, "")) for g in ("Alphabetic", "Ideographic", "Phonetic")]
+            names.append(_pn_key("=".join(groups), fuzzy=fuzzy))
+    text = "\\".join(n for n in names if n)
+    return text[:_MAX_KEY] if text else None
+
+
+def _items(header: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    return [item for item in _values(header, key) if isinstance(item, dict)]
+
+
+def _joined(values: Any) -> str | None:
+    present = [v for v in values if v]
+    if not present:
+        return None
+    text = "\\" + "\\".join(present) + "\\"
+    return text[:_MAX_KEY]
 
 
 def downgrade() -> None:
