@@ -80,10 +80,6 @@ class BlobStore(Protocol):
         expires; None when the backend cannot sign (the service then signs its own URL)."""
         ...
 
-    def local_path(self, key: str) -> Path | None:
-        """The object's path on this machine where it has one (zero-copy downloads)."""
-        ...
-
     def check(self) -> None:
         """Raise if the store is not usable (readiness)."""
         ...

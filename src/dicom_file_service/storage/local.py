@@ -200,7 +200,8 @@ class LocalBlobStore:
         if target.is_dir():
             shutil.rmtree(target, ignore_errors=True)
 
-    def local_path(self, key: str) -> Path | None:
+    def file_of(self, key: str) -> Path:
+        """Where the object lies on disk (for tests that break a stored file on purpose)."""
         return self._path(key)
 
     def list_keys(self, prefix: str) -> Iterator[tuple[str, float]]:

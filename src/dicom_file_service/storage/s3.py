@@ -236,9 +236,6 @@ class S3BlobStore:
     def presign(self, method: Literal["GET", "PUT"], key: str, expires_in: timedelta) -> str | None:
         return self._call(key, lambda: obstore.sign(self._signer, method, key, expires_in))
 
-    def local_path(self, key: str) -> Path | None:
-        return None
-
     def check(self) -> None:
         """A listing of one key: proves the endpoint answers and the credentials are good."""
         self._call("", lambda: next(obstore.list(self._store, "instances/", chunk_size=1), None))

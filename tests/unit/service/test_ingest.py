@@ -76,7 +76,9 @@ def test_a_rejected_duplicate_leaves_the_stored_file_untouched(
     with pytest.raises(DuplicateInstance):
         ingest_path(ctx, _file(tmp_path, changed_content(data, PatientID="X"), "b.dcm"))
     assert len(_objects(ctx)) == 1
-    blob = ctx.store.local_path(first.record.blob_key)
+    blob = ctx.store.file_of(  # type: ignore[attr-defined]
+        first.record.blob_key
+    )
     assert blob is not None and blob.read_bytes() == data
 
 
@@ -116,7 +118,9 @@ def test_sweep_removes_blobs_no_row_refers_to_and_keeps_the_rest(
     young = sweep(ctx, older_than_seconds=3600)  # both are new: nothing may go yet
     assert young.orphans_removed == 0
     assert ctx.store.exists(orphan_key)
-    orphan_path = ctx.store.local_path(orphan_key)
+    orphan_path = ctx.store.file_of(  # type: ignore[attr-defined]
+        orphan_key
+    )
     assert orphan_path is not None
     os.utime(orphan_path, (0, 0))  # as old as a crash long ago left it
     report = sweep(ctx, older_than_seconds=0)  # raised to the floor: the young file stays
