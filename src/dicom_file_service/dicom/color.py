@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_color_lut, convert_color_space
 
+from dicom_file_service.dicom.elements import encoding
 from dicom_file_service.errors import UndecodablePixelData
 
 _RGB_LIKE = frozenset({"RGB", "YBR_RCT", "YBR_ICT"})
@@ -106,9 +107,9 @@ def _palette_table(ds: Dataset) -> tuple[_Palette, int]:
     if _int(ds.get("PixelRepresentation")) == 1 and first >= 32768:
         first -= 65536
     bits = descriptor[2]
-    little = ds.original_encoding[1] is not False
+    _implicit, endian = encoding(ds)
     channels = [
-        _palette_channel(ds[f"{name}PaletteColorLookupTableData"].value, entries, bits, little)
+        _palette_channel(ds[f"{name}PaletteColorLookupTableData"].value, entries, bits, endian)
         for name in _CHANNELS
     ]
     length = min(len(c) for c in channels)
@@ -120,12 +121,12 @@ def _palette_table(ds: Dataset) -> tuple[_Palette, int]:
     return _Palette(first, rgb), (16 if bits > 8 else 8)
 
 
-def _palette_channel(value: bytes, entries: int, bits: int, little: bool) -> NDArray[np.uint16]:
+def _palette_channel(value: bytes, entries: int, bits: int, endian: str) -> NDArray[np.uint16]:
     """LUT Data: 16-bit words in the dataset's byte order, or 8-bit entries packed (C.7.6.3.1.6)."""
     if bits <= 8 and len(value) in (entries, entries + 1):
         return np.frombuffer(value, dtype=np.uint8, count=entries).astype(np.uint16)
     count = min(entries, len(value) // 2)
-    return np.frombuffer(value, dtype="<u2" if little else ">u2", count=count).astype(np.uint16)
+    return np.frombuffer(value, dtype=f"{endian}u2", count=count).astype(np.uint16)
 
 
 def _int(value: object) -> int | None:

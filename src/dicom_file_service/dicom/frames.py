@@ -14,13 +14,8 @@ import numpy as np
 from pydicom.encaps import get_frame
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
-from dicom_file_service.dicom.pixels import (
-    decode_frame,
-    frame_count,
-    pixel_element_header,
-    read_header,
-    transfer_syntax,
-)
+from dicom_file_service.dicom.elements import pixel_element_header, transfer_syntax
+from dicom_file_service.dicom.pixels import decode_frame, frame_count, read_header
 from dicom_file_service.errors import (
     FrameOutOfRange,
     NoPixelData,

@@ -21,9 +21,14 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import as_pixel_options
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
-from dicom_file_service.dicom.elements import PIXEL_KEYWORDS, photometric, reason, ts_name
-from dicom_file_service.dicom.elements import pixel_element_header as pixel_element_header
-from dicom_file_service.dicom.elements import transfer_syntax as transfer_syntax
+from dicom_file_service.dicom.elements import (
+    PIXEL_KEYWORDS,
+    photometric,
+    pixel_element_header,
+    reason,
+    transfer_syntax,
+    ts_name,
+)
 from dicom_file_service.dicom.stored import vanished
 from dicom_file_service.errors import (
     FrameOutOfRange,

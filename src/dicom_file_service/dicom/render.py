@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from dicom_file_service.dicom import elements
 from dicom_file_service.dicom import voi as voi_module
 from dicom_file_service.dicom.color import rgb_8bit
 from dicom_file_service.dicom.encode import encode_png, to_image
@@ -147,7 +148,7 @@ def _render(
     """The output array and, for 16 bits, the offset added to the modality values."""
     start = f.tell()
     header = read_header(f)
-    photometric = str(header.get("PhotometricInterpretation") or "").strip().upper()
+    photometric = elements.photometric(header)
     samples = header.get("SamplesPerPixel") or 1
     if options.bit_depth == 16 and (photometric not in _MONOCHROME or samples != 1):
         raise InvalidParameter(

@@ -19,7 +19,8 @@ from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
 
-from dicom_file_service.dicom.pixels import frame_count, transfer_syntax
+from dicom_file_service.dicom.elements import PIXEL_DATA, transfer_syntax
+from dicom_file_service.dicom.pixels import frame_count
 from dicom_file_service.dicom.stored import vanished
 from dicom_file_service.errors import (
     ImageTooLarge,
@@ -87,7 +88,7 @@ def _swap_to_little(ds: Dataset) -> None:
             ds.PlanarConfiguration = 0  # pixel_array interleaves the samples
     for element in ds.iterall():
         width = _WORDS.get(element.VR)
-        if element.tag == 0x7FE00010 or width is None:
+        if element.tag == PIXEL_DATA or width is None:
             continue
         if isinstance(element.value, bytes) and len(element.value) % width == 0:
             words = np.frombuffer(element.value, dtype=f">u{width}")

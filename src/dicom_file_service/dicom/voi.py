@@ -30,6 +30,8 @@ from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from dicom_file_service.dicom.elements import encoding
+
 VoiFunction = Literal["LINEAR", "LINEAR_EXACT", "SIGMOID"]
 Floats = NDArray[np.float64]
 #: Offset added to modality values in 16-bit output when they can be negative.
@@ -363,9 +365,9 @@ def _lut_data(item: Dataset, source: Dataset, entries: int) -> Floats:
     """(0028,3006) *LUT Data*: US values, or OW bytes in the dataset's byte order."""
     value = item.LUTData
     if isinstance(value, bytes):
-        little = source.original_encoding[1] is not False
+        _implicit, endian = encoding(source)
         count = min(entries, len(value) // 2)
-        values = struct.unpack(f"{'<' if little else '>'}{count}H", value[: 2 * count])
+        values = struct.unpack(f"{endian}{count}H", value[: 2 * count])
         return np.asarray(values, dtype=np.float64)
     if isinstance(value, int):
         value = [value]
