@@ -43,22 +43,18 @@ def byte_range(
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
     first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()):
-        return None
-    if (first and not first.isdigit()) or (last and not last.isdigit()):
+    if not dash or not (first or last) or not all(p.isdigit() for p in (first, last) if p):
         return None
     if not first:  # a suffix: the last N bytes
-        length = int(last)
-        if length == 0:
+        if int(last) == 0:
             raise _unsatisfiable(range_header, size)
-        return max(size - length, 0), size
+        return max(size - int(last), 0), size
     start = int(first)
-    end = min(int(last) + 1, size) if last else size
     if last and int(last) < start:
         return None  # invalid: ignored
     if start >= size:
         raise _unsatisfiable(range_header, size)
-    return start, end
+    return start, min(int(last) + 1, size) if last else size
 
 
 def _unsatisfiable(range_header: str, size: int) -> RangeNotSatisfiable:

@@ -9,7 +9,7 @@ the one every door serves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from dicom_file_service.dicom.encode import png_to_jpeg
 from dicom_file_service.dicom.render import RenderOptions
@@ -35,10 +35,6 @@ def thumbnail_options(settings: Settings, frame: int = 1) -> RenderOptions:
     """A thumbnail: the frame fitted in a square of the configured size, aspect kept."""
     size = settings.thumbnail_size
     return RenderOptions(frame=frame, width=size, height=size)
-
-
-def at_frame(options: RenderOptions, frame: int) -> RenderOptions:
-    return replace(options, frame=frame)
 
 
 def render_file(
