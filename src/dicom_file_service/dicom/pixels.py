@@ -21,6 +21,7 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import as_pixel_options
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
+from dicom_file_service.dicom import decoders as _decoders  # noqa: F401  (orders the chain)
 from dicom_file_service.dicom.elements import (
     PIXEL_KEYWORDS,
     photometric,

@@ -65,10 +65,6 @@ pytestmark = [
 
 #: Files with pixel data that no decoder available to pydicom can decode, and why.
 UNDECODABLE: dict[str, str] = {
-    "JPEG-lossy.dcm": (
-        "12-bit JPEG Extended whose scan header libjpeg rejects ('misplaced marker "
-        "segment'); Pillow has no 12-bit JPEG (GDCM, not installed, decodes it)"
-    ),
     "JPEG2000-embedded-sequence-delimiter.dcm": (
         "the JPEG 2000 fragment embeds a sequence delimiter: openjpeg cannot read the header"
     ),
