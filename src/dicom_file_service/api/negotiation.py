@@ -3,15 +3,17 @@ parameter) asks for, judged in one place for every door.
 
 PS3.18 8.7 lets a client ask for instances, frames, bulk data and renderings in several media
 types, each with a ``transfer-syntax`` parameter; what cannot be answered is a 406 naming what
-can. The service layer never sees a header: it is told "as stored or Explicit VR Little
-Endian", "decoded or not", "PNG or JPEG".
+can. The service layer never sees a header: it is told a transfer syntax (the stored one:
+as stored), "PNG or JPEG".
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dicom_file_service.dicom.transcode import EXPLICIT_LITTLE
+from dicom_file_service.dicom.encoders import EXPLICIT_LITTLE, TARGETS
+from dicom_file_service.dicom.frames import frame_media_type
 from dicom_file_service.errors import NotAcceptable
 
 DICOM = "application/dicom"
@@ -42,45 +44,86 @@ def media_ranges(accept: str | None) -> list[MediaRange]:
     return ranges or [MediaRange("*/*")]
 
 
-def retrieve_syntaxes(accept: str | None) -> set[str]:
-    """The transfer syntaxes instances may go in; ``*``: as stored. Without
-    ``transfer-syntax``, the standard's default, Explicit VR Little Endian (PS3.18 8.7.3.5.2)."""
-    syntaxes = set()
-    for r in media_ranges(accept):
+def _by_preference(accept: str | None) -> list[MediaRange]:
+    """The media ranges in the client's order of preference: by ``q`` (RFC 9110 12.4.2),
+    ties in the order given; ``q=0`` means "not this"."""
+
+    def q(r: MediaRange) -> float:
+        try:
+            return float(r.params.get("q", "1"))
+        except ValueError:
+            return 0.0
+
+    return sorted((r for r in media_ranges(accept) if q(r) > 0), key=q, reverse=True)
+
+
+def retrieve_syntaxes(accept: str | None) -> list[str]:
+    """The transfer syntaxes instances may go in, in the client's order; ``*``: as stored.
+    Without ``transfer-syntax`` (and with no ``Accept`` at all), the standard's default,
+    Explicit VR Little Endian (PS3.18 8.7.3.4)."""
+    syntaxes: list[str] = []
+    for r in _by_preference(accept):
         if r.media in _ANY:
-            syntaxes.add("*")
+            syntaxes.append(EXPLICIT_LITTLE)
         elif r.media == "multipart/related" and r.params.get("type", DICOM) == DICOM:
-            syntaxes.add(r.params.get("transfer-syntax", EXPLICIT_LITTLE))
+            syntaxes.append(r.params.get("transfer-syntax", EXPLICIT_LITTLE))
     if not syntaxes:
         raise NotAcceptable(
             f"cannot answer with {accept!r}: instances are sent as "
-            f'multipart/related; type="{DICOM}", as stored (transfer-syntax=*) or in '
-            f"Explicit VR Little Endian (transfer-syntax={EXPLICIT_LITTLE})"
+            f'multipart/related; type="{DICOM}", as stored (transfer-syntax=*) or in one of '
+            + ", ".join(sorted(TARGETS))
         )
     return syntaxes
 
 
-def goes_as_stored(stored_syntax: str, sop_instance_uid: str, syntaxes: set[str]) -> bool:
-    """Whether an instance goes as stored (else transcoded); 406 if it can go neither way."""
-    if "*" in syntaxes or stored_syntax in syntaxes:
-        return True
-    if EXPLICIT_LITTLE in syntaxes:
-        return False
+def pick_syntax(
+    stored: str, choices: list[str], why_not: Callable[[str], str | None], what: str
+) -> str:
+    """The first of the client's ``choices`` that can be met: ``*`` or the stored syntax (sent
+    as stored), or one the encoders take (``why_not`` answers ``None``); else a 406 that says,
+    for each choice, why not."""
+    reasons = []
+    for choice in choices:
+        if choice in ("*", stored):
+            return stored
+        why = why_not(choice)
+        if why is None:
+            return choice
+        reasons.append(f"{choice}: {why}")
     raise NotAcceptable(
-        f"instance {sop_instance_uid} is stored in {stored_syntax}, which was not asked for: "
-        f"ask for transfer-syntax=* (as stored) or {EXPLICIT_LITTLE}"
+        f"{what} is stored in {stored} and cannot be sent in any syntax asked for ("
+        + "; ".join(reasons)
+        + "): ask for transfer-syntax=* (as stored) or "
+        + EXPLICIT_LITTLE
     )
 
 
-def frames_decoded(accept: str | None, stored_type: str) -> bool:
-    """Whether frames go decoded (else as stored). As stored: their own media type
-    (``application/octet-stream`` for native pixel data, the bitstream's for compressed), or
-    octet-stream with ``transfer-syntax=*`` (as OHIF asks). Decoded: octet-stream in the
-    default syntax, Explicit VR Little Endian (PS3.18 8.7.3.3.2)."""
-    decodable = False
-    for r in media_ranges(accept):
+#: PS3.18 Table 8.7.3-5: the transfer syntax a frame media type means without one named.
+_FRAME_DEFAULTS = {
+    OCTET_STREAM: EXPLICIT_LITTLE,
+    "image/jpeg": "1.2.840.10008.1.2.4.50",
+    "image/jls": "1.2.840.10008.1.2.4.80",
+    "image/jp2": "1.2.840.10008.1.2.4.90",
+    "image/jpx": "1.2.840.10008.1.2.4.92",
+    "image/jphc": "1.2.840.10008.1.2.4.201",
+    "image/dicom-rle": "1.2.840.10008.1.2.5",
+}
+
+
+def frame_syntaxes(accept: str | None, stored: str) -> list[str]:
+    """The transfer syntaxes frames may go in, in the client's order. ``stored`` is the
+    syntax of the frames as stored (native pixel data is Explicit VR Little Endian here).
+
+    A part type names its syntaxes (``image/jls``: JPEG-LS; ``application/octet-stream``:
+    native pixels), ``transfer-syntax`` one of them, or ``*`` whatever is stored (as OHIF
+    asks); a wildcard type takes the stored frames if they are of its kind. Without an
+    ``Accept`` (or ``*/*``) frames go as native pixels (PS3.18 8.7.3.4)."""
+    out: list[str] = []
+    stored_type = frame_media_type(stored)
+    for r in _by_preference(accept):
         if r.media in _ANY:
-            return False
+            out.append(EXPLICIT_LITTLE)
+            continue
         if r.media != "multipart/related":
             continue
         part_type = r.params.get("type", OCTET_STREAM)
@@ -88,20 +131,20 @@ def frames_decoded(accept: str | None, stored_type: str) -> bool:
         if part_type == "*/*" or (
             part_type.endswith("/*") and stored_type.startswith(part_type[:-1])
         ):
-            return False
-        if part_type == stored_type and syntax in (None, "*") and stored_type != OCTET_STREAM:
-            return False
-        if part_type == OCTET_STREAM:
-            if syntax == "*" or stored_type == OCTET_STREAM:
-                return False
-            decodable = decodable or syntax in (None, EXPLICIT_LITTLE)
-    if decodable:
-        return True
-    raise NotAcceptable(
-        f"cannot answer with {accept!r}: these frames are stored as "
-        f'{stored_type}; ask for multipart/related; type="{stored_type}" (as stored) or '
-        f'type="{OCTET_STREAM}" (decoded)'
-    )
+            out.append(stored)
+        elif syntax == "*" and (part_type in (stored_type, OCTET_STREAM)):
+            out.append(stored)  # OHIF asks for octet-stream with * and takes any bitstream
+        elif syntax is None and part_type in _FRAME_DEFAULTS:
+            out.append(_FRAME_DEFAULTS[part_type])
+        elif syntax is not None and frame_media_type(syntax) == part_type:
+            out.append(syntax)
+    if not out:
+        raise NotAcceptable(
+            f"cannot answer with {accept!r}: these frames are stored as {stored_type} "
+            f"(transfer-syntax={stored}); ask for it, for type={OCTET_STREAM} (decoded) or "
+            "a compressed media type with a transfer-syntax the service can encode"
+        )
+    return out
 
 
 def bulk_data_multipart(accept: str | None) -> bool:

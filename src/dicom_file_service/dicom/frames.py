@@ -1,24 +1,36 @@
-"""One frame's stored bytes, without decoding: WADO-RS ``/frames`` (PS3.18 10.4.1.1.3).
+"""Frames for WADO-RS ``/frames`` (PS3.18 10.4.1.1.3): as stored, decoded, or transcoded.
 
-Native pixel data gives the frame's bytes (little endian, as PS3.18 8.7.3.3.2 asks of
-``application/octet-stream``); encapsulated pixel data gives the frame's compressed bitstream
-as stored, found through the extended offsets captured at ingest or the Basic Offset Table,
-so only that frame's bytes are read.
+As stored, native pixel data gives the frame's bytes (little endian, as PS3.18 8.7.3.3.2 asks
+of ``application/octet-stream``) and encapsulated pixel data the frame's compressed bitstream,
+found through the extended offsets captured at ingest or the Basic Offset Table, so only that
+frame's bytes are read. Otherwise each frame is decoded alone (``pixels.decode_frame``) and,
+for a compressed syntax, encoded again alone (``encoders.encode_frame``): a frame's bitstream
+is a single-frame image of its own.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import BinaryIO
 
 import numpy as np
 from pydicom.encaps import get_frame
+from pydicom.pixels.processing import convert_color_space
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
-from dicom_file_service.dicom.elements import pixel_element_header, transfer_syntax
+from dicom_file_service.dicom.elements import pixel_element_header, transfer_syntax, ts_name
+from dicom_file_service.dicom.encoders import (
+    EXPLICIT_LITTLE,
+    NATIVE,
+    encode_frame,
+    unencodable,
+)
 from dicom_file_service.dicom.pixels import decode_frame, frame_count, read_header
+from dicom_file_service.dicom.transcode import image_params
 from dicom_file_service.errors import (
     FrameOutOfRange,
     NoPixelData,
+    NotAcceptable,
     ServiceError,
     UndecodablePixelData,
 )
@@ -40,6 +52,12 @@ _MEDIA_TYPES = {
     "1.2.840.10008.1.2.4.203": "image/jphc",
     "1.2.840.10008.1.2.5": "image/dicom-rle",
 }
+
+
+def stored_frames_syntax(tsyntax: str) -> str:
+    """The syntax of a file's frames as ``stored_frames`` gives them: native pixel data of
+    any syntax is little-endian bytes (Explicit VR Little Endian's), compressed its own."""
+    return tsyntax if tsyntax in _MEDIA_TYPES else EXPLICIT_LITTLE
 
 
 def frame_media_type(tsyntax: str) -> str:
@@ -87,18 +105,28 @@ def stored_frames(
         raise UndecodablePixelData(f"cannot read the frame: {type(exc).__name__}: {exc}") from exc
 
 
-def decoded_frames(
+def transcoded_frames(
     f: BinaryIO,
     frames: list[int],
+    target: str = EXPLICIT_LITTLE,
     *,
     max_pixels: int,
     max_bytes: int | None = None,
     frame_table: bytes | None = None,
 ) -> list[bytes]:
-    """The 1-based ``frames`` decoded to native little-endian bytes (PS3.18 8.7.3.3.2:
-    ``application/octet-stream`` in Explicit VR Little Endian), colour as interleaved RGB."""
+    """The 1-based ``frames`` decoded, colour as interleaved RGB, then as ``target`` asks:
+    native little-endian bytes for Explicit VR Little Endian (PS3.18 8.7.3.3.2:
+    ``application/octet-stream``), else each frame's bitstream in that compressed syntax."""
     ds = read_header(f)
     after_header = f.tell()
+    params = replace(image_params(ds), has_pixels=True)  # the header stops before them
+    why = None
+    if target in NATIVE and target != EXPLICIT_LITTLE:
+        why = "frames go as native little-endian bytes or in a compressed syntax"
+    elif target != EXPLICIT_LITTLE:
+        why = unencodable(target, params)
+    if why is not None:
+        raise NotAcceptable(f"these frames cannot be sent in {ts_name(UID(target))}: {why}")
     out = []
     for number in frames:
         f.seek(after_header)
@@ -106,8 +134,23 @@ def decoded_frames(
             f, ds, number, max_pixels=max_pixels, max_bytes=max_bytes, frame_table=frame_table
         )
         pixels = decoded.pixels
-        out.append(np.ascontiguousarray(pixels, pixels.dtype.newbyteorder("<")).tobytes())
+        if decoded.photometric in ("YBR_FULL", "YBR_FULL_422") and pixels.ndim == 3:
+            pixels = convert_color_space(pixels, "YBR_FULL", "RGB")
+        if target == EXPLICIT_LITTLE:
+            out.append(np.ascontiguousarray(pixels, pixels.dtype.newbyteorder("<")).tobytes())
+            continue
+        image = replace(params, photometric=_decoded_photometric(decoded.photometric))
+        try:
+            out.append(encode_frame(target, pixels, image))
+        except Exception as exc:  # encoders raise anything on data they do not take
+            raise UndecodablePixelData(
+                f"cannot encode the frame: {type(exc).__name__}: {exc}"
+            ) from exc
     return out
+
+
+def _decoded_photometric(photometric: str) -> str:
+    return "RGB" if photometric.startswith("YBR") else photometric
 
 
 def _native_frame(f: BinaryIO, ds: object, value_at: int, frame: int, tsyntax: UID) -> bytes:

@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from dicom_file_service.dicom.frames import decoded_frames, stored_frames
+import orjson
+
+from dicom_file_service.dicom.encoders import DEFLATED, ImageParams
+from dicom_file_service.dicom.frames import (
+    stored_frames,
+    stored_frames_syntax,
+    transcoded_frames,
+)
 from dicom_file_service.dicom.header_index import with_bulk_data_base
-from dicom_file_service.dicom.transcode import to_explicit_little_endian
+from dicom_file_service.dicom.transcode import stored_image_params, transcode
 from dicom_file_service.errors import FileNotFound
 from dicom_file_service.index import repository as repo
 from dicom_file_service.service.context import ServiceContext
@@ -34,6 +41,20 @@ def find_instances(
 
 def instance_record(ctx: ServiceContext, study: str, series: str, sop: str) -> InstanceRecord:
     return find_instances(ctx, study, series, sop)[0]
+
+
+def instance_by_uid(
+    ctx: ServiceContext, sop: str, study: str | None = None, series: str | None = None
+) -> InstanceRecord:
+    """An instance by its SOP Instance UID alone, which is unique (PS3.18 9.1.2.1: WADO-URI's
+    study and series are optional); a study or series given must be the instance's."""
+    with ctx.index.read() as conn:
+        record = repo.get_by_sop_instance_uid(conn, sop)
+    if record is None or (study or record.study_instance_uid) != record.study_instance_uid:
+        raise FileNotFound(_nothing(study or "?", series, sop))
+    if (series or record.series_instance_uid) != record.series_instance_uid:
+        raise FileNotFound(_nothing(study or record.study_instance_uid, series, sop))
+    return record
 
 
 def _nothing(study: str, series: str | None, sop: str | None) -> str:
@@ -99,42 +120,57 @@ def check_stored(ctx: ServiceContext, record: InstanceRecord) -> None:
         raise not_found(record.file_id) from exc
 
 
-def transcoded(ctx: ServiceContext, record: InstanceRecord) -> bytes:
-    """The instance in Explicit VR Little Endian (WADO-RS's default transfer syntax)."""
+def image_params_of(
+    ctx: ServiceContext, study: str, series: str | None = None, sop: str | None = None
+) -> dict[str, ImageParams]:
+    """Each instance's Image Pixel attributes (by SOP Instance UID) from the headers stored at
+    ingest: which syntaxes it can go in is known before any blob is read."""
+    with ctx.index.read() as conn:
+        headers = repo.headers_of(conn, study, series, sop)
+    return {uid: stored_image_params(orjson.loads(header)) for header, _, _, uid in headers}
+
+
+def transcoded(ctx: ServiceContext, record: InstanceRecord, syntax: str) -> bytes:
+    """The instance in the transfer syntax ``syntax``, decoded and encoded again (up to
+    ``max_transcode_bytes`` of decoded pixel data)."""
     try:
         with ctx.store.open_reader(record.blob_key, record.size) as f:
-            return to_explicit_little_endian(f, max_bytes=ctx.settings.max_transcode_bytes)
+            return transcode(f, syntax, max_bytes=ctx.settings.max_transcode_bytes)
     except FileNotFound as exc:
         raise FileNotFound(f"instance {record.sop_instance_uid} was deleted") from exc
 
 
-def instance_bytes(
-    ctx: ServiceContext, record: InstanceRecord, *, as_stored: bool
-) -> Iterator[bytes]:
-    """One instance for a retrieve: its stored bytes, or transcoded (decoded and made
-    Explicit VR Little Endian, up to ``max_transcode_bytes``)."""
-    if as_stored:
+def instance_bytes(ctx: ServiceContext, record: InstanceRecord, syntax: str) -> Iterator[bytes]:
+    """One instance for a retrieve in ``syntax``: its stored bytes when that is the stored
+    syntax, else transcoded."""
+    if syntax == record.transfer_syntax_uid:
         return stored_bytes(ctx, record)
-    return iter([transcoded(ctx, record)])
+    return iter([transcoded(ctx, record, syntax)])
 
 
 def frames(
-    ctx: ServiceContext, record: InstanceRecord, numbers: list[int], *, decoded: bool
+    ctx: ServiceContext, record: InstanceRecord, numbers: list[int], syntax: str
 ) -> list[bytes]:
-    """The frames' bytes, as stored (ranged reads only) or ``decoded`` to native pixels."""
+    """The frames' bytes in ``syntax``: as stored (ranged reads only) when that is how they
+    are stored, else decoded and, for a compressed syntax, encoded again frame by frame."""
     found = ctx.index.headers.blob_location(record.file_id)
     if found is None:
         raise FileNotFound(f"instance {record.sop_instance_uid} was deleted")
+    as_stored = (
+        syntax == stored_frames_syntax(record.transfer_syntax_uid)
+        and record.transfer_syntax_uid != DEFLATED  # a deflated file is read whole
+    )
     try:
         with ctx.store.open_reader(found.blob_key, found.size) as f:
-            if decoded:
-                return decoded_frames(
-                    f,
-                    numbers,
-                    max_pixels=ctx.settings.max_decoded_pixels,
-                    max_bytes=ctx.settings.max_render_bytes,
-                    frame_table=found.frame_table,
-                )
-            return stored_frames(f, numbers, found.frame_table)[0]
+            if as_stored:
+                return stored_frames(f, numbers, found.frame_table)[0]
+            return transcoded_frames(
+                f,
+                numbers,
+                syntax,
+                max_pixels=ctx.settings.max_decoded_pixels,
+                max_bytes=ctx.settings.max_render_bytes,
+                frame_table=found.frame_table,
+            )
     except FileNotFound as exc:
         raise FileNotFound(f"instance {record.sop_instance_uid} was deleted") from exc

@@ -1,12 +1,14 @@
 """WADO-RS (PS3.18 10.4) under ``/dicomweb``: instances, metadata, frames and bulk data.
 
-Thin: negotiate the media type, call the service, write the parts. Instances stream from the
-store as they are sent; metadata comes from the index alone.
+Thin: negotiate the media type and transfer syntax, call the service, write the parts.
+Instances stream from the store (or are transcoded) as they are sent; metadata comes from the
+index alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -18,8 +20,8 @@ from dicom_file_service.api.multipart import Part, related_response, streamed_re
 from dicom_file_service.api.negotiation import DICOM, OCTET_STREAM
 from dicom_file_service.api.responses import IMMUTABLE, dicom_json_response, stream_response
 from dicom_file_service.api.urls import DicomwebUrls
-from dicom_file_service.dicom.frames import frame_media_type
-from dicom_file_service.dicom.transcode import EXPLICIT_LITTLE
+from dicom_file_service.dicom.encoders import EXPLICIT_LITTLE, NATIVE, ImageParams, unencodable
+from dicom_file_service.dicom.frames import frame_media_type, stored_frames_syntax
 from dicom_file_service.errors import InvalidParameter
 from dicom_file_service.service import files as files_service
 from dicom_file_service.service import instances
@@ -33,39 +35,54 @@ _INSTANCE = "/studies/{study}/series/{series}/instances/{sop}"
 async def _retrieve(
     request: Request, study: str, series: str | None = None, sop: str | None = None
 ) -> Response:
-    syntaxes = negotiation.retrieve_syntaxes(request.headers.get("accept"))
+    choices = negotiation.retrieve_syntaxes(request.headers.get("accept"))
     ctx = service_context(request)
     urls = DicomwebUrls.of(request)
     found = await run_in_threadpool(instances.find_instances, ctx, study, series, sop)
-    plan = [
-        (r, negotiation.goes_as_stored(r.transfer_syntax_uid, r.sop_instance_uid, syntaxes))
-        for r in found
-    ]
-    first = None
-    if plan[0][1]:  # opened now: a first instance already gone is a 404, not an empty answer
-        first = await run_in_threadpool(instances.stored_bytes, ctx, found[0])
+    params: dict[str, ImageParams] = {}
+    if "*" not in choices and not NATIVE.issuperset(choices):
+        # Whether each instance can take a compressed syntax, from the stored headers:
+        # refused before the answer begins, not halfway through a study.
+        params = await run_in_threadpool(instances.image_params_of, ctx, study, series, sop)
+    plan = [(r, _syntax_of(r, choices, params)) for r in found]
+    # The first part is ready before answering: a blob already gone is a 404, an image the
+    # encoder refuses a 406, not an empty answer.
+    record, syntax = plan[0]
+    if syntax == record.transfer_syntax_uid:
+        first = await run_in_threadpool(instances.stored_bytes, ctx, record)
+    else:
+        first = iter([await ctx.run_cpu(lambda: instances.transcoded(ctx, record, syntax))])
     return streamed_related_response(DICOM, _instance_parts(ctx, urls, plan, first))
+
+
+def _syntax_of(record: InstanceRecord, choices: list[str], params: dict[str, ImageParams]) -> str:
+    image = params.get(record.sop_instance_uid, ImageParams())
+    return negotiation.pick_syntax(
+        record.transfer_syntax_uid,
+        choices,
+        lambda target: unencodable(target, image),
+        f"instance {record.sop_instance_uid}",
+    )
 
 
 def _instance_parts(
     ctx: ServiceContext,
     urls: DicomwebUrls,
-    plan: list[tuple[InstanceRecord, bool]],
-    first: Iterator[bytes] | None,
+    plan: list[tuple[InstanceRecord, str]],
+    first: Iterator[bytes],
 ) -> Iterator[Part]:
-    for i, (record, as_stored) in enumerate(plan):
+    """The parts, each read (or transcoded, in this iterator's worker thread) only when the
+    one before has been sent."""
+    for i, (record, syntax) in enumerate(plan):
         headers = {
-            "Content-Type": f"{DICOM}; transfer-syntax="
-            + (record.transfer_syntax_uid if as_stored else EXPLICIT_LITTLE),
+            "Content-Type": f"{DICOM}; transfer-syntax={syntax}",
             "Content-Location": urls.retrieve_url(
                 record.study_instance_uid, record.series_instance_uid, record.sop_instance_uid
             ),
         }
-        if as_stored:
+        if syntax == record.transfer_syntax_uid:
             headers["Content-Length"] = str(record.size)
-        chunks = first if i == 0 and first is not None else None
-        if chunks is None:
-            chunks = instances.instance_bytes(ctx, record, as_stored=as_stored)
+        chunks = first if i == 0 else instances.instance_bytes(ctx, record, syntax)
         yield Part(headers, chunks)
 
 
@@ -130,14 +147,29 @@ async def retrieve_frames(
     ctx = service_context(request)
     numbers = _frame_numbers(frame_list)
     record = await run_in_threadpool(instances.instance_record, ctx, study, series, sop)
-    stored_type = frame_media_type(record.transfer_syntax_uid)
-    decoded = negotiation.frames_decoded(request.headers.get("accept"), stored_type)
-    data = await ctx.run_cpu(lambda: instances.frames(ctx, record, numbers, decoded=decoded))
-    media_type = OCTET_STREAM if decoded else stored_type
-    syntax = f"; transfer-syntax={record.transfer_syntax_uid}" if media_type != OCTET_STREAM else ""
+    stored = stored_frames_syntax(record.transfer_syntax_uid)
+    choices = negotiation.frame_syntaxes(request.headers.get("accept"), stored)
+    params: dict[str, ImageParams] = {}
+    if not set(choices) <= {stored, EXPLICIT_LITTLE}:
+        params = await run_in_threadpool(instances.image_params_of, ctx, study, series, sop)
+    image = replace(params.get(sop, ImageParams()), has_pixels=True)
+    syntax = negotiation.pick_syntax(
+        stored,
+        choices,
+        lambda target: None if target == EXPLICIT_LITTLE else unencodable(target, image),
+        f"the frames of instance {sop}",
+    )
+    data = await ctx.run_cpu(lambda: instances.frames(ctx, record, numbers, syntax))
+    media_type = frame_media_type(syntax)
     where = request.url.path.rsplit("/", 1)[0]
     parts = [
-        Part({"Content-Type": media_type + syntax, "Content-Location": f"{where}/{n}"}, [frame])
+        Part(
+            {
+                "Content-Type": f"{media_type}; transfer-syntax={syntax}",
+                "Content-Location": f"{where}/{n}",
+            },
+            [frame],
+        )
         for n, frame in zip(numbers, data, strict=True)
     ]
     return related_response(media_type, parts)
