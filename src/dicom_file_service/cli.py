@@ -82,7 +82,9 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None, log_
         workers=workers,
         log_level=log_level,
         access_log=False,
-        proxy_headers=True,
+        # The app judges proxy headers itself (api.forwarded, DICOM_FS_TRUSTED_PROXIES);
+        # uvicorn's would trust its own list and rewrite the peer address that judgment needs.
+        proxy_headers=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds + 0.999),
     )
     if not given:

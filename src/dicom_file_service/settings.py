@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         description="Base URL clients reach the service at, for the service's own signed "
         "URLs; default: the request's own scheme and host.",
     )
+    trusted_proxies: str = Field(
+        default="127.0.0.0/8,::1/128",
+        description="Comma-separated CIDRs of the reverse proxies whose Forwarded and "
+        "X-Forwarded-* headers say the client's scheme, host and path prefix; a request from "
+        "any other peer is taken as it comes. Empty: none.",
+    )
 
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto",

@@ -15,6 +15,7 @@ from dicom_file_service import __version__, metrics
 from dicom_file_service.api import logs
 from dicom_file_service.api.content_location import ContentLocation
 from dicom_file_service.api.fast_paths import FastPaths
+from dicom_file_service.api.forwarded import ProxiedRequest, trusted_networks
 from dicom_file_service.api.logs import RequestLog
 from dicom_file_service.api.problems import install_problem_handlers
 from dicom_file_service.api.routes import (
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     """Build the app; the service context is created at start-up and closed at shutdown."""
     settings = settings or Settings()
     logs.configure(settings.log_format)
+    trusted = trusted_networks(settings.trusted_proxies)  # a bad CIDR stops the start here
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -106,4 +108,5 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             ],
             max_age=3600,
         )
-    return RequestLog(served)
+    # Outermost: every layer below, and every URL, sees the request as the client made it.
+    return ProxiedRequest(RequestLog(served), trusted, settings.public_base_url)

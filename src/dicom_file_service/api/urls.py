@@ -3,12 +3,16 @@
 The service layer and the stored rows hold DICOM facts (UIDs, element locations), never
 routes; the answers that name a place (``Location``, RetrieveURLs, BulkDataURIs, signed
 transfer URLs, OHIF's data source) get it from here, from the configured public base URL or
-else the request's own.
+else the request's own. Behind a trusted reverse proxy the request's own is the client's
+(``api.forwarded``): its scheme and host, and the path prefix the proxy serves the service
+under, which every path handed out as a path starts with too.
 """
 
 from __future__ import annotations
 
 from starlette.requests import Request
+
+from dicom_file_service.api.forwarded import current_root_path
 
 FILES = "/dicom-image"
 DICOMWEB = "/dicomweb"
@@ -17,9 +21,15 @@ SIGNED_UPLOADS = "/signed/uploads"
 SIGNED_FILES = "/signed/files"
 
 
+def rooted(path: str) -> str:
+    """``path`` of the service as clients reach it: under the public path prefix, if any."""
+    return current_root_path() + path
+
+
 def public_base(request: Request) -> str:
     """The service's root as clients reach it: the configured public base URL, else the
-    request's own (from its Host header, which some clients send without the port)."""
+    request's own (from its Host header, which some clients send without the port, and its
+    root path: a proxy's prefix)."""
     public: str | None = request.app.state.ctx.settings.public_base_url
     return (public or str(request.base_url)).rstrip("/")
 
@@ -30,20 +40,21 @@ def dicomweb_base(request: Request) -> str:
 
 
 def file_location(file_id: str) -> str:
-    return f"{FILES}/{file_id}"
+    return rooted(f"{FILES}/{file_id}")
 
 
 def file_bulk_data_base(file_id: str) -> str:
     """Where the file API serves a file's bulk values (``/bulkdata/<location>``)."""
-    return f"{FILES}/{file_id}/bulkdata"
+    return rooted(f"{FILES}/{file_id}/bulkdata")
 
 
 def upload_complete(upload_id: str) -> str:
-    return f"{FILES}/uploads/{upload_id}/complete"
+    return rooted(f"{FILES}/uploads/{upload_id}/complete")
 
 
 def signed_upload_path(upload_id: str) -> str:
-    """The local backend's signed PUT of a direct upload (the path its signature covers)."""
+    """The local backend's signed PUT of a direct upload (the path its signature covers: the
+    service's own, without a proxy's prefix, which ``public_base`` carries)."""
     return f"{SIGNED_UPLOADS}/{upload_id}"
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import functools
 import html
+import mimetypes
 from pathlib import Path
 
 import orjson
 import pydicom
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydicom.datadict import dictionary_description, keyword_dict
 
@@ -115,12 +117,12 @@ async def page_file(name: str) -> Response:
 
 @router.get("/ohif")
 async def ohif_root() -> RedirectResponse:
-    return RedirectResponse(urls.OHIF_MOUNT, status_code=308)
+    return RedirectResponse(urls.rooted(urls.OHIF_MOUNT), status_code=308)
 
 
 @router.get("/ohif/app-config.js")
 async def ohif_config() -> Response:
-    config = ohif.ohif_config_js(urls.DICOMWEB, urls.OHIF_MOUNT)
+    config = ohif.ohif_config_js(urls.rooted(urls.DICOMWEB), urls.rooted(urls.OHIF_MOUNT))
     return Response(config, media_type="text/javascript", headers=_REVALIDATE)
 
 
@@ -137,10 +139,19 @@ async def ohif_file(request: Request, path: str) -> Response:
             # FileResponse guesses every type but WebAssembly's, which browsers insist on.
             media_type = "application/wasm" if candidate.suffix == ".wasm" else None
             hashed = ".bundle." in candidate.name or candidate.suffix in (".wasm", ".woff2")
-            return FileResponse(
-                candidate, media_type=media_type, headers=_IMMUTABLE if hashed else _REVALIDATE
-            )
-    return FileResponse(root / "index.html", media_type="text/html", headers=_REVALIDATE)
+            return await _build_file(candidate, media_type, _IMMUTABLE if hashed else _REVALIDATE)
+    return await _build_file(root / "index.html", "text/html", _REVALIDATE)
+
+
+async def _build_file(path: Path, media_type: str | None, headers: dict[str, str]) -> Response:
+    """A file of OHIF's build; under a reverse proxy's path prefix, with its own names
+    moved under it (``ohif.served_under``)."""
+    prefix = urls.rooted("")
+    moved = await run_in_threadpool(ohif.served_under, path, urls.OHIF_MOUNT, prefix)
+    if moved is None:
+        return FileResponse(path, media_type=media_type, headers=headers)
+    guessed = media_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return Response(moved, media_type=guessed, headers=headers)
 
 
 def _not_installed_page(root: Path) -> str:
