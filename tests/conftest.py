@@ -134,7 +134,7 @@ def start_server(
         env=env,
     )
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # a loaded, shared machine starts slowly
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log_file.close()

@@ -17,6 +17,7 @@ from tests.datafiles import data_file
 CT = data_file("CT_small.dcm")
 UPLOAD_FIELDS = {
     "file_id",
+    "warnings",
     "sop_instance_uid",
     "series_instance_uid",
     "study_instance_uid",

@@ -2,9 +2,13 @@
 
 pydicom is lenient by design; an archive must not be. A value that runs past the end of the
 file, a final element cut inside its header, elements after the pixel data that do not fit,
-encapsulated pixel data without its delimiter, or native pixel data shorter than its
-attributes call for: each is refused here with a precise ``InvalidDicom``, from the file's
-bytes and the (deferred) header pydicom read, without reading any large value.
+encapsulated pixel data without its delimiter: each is a file cut short, refused here with a
+precise ``InvalidDicom``, from the file's bytes and the (deferred) header pydicom read,
+without reading any large value.
+
+What is complete but does not agree with itself (native pixel data of another length than
+its attributes call for, an Image Pixel module with no Pixel Data) is not truncation: it is
+kept as sent, and the fault is returned in words for the ingest policy's warnings.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class PixelElement:
     vr: str
     length: int
     items: list[tuple[int, int]] = field(default_factory=list)
+    fault: str | None = None  # what is wrong with it that does not stop it being kept
 
 
 def check_dataset_end(ds: Dataset, size: int) -> None:
@@ -118,41 +123,51 @@ def check_pixel_element(f: BinaryIO, ds: Dataset, size: int) -> PixelElement | N
                 f"the file is truncated: Pixel Data declares {length} bytes but only "
                 f"{size - value_at} remain"
             )
-        _check_pixel_size(ds, length)
         f.seek(value_at + length)
-        return PixelElement(tag, vr, length)
+        return PixelElement(tag, vr, length, fault=_pixel_size_fault(ds, length))
     items: list[tuple[int, int]] = []
     walked = walk_encapsulated(f, value_at, size, endian, items)
     f.seek(value_at + walked + 8)
     return PixelElement(tag, vr, walked, items)
 
 
-def _check_pixel_size(ds: Dataset, length: int) -> None:
-    """Native pixel data shorter than its attributes say cannot be rendered: refuse it now."""
+def _pixel_size_fault(ds: Dataset, length: int) -> str | None:
+    """Why native pixel data of ``length`` bytes disagrees with its attributes, None if not.
+
+    A shorter value leaves frames that cannot be decoded (rendering them says so); a longer
+    one has bytes no frame uses. Both are kept as sent."""
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
         bits = int(ds.BitsAllocated)
         spp = int(ds.get("SamplesPerPixel", 1) or 1)
         frames = int(ds.get("NumberOfFrames", 1) or 1)
     except (AttributeError, TypeError, ValueError):
-        return  # without these the image is not renderable anyway; the renderer says so
+        return None  # without these the image is not renderable anyway; the renderer says so
     expected_bits = rows * cols * spp * frames * bits
     if spp == 3 and photometric(ds) in ("YBR_FULL_422", "YBR_PARTIAL_422"):
         # Native 4:2:2: two luminance and one pair of chrominance samples per two pixels,
         # so two thirds of three samples per pixel (PS3.3 C.7.6.3.1.2).
         expected_bits = expected_bits // 3 * 2
     expected = (expected_bits + 7) // 8
-    if length + 1 < expected:
-        raise InvalidDicom(
-            f"Pixel Data holds {length} bytes but Rows, Columns, Samples per Pixel, Number of "
-            f"Frames and Bits Allocated call for {expected}: the file is truncated or corrupt"
-        )
+    # A value's length is even (PS3.5 7.1.1): a byte of padding either way is not a fault.
+    if expected - 1 <= length <= expected + 1:
+        return None
+    return (
+        f"Pixel Data holds {length} bytes but Rows, Columns, Samples per Pixel, Number of "
+        f"Frames and Bits Allocated call for {expected}"
+        + (": frames past its end cannot be decoded" if length < expected else "")
+    )
 
 
-def check_image_has_pixels(header: dict[str, Any], has_pixels: bool) -> None:
-    """A header with the Image Pixel module but no pixel data is a file cut before it."""
-    if not has_pixels and any(k in header for k in _IMAGE_PIXEL_KEYS):
-        raise InvalidDicom(
-            "the file describes an image (Image Pixel module: Rows, Columns, ...) but ends "
-            "before its Pixel Data (7FE0,0010): it is truncated"
-        )
+def image_without_pixels(header: dict[str, Any], has_pixels: bool) -> str | None:
+    """Why a header with the Image Pixel module but no pixel data is odd, None if not so.
+
+    A dose report, a secondary object or a vendor's CT with its pixels in a private element
+    carries image attributes without Pixel Data; a file cut exactly before it looks the same.
+    Either way everything in it is complete, so it is kept, and the fault said."""
+    if has_pixels or not any(k in header for k in _IMAGE_PIXEL_KEYS):
+        return None
+    return (
+        "the file describes an image (Image Pixel module: Rows, Columns, ...) but has no "
+        "Pixel Data (7FE0,0010): it has no pixels to render"
+    )

@@ -1,10 +1,16 @@
 """The ingest policy: what the archive makes of a file that parsed and whose framing holds.
 
-A well-formed file may still not be one to store: it lacks its identity, its UIDs are not
-UIDs, its SOP class is not for storage or contradicts its file meta, its frame count is
-impossible. Others are stored but with a warning (STOW-RS WarningReason). This module judges
-and says so as a value, a :class:`Verdict` holding the refusal (the domain error, carrying
-no HTTP status) or what is kept with its warnings; the HTTP layer decides how to tell it.
+An archive keeps what it is sent. A file is refused only when it cannot be addressed or
+indexed: it lacks its identity (a Study, Series or SOP Instance UID), one of those is not
+text a URL path and the index can hold (empty, over 64 characters, or holding characters
+other than printable ASCII without spaces, '/', '\\' or ','), its SOP class is not for
+storage or contradicts its file meta, or its frame count is impossible. Everything else is
+kept byte for byte, and what is odd about it is said as warnings (STOW-RS WarningReason):
+UIDs that are not valid UIDs but address the instance all the same, image attributes with no
+Pixel Data, pixel data of another length than its attributes call for, Type 1 pixel
+attributes the decoder has to assume. This module judges and says so as a value, a
+:class:`Verdict` holding the refusal (the domain error, carrying no HTTP status) or what is
+kept with its warnings; the HTTP layer decides how to tell it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from dicom_file_service.dicom.elements import inferred_syntax
+from dicom_file_service.dicom.pixel_defaults import defaults_for_json
 from dicom_file_service.errors import (
     InvalidDicom,
     MissingIdentity,
@@ -26,7 +33,9 @@ from dicom_file_service.errors import (
     TransferSyntaxNotSupported,
 )
 
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")  # PS3.5 9.1
+_ADDRESSABLE = re.compile(r"^[!-~]+$")  # printable ASCII, no space
+_UNADDRESSABLE = frozenset("/\\,")  # path separators and the QIDO list separators
 _MAX_UID = 64
 _MAX_FRAMES = 2**31 - 1  # frames of 8 bytes at least could not fill more in 2**32 bytes
 
@@ -68,9 +77,15 @@ class Verdict:
 
 
 def judge(
-    ds: Dataset, header: dict[str, Any], bulk_lengths: dict[str, int], *, has_pixels: bool
+    ds: Dataset,
+    header: dict[str, Any],
+    bulk_lengths: dict[str, int],
+    *,
+    has_pixels: bool,
+    faults: tuple[str, ...] = (),
 ) -> Verdict:
-    """The verdict on the file read as ``ds``, whose header is ``header`` (DICOM JSON)."""
+    """The verdict on the file read as ``ds``, whose header is ``header`` (DICOM JSON);
+    ``faults`` are what the framing found odd but complete, kept as warnings."""
     missing = [
         name
         for name, key in (
@@ -87,17 +102,25 @@ def judge(
             )
         )
     uids = []
+    warnings = list(faults)
     for key, name in (
         ("00080018", "SOP Instance UID"),
         ("0020000D", "Study Instance UID"),
         ("0020000E", "Series Instance UID"),
     ):
         value = _uid(header, key)
-        if len(value) > _MAX_UID or not _UID.match(value):
+        unaddressable = _unaddressable(value)
+        if unaddressable:
             return Verdict(
                 refusal=InvalidDicom(
-                    f"{name} {value[:80]!r} is not a valid UID (digits and dots, ≤ 64)"
+                    f"{name} {value[:80]!r} {unaddressable}: the instance could not be "
+                    "addressed by it"
                 )
+            )
+        if not _UID.match(value):
+            warnings.append(
+                f"{name} {value!r} is not a valid UID (PS3.5 9.1: digits and dots, no "
+                "leading zeros): the instance is stored and addressed by it as sent"
             )
         uids.append(value)
     sop, study, series = uids
@@ -122,7 +145,8 @@ def judge(
             )
     name = _first(header, "00100010")
     patient_name = name.get("Alphabetic") if isinstance(name, dict) else None
-    warnings = []
+    if has_pixels:
+        warnings.extend(defaults_for_json(header))
     meta_sop = str(_first(header, "00020003") or "").strip().rstrip("\x00")
     if meta_sop and meta_sop != sop:
         warnings.append(
@@ -169,6 +193,17 @@ def _class_refusal(header: dict[str, Any], sop_class: str, ts: str) -> ServiceEr
         return TransferSyntaxNotSupported(
             f"Transfer Syntax UID (0002,0010) {ts} is {UID(ts).name}, not a transfer syntax"
         )
+    return None
+
+
+def _unaddressable(value: str) -> str | None:
+    """Why ``value`` cannot be a UID the instance is addressed by, None when it can be."""
+    if len(value) > _MAX_UID:
+        return f"is {len(value)} characters long, more than the 64 the index holds"
+    if not _ADDRESSABLE.match(value):
+        return "holds spaces, control or non-ASCII characters"
+    if _UNADDRESSABLE & set(value):
+        return "holds '/', '\\' or ','"
     return None
 
 

@@ -34,9 +34,9 @@ from dicom_file_service.dicom.framing import (
     PixelElement,
     check_dataset_end,
     check_deferred_values,
-    check_image_has_pixels,
     check_pixel_element,
     check_trailing_elements,
+    image_without_pixels,
 )
 from dicom_file_service.dicom.ingest_policy import ParsedInstance as ParsedInstance
 from dicom_file_service.dicom.ingest_policy import judge
@@ -113,14 +113,18 @@ def _parse(
             raise
         except Exception as exc:  # a value pydicom read but cannot convert
             raise InvalidDicom(f"the header cannot be read: {reason(exc)}") from exc
-    check_image_has_pixels(header, pixel is not None)
+    faults = [
+        fault
+        for fault in (image_without_pixels(header, pixel is not None), pixel and pixel.fault)
+        if fault
+    ]
     fragments: list[tuple[int, int]] = []
     if pixel is not None:
         fragments = pixel.items
         key = f"{pixel.tag:08X}"
         header[key] = {"vr": pixel.vr, "BulkDataURI": bulk_data_uri(bulk_data_uri_prefix, key)}
         bulk_lengths[key] = pixel.length
-    verdict = judge(ds, header, bulk_lengths, has_pixels=pixel is not None)
+    verdict = judge(ds, header, bulk_lengths, has_pixels=pixel is not None, faults=tuple(faults))
     if verdict.refusal is not None:
         raise verdict.refusal
     assert verdict.instance is not None  # a verdict that refuses nothing keeps the file

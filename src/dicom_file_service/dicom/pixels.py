@@ -30,6 +30,7 @@ from dicom_file_service.dicom.elements import (
     transfer_syntax,
     ts_name,
 )
+from dicom_file_service.dicom.pixel_defaults import apply_defaults
 from dicom_file_service.dicom.stored import vanished
 from dicom_file_service.errors import (
     FrameOutOfRange,
@@ -131,8 +132,10 @@ def decode_frame(
 
     count = frame_count(ds)
     for dataset in (ds, full):
-        if dataset is not None and _invalid_number_of_frames(dataset):
-            dataset.NumberOfFrames = count  # pydicom's decoders would fail on the value
+        if dataset is not None:
+            apply_defaults(dataset)  # an omitted but unambiguous Type 1 attribute
+            if _invalid_number_of_frames(dataset):
+                dataset.NumberOfFrames = count  # pydicom's decoders would fail on the value
     if not 1 <= frame <= count:
         raise FrameOutOfRange(f"frame {frame} is out of range: the image has frames 1 to {count}")
     _check_size(ds, tsyntax, max_pixels, max_bytes)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Row, Select, delete, exists, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -39,13 +40,21 @@ class InstanceRecord:
     sha256: str
     blob_key: str
     created_at: float
+    warnings: tuple[str, ...] = ()  # what was odd about the file but did not stop it
 
 
 _SUMMARY_COLUMNS = [getattr(instances.c, f) for f in InstanceRecord.__dataclass_fields__]
 
 
+def encode_warnings(warnings: tuple[str, ...]) -> bytes | None:
+    """The ``warnings`` column's value: a JSON list, NULL for none."""
+    return orjson.dumps(list(warnings)) if warnings else None
+
+
 def _record(row: Row[Any]) -> InstanceRecord:
-    return InstanceRecord(**row._mapping)
+    values = dict(row._mapping)
+    stored = values.pop("warnings", None)
+    return InstanceRecord(**values, warnings=tuple(orjson.loads(stored)) if stored else ())
 
 
 def insert_instance(conn: Connection, values: dict[str, Any], keys: QueryKeys) -> int:

@@ -50,6 +50,9 @@ instances = Table(
     # one frame is read without walking the fragments before it.
     Column("frame_table", LargeBinary, nullable=True),
     Column("instance_number", BigInteger, nullable=True),
+    # What was odd about the file but did not stop it being kept (the ingest policy's
+    # warnings), as a JSON list of strings; NULL when nothing was.
+    Column("warnings", LargeBinary, nullable=True),
 )
 
 Index("ix_instances_study", instances.c.study_instance_uid)

@@ -142,6 +142,7 @@ def _index(
         "header_index": prepared.header_index,
         "bulk_lengths": orjson.dumps(parsed.bulk_lengths),
         "frame_table": parsed.frame_table,
+        "warnings": repo.encode_warnings(parsed.warnings),
     }
     if not overwrite:
         # The common case is one INSERT: the unique constraint, not a prior read inside the
@@ -194,7 +195,12 @@ def _index(
 def _record(seq: int, values: dict[str, Any]) -> repo.InstanceRecord:
     """The new row as the repository would read it back, without reading it back."""
     fields = repo.InstanceRecord.__dataclass_fields__
-    return repo.InstanceRecord(seq=seq, **{k: values[k] for k in fields if k != "seq"})
+    kept = {k: values[k] for k in fields if k not in ("seq", "warnings")}
+    return repo.InstanceRecord(seq=seq, **kept, warnings=_decoded_warnings(values["warnings"]))
+
+
+def _decoded_warnings(stored: bytes | None) -> tuple[str, ...]:
+    return tuple(orjson.loads(stored)) if stored else ()
 
 
 class _Identical(Exception):

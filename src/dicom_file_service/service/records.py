@@ -21,6 +21,7 @@ def file_summary(record: InstanceRecord) -> dict[str, Any]:
         "transfer_syntax_uid": record.transfer_syntax_uid,
         "size": record.size,
         "sha256": record.sha256,
+        "warnings": list(record.warnings),
     }
 
 

@@ -136,13 +136,14 @@ def test_missing_identity_names_the_attribute(tmp_path: Path, missing: str, name
         parse_file(path, bulk_data_uri_prefix=PREFIX)
 
 
-def test_invalid_uid_is_refused(tmp_path: Path) -> None:
+def test_an_invalid_but_addressable_uid_is_kept_with_a_warning(tmp_path: Path) -> None:
     ds = pydicom.dcmread(datafile("CT_small.dcm"))
     ds.SOPInstanceUID = "not-a-uid"
     path = tmp_path / "x.dcm"
     ds.save_as(path)
-    with pytest.raises(InvalidDicom, match="not a valid UID"):
-        parse_file(path, bulk_data_uri_prefix=PREFIX)
+    parsed = parse_file(path, bulk_data_uri_prefix=PREFIX)
+    assert parsed.sop_instance_uid == "not-a-uid"
+    assert any("not a valid UID" in w for w in parsed.warnings)
 
 
 def test_corrupted_files_raise_only_domain_errors(tmp_path: Path) -> None:

@@ -326,8 +326,8 @@ def test_max_pixels_is_checked_before_decoding() -> None:
 
 
 def test_undecodable_pixel_data_names_the_transfer_syntax() -> None:
-    with pytest.raises(UndecodablePixelData, match=r"JPEG Extended.*1\.2\.840\.10008\.1\.2\.4\.51"):
-        render("JPEG-lossy.dcm")
+    with pytest.raises(UndecodablePixelData, match=r"JPEG 2000.*1\.2\.840\.10008\.1\.2\.4\.91"):
+        render("JPEG2000-embedded-sequence-delimiter.dcm")
     with pytest.raises(UndecodablePixelData, match="Explicit VR Little Endian"):
         render("MR_truncated.dcm")
 
