@@ -183,3 +183,20 @@ def test_dockerfile_runs_the_service_by_default() -> None:
     assert _runs(argv, "serve")
     assert "0.0.0.0" in argv
     assert re.search(r"^USER\s+(?!root\b)\S+", dockerfile, re.MULTILINE)
+
+
+def test_the_api_instances_trust_the_load_balancer_only_on_private_networks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Behind the compose file's nginx, URLs follow the client's scheme and host: the
+    instances publish no port and trust their private network's peers, nothing else."""
+    import ipaddress
+
+    for name in ("api1", "api2"):
+        assert "ports" not in _service(name)
+        trusted = _settings_of(name, monkeypatch).trusted_proxies
+        for cidr in trusted.split(","):
+            assert ipaddress.ip_network(cidr.strip()).is_private, cidr
+    conf = (DEPLOY / "nginx.conf").read_text()
+    assert "proxy_set_header X-Forwarded-Host" in conf
+    assert 'proxy_set_header Forwarded "";' in conf
