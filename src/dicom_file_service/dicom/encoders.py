@@ -3,10 +3,11 @@
 Native syntaxes (Implicit and Explicit VR Little Endian, Deflated Explicit VR Little Endian)
 take any decodable instance. The compressed ones are those an installed encoder writes:
 RLE Lossless (pylibjpeg-rle), JPEG-LS lossless and near-lossless (pyjpegls, CharLS), JPEG 2000
-lossless and lossy (pylibjpeg-openjpeg), through pydicom's encoders; and JPEG Baseline and
-Extended for 8-bit samples through Pillow (libjpeg-turbo), which pydicom has no encoder for.
-No installed encoder writes HTJ2K, JPEG Lossless (Process 14) or 12-bit JPEG, so those are
-decoded but never claimed.
+lossless and lossy (pylibjpeg-openjpeg), through pydicom's encoders; JPEG Baseline and
+Extended for 8-bit samples through Pillow (libjpeg-turbo), and JPEG Lossless (Process 14 and
+its Selection Value 1) through GDCM (``gdcm_encode``), which pydicom has no encoder for.
+No installed encoder writes HTJ2K, nor 12-bit JPEG Extended that every decoder reads
+(libjpeg refuses GDCM's), so those are decoded but never claimed.
 
 Every encoder has limits of its own (bit depths, signedness, samples): ``unencodable`` says,
 from the image attributes alone, why an image cannot go in a syntax, so the answer is known
@@ -22,6 +23,12 @@ from typing import Any
 import numpy as np
 from PIL import Image as PilImage
 from pydicom.pixels.encoders.base import get_encoder
+
+from dicom_file_service.dicom.gdcm_encode import (
+    JPEG_LOSSLESS,
+    JPEG_LOSSLESS_SV1,
+    encode_jpeg_lossless,
+)
 
 EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
 IMPLICIT_LITTLE = "1.2.840.10008.1.2"
@@ -67,6 +74,8 @@ TARGETS = {
         Target(RLE),
         Target(JPEG_BASELINE, True, "ISO_10918_1"),
         Target(JPEG_EXTENDED, True, "ISO_10918_1"),
+        Target(JPEG_LOSSLESS),
+        Target(JPEG_LOSSLESS_SV1),
         Target(JPEG_LS_LOSSLESS),
         Target(JPEG_LS_NEAR, True, "ISO_14495_1"),
         Target(J2K_LOSSLESS),
@@ -108,6 +117,10 @@ def unencodable(uid: str, image: ImageParams) -> str | None:
         if image.bits_allocated != 8 or image.bits_stored > 8 or image.signed:
             return "the JPEG encoder takes unsigned 8-bit samples only"
         return None
+    if uid in (JPEG_LOSSLESS, JPEG_LOSSLESS_SV1):
+        if image.bits_allocated not in (8, 16) or not 2 <= image.bits_stored <= 16:
+            return "JPEG Lossless takes 2 to 16 bits"
+        return None
     if uid in (JPEG_LS_LOSSLESS, JPEG_LS_NEAR):
         if image.bits_allocated not in (8, 16) or not 2 <= image.bits_stored <= 16:
             return "JPEG-LS takes 2 to 16 bits"
@@ -139,6 +152,15 @@ def encode_frame(uid: str, pixels: np.ndarray[Any, Any], image: ImageParams) -> 
     ``uid``, a compressed syntax that ``unencodable`` accepted for ``image``."""
     if uid in (JPEG_BASELINE, JPEG_EXTENDED):
         return _jpeg(uid, pixels)
+    if uid in (JPEG_LOSSLESS, JPEG_LOSSLESS_SV1):
+        return encode_jpeg_lossless(
+            uid,
+            pixels,
+            bits_allocated=image.bits_allocated,
+            bits_stored=image.bits_stored,
+            signed=image.signed,
+            photometric=encoded_photometric(uid, image),
+        )
     options: dict[str, Any] = {
         "rows": image.rows,
         "columns": image.columns,

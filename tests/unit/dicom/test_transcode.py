@@ -84,7 +84,9 @@ def _independent(ds: Dataset) -> np.ndarray[Any, Any]:
 #: The decoder that reads each encoder's output: never the encoder's own library.
 _OTHER_DECODER = {
     "1.2.840.10008.1.2.5": "pydicom",  # encoded by pylibjpeg-rle
-    "1.2.840.10008.1.2.4.5": "pylibjpeg",  # by Pillow (libjpeg-turbo); read by libjpeg
+    "1.2.840.10008.1.2.4.5": "pylibjpeg",  # by Pillow (libjpeg-turbo) or, .57, GDCM (IJG);
+    #   read by libjpeg
+    "1.2.840.10008.1.2.4.70": "pylibjpeg",  # by GDCM (IJG's lossless codec); read by libjpeg
     "1.2.840.10008.1.2.4.8": "pylibjpeg",  # by pyjpegls (CharLS); read by libjpeg
     "1.2.840.10008.1.2.4.9": "pillow",  # by pylibjpeg-openjpeg; read by Pillow's OpenJPEG
 }
