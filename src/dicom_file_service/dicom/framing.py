@@ -48,42 +48,61 @@ class PixelElement:
     fault: str | None = None  # what is wrong with it that does not stop it being kept
 
 
-def check_dataset_end(ds: Dataset, size: int) -> None:
-    """pydicom silently drops a final element cut inside its header: the bytes must add up.
+_HEADER = 8  # the shortest element header (PS3.5 7.1.2)
+
+
+def padding_fault(f: BinaryIO, at: int, size: int) -> str | None:
+    """The fault of fewer bytes than an element header after the last element: zero bytes
+    are a writer's padding, said and kept (None when there are none); anything else is an
+    element cut inside its header, a truncated file (``InvalidDicom``)."""
+    if at >= size:
+        return None
+    f.seek(at)
+    tail = f.read(size - at)
+    if size - at < _HEADER and not tail.strip(b"\0"):
+        return f"the file ends with {size - at} zero byte(s) after its last element: ignored"
+    raise InvalidDicom(
+        f"the file ends with {size - at} byte(s) that are not a complete element: it is truncated"
+    )
+
+
+def check_dataset_end(f: BinaryIO, ds: Dataset, size: int) -> str | None:
+    """pydicom silently drops a final element cut inside its header: the bytes must add up;
+    returns the fault of zero padding after the last element, if any.
 
     Elements lie in ascending tag order (PS3.5 7.1), so the last one must end the file.
     """
     keys = list(ds.keys())
     if not keys:
-        return
+        return None
     raw = ds.get_item(keys[-1], keep_deferred=True)
     tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
     if tell is None or length is None:
-        return  # already converted by pydicom: its extent is not recorded
+        return None  # already converted by pydicom: its extent is not recorded
     if length == UNDEFINED:
         if raw.value is None:
-            return  # deferred: its end is not known without reading it
+            return None  # deferred: its end is not known without reading it
         end = tell + len(raw.value) + 8  # the value, then its delimitation item
     else:
         end = tell + length
-    if end < size:
-        raise InvalidDicom(
-            f"the file ends with {size - end} byte(s) that are not a complete element: "
-            "it is truncated"
-        )
+    return padding_fault(f, end, size)
 
 
-def check_trailing_elements(f: BinaryIO, ds: Dataset, size: int) -> None:
-    """Elements after the pixel data (padding, signatures) must lie wholly inside the file."""
+def check_trailing_elements(f: BinaryIO, ds: Dataset, size: int) -> str | None:
+    """Elements after the pixel data (padding, signatures) must lie wholly inside the file;
+    returns the fault of zero padding after the last one, if any."""
     pos = f.tell()
     implicit, endian = encoding(ds)
     while pos < size:
+        if size - pos < _HEADER:
+            return padding_fault(f, pos, size)
         head = read_element_header(f, pos, implicit, endian)
         if head.length == UNDEFINED:
-            return  # a sequence after the pixel data: not walked, pydicom never reads it
+            return None  # a sequence after the pixel data: not walked, pydicom never reads it
         if head.value_at + head.length > size:
             raise InvalidDicom("the file is truncated: its last element runs past the end")
         pos = head.value_at + head.length
+    return None
 
 
 def check_deferred_values(ds: Dataset, size: int) -> None:

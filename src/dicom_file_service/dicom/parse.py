@@ -98,14 +98,15 @@ def _parse(
         refuse_deflate_bombs(f, size, max_inflated_bytes)
         ds = _read_header(f, size)
         pixel: PixelElement | None
+        padding: str | None = None
         if _is_deflated(ds):
             ds, pixel = _read_deflated(f)
         elif f.tell() < size:
             pixel = check_pixel_element(f, ds, size)
-            check_trailing_elements(f, ds, size)
+            padding = check_trailing_elements(f, ds, size)
         else:
             pixel = None
-            check_dataset_end(ds, size)
+            padding = check_dataset_end(f, ds, size)
         check_deferred_values(ds, size)
         try:
             header, bulk_lengths = dataset_to_json(ds, bulk_data_uri_prefix)
@@ -115,7 +116,11 @@ def _parse(
             raise InvalidDicom(f"the header cannot be read: {reason(exc)}") from exc
     faults = [
         fault
-        for fault in (image_without_pixels(header, pixel is not None), pixel and pixel.fault)
+        for fault in (
+            image_without_pixels(header, pixel is not None),
+            pixel and pixel.fault,
+            padding,
+        )
         if fault
     ]
     fragments: list[tuple[int, int]] = []

@@ -83,3 +83,21 @@ def test_pixel_data_running_past_the_end_is_still_refused(tmp_path: Path) -> Non
     path.write_bytes(data_file("CT_small.dcm").read_bytes()[:-100])
     with pytest.raises(InvalidDicom, match="truncated"):
         parse_file(path, bulk_data_uri_prefix=PREFIX)
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "rtplan.dcm"])  # after pixels / no pixels
+@pytest.mark.parametrize("padding", [1, 3, 7])
+def test_zero_padding_after_the_last_element_is_kept_and_said(
+    tmp_path: Path, name: str, padding: int
+) -> None:
+    path = tmp_path / "x.dcm"
+    path.write_bytes(data_file(name).read_bytes() + bytes(padding))
+    parsed = parse_file(path, bulk_data_uri_prefix=PREFIX)
+    assert any(f"{padding} zero byte(s)" in w for w in parsed.warnings), parsed.warnings
+
+
+def test_an_element_cut_inside_its_header_is_still_truncation(tmp_path: Path) -> None:
+    path = tmp_path / "x.dcm"
+    path.write_bytes(data_file("CT_small.dcm").read_bytes() + b"\xe0\x7f\x10")
+    with pytest.raises(InvalidDicom, match="not a complete element"):
+        parse_file(path, bulk_data_uri_prefix=PREFIX)
