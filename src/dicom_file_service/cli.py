@@ -1,4 +1,4 @@
-"""The ``dicom-file-service`` command: serve, import, render, db upgrade."""
+"""The ``dicom-file-service`` command: serve, import, render, db upgrade and reindex."""
 
 from __future__ import annotations
 
@@ -262,6 +262,53 @@ def db_upgrade() -> None:
     """Apply pending migrations (safe to run from many hosts at once on PostgreSQL)."""
     _migrate(Settings())
     click.echo("index schema is up to date")
+
+
+@db.command(name="reindex")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--max-batches",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Stop after this many batches (the next run continues) [default: to the end]",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar")
+def db_reindex(
+    data_dir: Path | None, batch_size: int, max_batches: int | None, quiet: bool
+) -> None:
+    """Index the stored instances for DICOM_FS_EXTRA_QUERY_KEYS, resuming where the last
+    run stopped; each batch commits with its cursor."""
+    from tqdm import tqdm
+
+    from dicom_file_service.service.context import ServiceContext
+    from dicom_file_service.service.extra_keys import reindex
+
+    settings = _settings_for(data_dir)
+    _migrate(settings)
+    ctx = ServiceContext.create(settings, migrate=False)
+    bar = tqdm(unit="instance", disable=quiet, file=sys.stderr)
+    try:
+        report = reindex(
+            ctx,
+            batch_size=batch_size,
+            max_batches=max_batches,
+            on_total=lambda n: bar.reset(total=n),
+            on_batch=bar.update,
+        )
+    except ServiceError as exc:
+        raise click.ClickException(exc.detail) from exc
+    finally:
+        bar.close()
+        ctx.close()
+    if not report.tags:
+        click.echo("no extra query keys to index (DICOM_FS_EXTRA_QUERY_KEYS)")
+        return
+    where = f"after instance {report.resumed_after}" if report.resumed_after else "from the start"
+    state = "complete" if report.complete else "not complete: run it again to continue"
+    click.echo(
+        f"indexed {report.instances} instances for {', '.join(report.tags)} ({where}); {state}"
+    )
 
 
 @main.group()

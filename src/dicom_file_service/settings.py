@@ -205,6 +205,18 @@ class Settings(BaseSettings):
         description="Most matches one QIDO-RS answer holds (and its default limit); a Warning "
         "header says when more follow, to be fetched with offset.",
     )
+    qido_max_scanned: int = Field(
+        default=10000,
+        ge=1,
+        description="Most instances one QIDO-RS search examines for keys without an index "
+        "(answered from stored headers), after the indexed keys chose them; a Warning header "
+        "says when this bound cut the answer.",
+    )
+    extra_query_keys: str = Field(
+        default="",
+        description="Comma-separated keywords, tags or dotted paths of more QIDO-RS keys to "
+        "index (written at ingest; `dicom-file-service db reindex` indexes what is stored).",
+    )
     pending_upload_ttl_seconds: int = Field(default=3600, ge=60)
     shutdown_grace_seconds: float = Field(
         default=30.0,
@@ -232,6 +244,19 @@ class Settings(BaseSettings):
             self.parse_processes = min(4, max(1, cores // self.workers))
         if "parse_single_uploads_in_thread" not in self.model_fields_set:
             self.parse_single_uploads_in_thread = self.workers >= cores
+        return self
+
+    @model_validator(mode="after")
+    def _extra_query_keys_name_attributes(self) -> Settings:
+        if self.extra_query_keys.strip():
+            # Imported here: only a configuration that names keys pays for the dictionary.
+            from dicom_file_service.dicom.qido import extra_query_keys
+            from dicom_file_service.errors import ServiceError
+
+            try:
+                extra_query_keys(self.extra_query_keys)
+            except ServiceError as exc:
+                raise ValueError(f"DICOM_FS_EXTRA_QUERY_KEYS: {exc.detail}") from None
         return self
 
     @model_validator(mode="after")

@@ -11,8 +11,11 @@ Matching kinds: single value, UID list (``,`` or ``\\``), wildcards ``*`` and ``
 case-insensitive, and accent-insensitive with ``fuzzymatching=true``; a PN value without ``=``
 matches any of the name's component groups), ranges of dates and times (open at either end;
 StudyDate with StudyTime is matched as one date-time range), and sequence matching for the
-Request Attributes Sequence. A key this service cannot match on at the level asked is ignored
-and named in a warning, as PS3.18 8.3.4.1 asks.
+Request Attributes Sequence. Any other attribute (private tags as 8 hex digits, attributes in
+sequences as dotted paths, PS3.18 8.3.4.1) is a ``HeaderCondition`` (``dicom.qido_match``),
+answered from stored headers. A key that cannot be matched (no such keyword, a malformed
+tag, an indexed key of a lower level than the query's, a value no such attribute could have)
+is refused, naming it: never ignored, so an answer is never every instance by mistake.
 """
 
 from __future__ import annotations
@@ -20,10 +23,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 
+from dicom_file_service.dicom.qido_match import (
+    UNMATCHABLE_VRS,
+    HeaderCondition,
+    HeaderKey,
+    header_condition,
+    is_wild,
+    like_pattern,
+)
 from dicom_file_service.dicom.query_keys import pn_key, time_key
 from dicom_file_service.errors import InvalidParameter
 
@@ -104,7 +116,8 @@ class Query:
     limit: int | None = None
     offset: int = 0
     fuzzy: bool = False
-    ignored: list[str] = field(default_factory=list)  # keys named in the Warning header
+    # Keys of no index column: matched on stored headers.
+    header_conditions: list[HeaderCondition] = field(default_factory=list)
 
 
 _CONTROL = {"limit", "offset", "fuzzymatching", "includefield"}
@@ -131,10 +144,8 @@ def parse_query(params: Iterable[tuple[str, str]], level: Level) -> Query:
             for item in filter(None, (v.strip() for v in value.split(","))):
                 if item.lower() == "all":
                     query.include_all = True
-                elif (tag := _resolve(item)) is not None:
-                    query.include.append(tag)
-                else:
-                    query.ignored.append(item)
+                else:  # a sequence path returns its whole top-level sequence
+                    query.include.append(resolve_key(item).path[0])
         elif name not in _CONTROL:
             _match_key(query, name, value, matches)
     query.conditions.extend(_conditions(matches, query.fuzzy))
@@ -144,15 +155,21 @@ def parse_query(params: Iterable[tuple[str, str]], level: Level) -> Query:
 def _match_key(
     query: Query, name: str, value: str, matches: dict[str, tuple[Attribute, str]]
 ) -> None:
-    tag = _resolve(name)
-    attribute = _BY_TAG.get(tag) if tag else None
-    if attribute is None or not _matchable(attribute, query.level):
-        if attribute is None and tag is not None:
-            query.include.append(tag.split(".")[0])  # still returned, just not matched
-        query.ignored.append(name)
+    key = resolve_key(name)
+    attribute = _BY_TAG.get(key.tag)
+    query.include.append(key.path[0])
+    if attribute is None:
+        if value.strip():  # an empty value is universal matching: return the key, match all
+            query.header_conditions.append(header_condition(key, value.strip(), query.fuzzy))
         return
-    query.include.append(attribute.tag.split(".")[0])
-    if value.strip():  # an empty value is universal matching: return the key, match all
+    if not _matchable(attribute, query.level):
+        where = "study" if attribute.keyword == "ModalitiesInStudy" else attribute.level
+        searched = {"study": "studies", "series": "series", "instance": "instances"}
+        raise InvalidParameter(
+            f"{name}: a key of {where} level, which a search for {searched[query.level]} "
+            "cannot match"
+        )
+    if value.strip():
         matches[attribute.tag] = (attribute, value.strip())
 
 
@@ -163,9 +180,10 @@ def _matchable(attribute: Attribute, level: Level) -> bool:
     return LEVELS.index(attribute.level) <= LEVELS.index(level)
 
 
-def _resolve(name: str) -> str | None:
-    """A key (``PatientName``, ``00100010``, ``RequestAttributeSequence.RequestedProcedureID``
-    or ``00400275.00401001``) as an upper-case tag path, or None if it names nothing."""
+def resolve_key(name: str) -> HeaderKey:
+    """A key (``PatientName``, ``00100010``, ``00091001``, ``ReferencedStudySequence.
+    ReferencedSOPInstanceUID`` or ``00400275.00401001``) as a tag path with its dictionary VR;
+    400 when it names nothing, or a path goes through an attribute that is not a sequence."""
     parts = []
     for i, part in enumerate(name.split(".")):
         if _TAG.match(part):
@@ -174,9 +192,42 @@ def _resolve(name: str) -> str | None:
         keyword = _SEQUENCE_KEYWORDS.get(part) if i == 0 and "." in name else None
         found = tag_for_keyword(part)
         if keyword is None and found is None:
-            return None
+            raise InvalidParameter(
+                f"{name}: not an attribute keyword, a tag of 8 hex digits, or a dotted path "
+                "of them through sequences"
+            )
         parts.append(keyword or f"{found:08X}")
-    return ".".join(parts)
+    vrs = [_vr(p) for p in parts]
+    for part, vr in zip(parts[:-1], vrs[:-1], strict=True):
+        if vr is not None and vr != "SQ":
+            raise InvalidParameter(f"{name}: {part} is not a sequence")
+    if int(parts[-1][4:], 16) == 0:
+        raise InvalidParameter(f"{name}: a group length cannot be matched or returned")
+    return HeaderKey(name, tuple(parts), vrs[-1])
+
+
+@lru_cache(maxsize=8)
+def extra_query_keys(setting: str) -> tuple[HeaderKey, ...]:
+    """The keys ``DICOM_FS_EXTRA_QUERY_KEYS`` names (comma-separated), for their own index;
+    400 (a configuration error) for one that names nothing or is indexed already."""
+    keys = []
+    for name in filter(None, (n.strip() for n in setting.split(","))):
+        key = resolve_key(name)
+        if key.tag in _BY_TAG:
+            raise InvalidParameter(f"{name}: indexed already")
+        if key.vr in UNMATCHABLE_VRS:
+            raise InvalidParameter(f"{name}: a {key.vr} attribute has no values to index")
+        keys.append(key)
+    return tuple({key.tag: key for key in keys}.values())
+
+
+def _vr(tag: str) -> str | None:
+    """The dictionary VR of a tag (one of several: the first), None for a private one."""
+    try:
+        vr = dictionary_VR(int(tag, 16))
+    except KeyError:
+        return None
+    return vr.split(" or ")[0] if vr else None
 
 
 def _conditions(matches: dict[str, tuple[Attribute, str]], fuzzy: bool) -> list[Condition]:
@@ -232,14 +283,8 @@ def _person_name(attribute: Attribute, value: str, fuzzy: bool) -> Condition:
     return Condition(attribute, "like", (p, f"{p}=%", f"%={p}", f"%={p}=%"), form)
 
 
-def _is_wild(value: str) -> bool:
-    return "*" in value or "?" in value
-
-
-def _pattern(value: str) -> str:
-    """A DICOM wildcard value as a LIKE pattern with ``!`` as the escape character."""
-    escaped = value.replace("!", "!!").replace("%", "!%").replace("_", "!_")
-    return escaped.replace("*", "%").replace("?", "_")
+_is_wild = is_wild
+_pattern = like_pattern
 
 
 def _range(

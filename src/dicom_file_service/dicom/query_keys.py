@@ -11,6 +11,9 @@ values are normalised for matching, not for display (answers come from the store
 - IS: an integer, or nothing when the value is not one.
 - Multi-valued and in-sequence values: joined as ``\\A\\B\\`` so one value is a ``LIKE``.
 
+``extra_key_values`` makes the rows of the keys ``DICOM_FS_EXTRA_QUERY_KEYS`` indexes: one
+per value (of any item, for an attribute in a sequence), normalised the same way.
+
 Text is cut to ``MAX_KEY`` characters: a hostile header must not make a row that an index
 refuses.
 """
@@ -95,6 +98,74 @@ def time_key(value: str, *, upper: bool = False) -> str | None:
         return None
     whole += ("5959" if upper else "0000")[: 6 - len(whole)]
     return f"{whole}.{fraction.ljust(6, '9' if upper else '0')}"
+
+
+NUMERIC_VRS = frozenset({"IS", "DS", "FL", "FD", "SS", "US", "SL", "UL", "SV", "UV"})
+
+
+def elements_at(header: dict[str, Any], path: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The elements a tag path names: the top-level one, or the last tag's element in every
+    item of the sequences along the path."""
+    datasets = [header]
+    for depth, tag in enumerate(path):
+        elements = [e for e in (ds.get(tag) for ds in datasets) if isinstance(e, dict)]
+        if depth == len(path) - 1:
+            return elements
+        datasets = [item for e in elements for item in _list(e) if isinstance(item, dict)]
+    return []
+
+
+def _list(element: dict[str, Any]) -> list[Any]:
+    values = element.get("Value")
+    return values if isinstance(values, list) else []
+
+
+def pn_text(value: dict[str, Any]) -> str:
+    """A DICOM JSON person name as ``alphabetic=ideographic=phonetic``."""
+    return "=".join(str(value.get(g, "")) for g in ("Alphabetic", "Ideographic", "Phonetic"))
+
+
+def number_text(value: Any) -> str | None:
+    """A number as one spelling (``007`` and ``7.0`` are ``7``); None when not a number."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return None
+    if number != number or number in (float("inf"), float("-inf")):
+        return None
+    return str(int(number)) if number.is_integer() and abs(number) < _INT_RANGE else repr(number)
+
+
+def extra_key_values(
+    header: dict[str, Any], paths: tuple[tuple[str, ...], ...]
+) -> list[tuple[str, str, str]]:
+    """(tag path, form, value) for each value of each path in the header: ``form`` is
+    ``value``, or ``fuzzy`` for a person name's accent-free form."""
+    rows: list[tuple[str, str, str]] = []
+    for path in paths:
+        tag = ".".join(path)
+        for element in elements_at(header, path):
+            vr = element.get("vr")
+            for value in _list(element):
+                for form, text in _normalised(vr, value):
+                    if text:
+                        rows.append((tag, form, text[:MAX_KEY]))
+    return list(dict.fromkeys(rows))
+
+
+def _normalised(vr: Any, value: Any) -> list[tuple[str, str | None]]:
+    if vr == "PN":
+        if not isinstance(value, dict):
+            return []
+        text = pn_text(value)
+        return [("value", pn_key(text, fuzzy=False)), ("fuzzy", pn_key(text, fuzzy=True))]
+    if value is None or isinstance(value, (dict, list)) or vr in ("SQ", "UN"):
+        return []
+    if vr == "TM":
+        return [("value", time_key(str(value)))]
+    if vr in NUMERIC_VRS:
+        return [("value", number_text(value))]
+    return [("value", str(value).strip())]
 
 
 def _values(header: dict[str, Any], key: str) -> list[Any]:

@@ -1,9 +1,10 @@
-"""QIDO-RS queries as SQL over the study, series and instance rows (never over stored JSON).
+"""QIDO-RS queries as SQL over the study, series and instance rows.
 
 ``matches`` finds one page of studies, series or instances; the summaries then give what an
 answer needs of each (its first instance, whose header supplies the returned attributes, and
 the counts PS3.18 asks to be computed) in one grouped query per kind for the whole page.
 Which column holds each matching key's normalised value (``dicom.query_keys``) is said here.
+Keys without a column are ``qido_search``'s (extra keys, stored headers).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Table, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, Table, and_, func, or_, select
 
 from dicom_file_service.dicom.qido import LEVELS, Condition, Level, Query
 from dicom_file_service.index.tables import instances, series, studies
@@ -69,23 +70,40 @@ class Match:
 
 
 def matches(
-    conn: Connection, query: Query, scope: dict[Level, str], limit: int
+    conn: Connection,
+    query: Query,
+    scope: dict[Level, str],
+    limit: int,
+    extra: Sequence[ColumnElement[bool]] = (),
 ) -> tuple[list[Match], bool]:
-    """One page (``query.offset``, at most ``limit``) of what the query finds, in storage
-    order, within ``scope`` (UIDs from the request's path); and whether more follow."""
+    """One page (``query.offset``, at most ``limit``) of what the query's indexed conditions
+    (and ``extra`` clauses on the level's rows) find, in storage order, within ``scope``
+    (UIDs from the request's path); and whether more follow."""
+    stmt = level_select(query, scope, extra)
+    stmt = stmt.order_by(_TABLES[query.level].c.seq).offset(query.offset).limit(limit + 1)
+    rows = conn.execute(stmt).all()
+    return [Match(*row) for row in rows[:limit]], len(rows) > limit
+
+
+def level_select(
+    query: Query, scope: dict[Level, str], extra: Sequence[ColumnElement[bool]] = ()
+) -> Select[Any]:
+    """The query level's rows (their UIDs, and ``seq`` of an instance) that the indexed
+    conditions and ``extra`` match within ``scope``, unordered."""
     base = _TABLES[query.level]
     columns: list[Any] = [base.c.study_instance_uid]
     if query.level != "study":
         columns.append(base.c.series_instance_uid)
     if query.level == "instance":
         columns += [base.c.sop_instance_uid, base.c.seq]
-    stmt = select(*columns).order_by(base.c.seq).offset(query.offset).limit(limit + 1)
+    stmt = select(*columns)
     for level, uid in scope.items():
         stmt = stmt.where(base.c[_UID[level]] == uid)
     for condition in query.conditions:
         stmt = stmt.where(_linked(query.level, condition))
-    rows = conn.execute(stmt).all()
-    return [Match(*row) for row in rows[:limit]], len(rows) > limit
+    for clause in extra:
+        stmt = stmt.where(clause)
+    return stmt
 
 
 def _linked(level: Level, condition: Condition) -> ColumnElement[bool]:

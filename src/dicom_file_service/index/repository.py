@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from dicom_file_service.dicom.query_keys import QueryKeys
 from dicom_file_service.errors import DuplicateKey
+from dicom_file_service.index import extra_keys
 from dicom_file_service.index.tables import instances, series, studies
 
 
@@ -57,9 +58,14 @@ def _record(row: Row[Any]) -> InstanceRecord:
     return InstanceRecord(**values, warnings=tuple(orjson.loads(stored)) if stored else ())
 
 
-def insert_instance(conn: Connection, values: dict[str, Any], keys: QueryKeys) -> int:
-    """Insert one instance row (and its study's and series' rows if they are new); return
-    its ``seq``.
+def insert_instance(
+    conn: Connection,
+    values: dict[str, Any],
+    keys: QueryKeys,
+    extra: Sequence[tuple[str, str, str]] = (),
+) -> int:
+    """Insert one instance row (and its study's and series' rows if they are new, and its
+    ``extra`` query keys' rows); return its ``seq``.
 
     Raises DuplicateKey on a unique-constraint conflict; the caller's transaction is then
     unusable (PostgreSQL aborts it), so the caller ends it and decides in a new one.
@@ -76,7 +82,9 @@ def insert_instance(conn: Connection, values: dict[str, Any], keys: QueryKeys) -
     except IntegrityError as exc:
         raise DuplicateKey(str(exc.orig)) from exc
     pk = result.inserted_primary_key
-    return int(pk[0]) if pk else 0
+    seq = int(pk[0]) if pk else 0
+    extra_keys.insert_rows(conn, seq, extra)
+    return seq
 
 
 def get_by_file_id(conn: Connection, file_id: str) -> InstanceRecord | None:
@@ -125,17 +133,18 @@ def _claim(conn: Connection, table: Any, values: dict[str, Any], key: str) -> No
 def delete_by_file_id(conn: Connection, file_id: str) -> bool:
     """Delete an instance row, and its series' and study's rows when it was their last."""
     row = conn.execute(
-        select(instances.c.study_instance_uid, instances.c.series_instance_uid).where(
-            instances.c.file_id == file_id
-        )
+        select(
+            instances.c.study_instance_uid, instances.c.series_instance_uid, instances.c.seq
+        ).where(instances.c.file_id == file_id)
     ).first()
     if row is None:
         return False
-    study, series_uid = row
+    study, series_uid, seq = row
     conn.execute(  # the order of insert_instance: the study's row first
         select(studies.c.seq).where(studies.c.study_instance_uid == study).with_for_update()
     ).first()
     result = conn.execute(delete(instances).where(instances.c.file_id == file_id))
+    extra_keys.delete_rows(conn, [seq])  # SQLite may give a later instance the same seq
     if not conn.execute(
         select(exists().where(instances.c.series_instance_uid == series_uid))
     ).scalar():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     Index,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    false,
 )
 
 metadata = MetaData()
@@ -104,6 +106,31 @@ series = Table(
 )
 Index("ix_series_study", series.c.study_instance_uid)
 Index("ix_series_modality", series.c.modality)
+
+# The keys DICOM_FS_EXTRA_QUERY_KEYS indexes: one row per value of an instance
+# (dicom.query_keys.extra_key_values), written with the instance and by ``db reindex`` for
+# those stored before; ``tag`` is the attribute's tag path, ``form`` ``value`` or ``fuzzy``
+# (a person name without accents). A study or series matches when any of its instances does.
+extra_keys = Table(
+    "extra_keys",
+    metadata,
+    Column("seq", _SeqType, nullable=False),  # the instance row's
+    Column("tag", String(128), nullable=False),
+    Column("form", String(8), nullable=False),
+    Column("value", _Key, nullable=False),
+)
+Index("ix_extra_keys_match", extra_keys.c.tag, extra_keys.c.form, extra_keys.c.value)
+Index("ix_extra_keys_seq", extra_keys.c.seq)
+
+# How far ``db reindex`` has come for each extra key: instances up to ``cursor`` (a seq) are
+# indexed; a key is used for matching once ``complete``, and answered from headers until then.
+extra_key_state = Table(
+    "extra_key_state",
+    metadata,
+    Column("tag", String(128), primary_key=True),
+    Column("cursor", BigInteger, nullable=False, server_default="0"),
+    Column("complete", Boolean, nullable=False, server_default=false()),
+)
 
 # Background renderings waiting to be made (the embedded queue; PostgreSQL uses procrastinate's
 # tables). A row is written in the same transaction as its instance, so a crash between the

@@ -32,6 +32,7 @@ from dicom_file_service.errors import (
 from dicom_file_service.index import repository as repo
 from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.extra_keys import rows_of as extra_key_rows
 from dicom_file_service.service.parsing import PreparedUpload
 from dicom_file_service.service.prerender import enqueue_prerender
 from dicom_file_service.service.records import IngestResult
@@ -122,6 +123,7 @@ def _index(
     overwrite: bool,
 ) -> IngestResult:
     parsed, keys = prepared.parsed, prepared.keys
+    extra = extra_key_rows(ctx, prepared.header_json)  # DICOM_FS_EXTRA_QUERY_KEYS
     values: dict[str, Any] = {
         "file_id": file_id,
         "sop_instance_uid": parsed.sop_instance_uid,
@@ -148,7 +150,7 @@ def _index(
         # The common case is one INSERT: the unique constraint, not a prior read inside the
         # transaction, settles a race with a concurrent upload of the same instance.
         def insert(conn: Connection) -> int:
-            seq = repo.insert_instance(conn, values, keys)
+            seq = repo.insert_instance(conn, values, keys, extra)
             enqueue_prerender(ctx, conn, file_id)
             return seq
 
@@ -175,7 +177,7 @@ def _index(
                 repo.delete_by_file_id(conn, current.file_id)
                 replaced = current
             try:
-                seq = repo.insert_instance(conn, values, keys)
+                seq = repo.insert_instance(conn, values, keys, extra)
             except DuplicateKey as exc:  # a concurrent writer on another database session
                 raise _duplicate(parsed.sop_instance_uid, None) from exc
             enqueue_prerender(ctx, conn, file_id)

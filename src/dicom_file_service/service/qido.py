@@ -1,6 +1,7 @@
 """QIDO-RS (PS3.18 10.6): search studies, series and instances.
 
-Matching is the index's (indexed columns of study, series and instance rows); the attributes
+Matching is the index's (indexed columns of study, series and instance rows, the extra keys'
+index, and for any other key the stored headers, bounded by ``qido_max_scanned``); the attributes
 an answer returns are sliced from the stored header of each match's first instance (one row
 read per match, never a blob) and completed with what PS3.18 says to compute: the related
 counts, the modalities in a study, availability and the RetrieveURL.
@@ -18,8 +19,12 @@ from pydicom.datadict import dictionary_VR
 from dicom_file_service.dicom import header_index
 from dicom_file_service.dicom.qido import Level, Query, parse_query
 from dicom_file_service.dicom.qido_returns import ALL_SERIES, ALL_STUDY, COMPUTED, RETURN
+from dicom_file_service.errors import InvalidParameter
+from dicom_file_service.index import extra_keys as index_extra
 from dicom_file_service.index import qido as index_qido
+from dicom_file_service.index import qido_search
 from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.extra_keys import configured_tags
 from dicom_file_service.service.locations import ResourceUrls
 
 
@@ -41,19 +46,35 @@ def search(
 ) -> SearchResult:
     """What a QIDO-RS request finds at ``level`` within ``scope`` (the UIDs of its path)."""
     query = parse_query(params, level)
+    _refuse_computed(query)
     cap = ctx.settings.qido_max_results
     result = SearchResult([])
-    if query.ignored:
-        names = ", ".join(dict.fromkeys(query.ignored))
-        result.warnings.append(f"The following query keys were ignored: {names}")
     if query.limit is not None and query.limit > cap:
         result.warnings.append(f"The limit was lowered to {cap}")
     limit = min(query.limit if query.limit is not None else cap, cap)
+    scan_limit = ctx.settings.qido_max_scanned
     with ctx.index.read() as conn:
-        found, more = index_qido.matches(conn, query, scope, limit)
+        indexed = (
+            index_extra.complete_tags(conn, configured_tags(ctx))
+            if query.header_conditions and ctx.settings.extra_query_keys
+            else frozenset()
+        )
+        page = qido_search.search(
+            conn, query, scope, limit, scan_limit=scan_limit, indexed_extra=indexed
+        )
+        found, more = page.matches, page.more
         summaries = _summaries(conn, level, found)
         firsts = {m: _first_seq(m, level, summaries) for m in found}
         headers = index_qido.headers_by_seq(conn, [s for s in firsts.values() if s is not None])
+    if page.cut:
+        names = ", ".join(
+            dict.fromkeys(c.key.name for c in query.header_conditions if c.key.tag not in indexed)
+        )
+        result.warnings.append(
+            f"Only the first {scan_limit} instances the indexed keys allow were examined for "
+            f"{names} (not indexed; DICOM_FS_QIDO_MAX_SCANNED): later ones may match too. "
+            "Narrow the search with indexed keys"
+        )
     if more:
         result.warnings.append(
             f"There are more matches than the {limit} returned; ask again with "
@@ -77,6 +98,14 @@ def search(
             attributes.setdefault(tag, _empty(tag))
         result.matches.append(dict(sorted(attributes.items())))
     return result
+
+
+def _refuse_computed(query: Query) -> None:
+    """Attributes the service computes are in no header: a condition on one could only
+    match nothing, so it is refused rather than answered empty."""
+    for condition in query.header_conditions:
+        if condition.key.path[0] in COMPUTED:
+            raise InvalidParameter(f"{condition.key.name}: computed, not a matching key")
 
 
 def _uid(match: index_qido.Match, level: Level) -> str:

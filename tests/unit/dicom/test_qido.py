@@ -50,14 +50,14 @@ def test_query_keys_take_every_level_from_a_header() -> None:
     assert len(keys.series["modality"]) == 256  # cut: an index never refuses the row
 
 
-def test_a_query_names_its_conditions_and_what_it_ignores() -> None:
+def test_a_query_names_its_conditions_and_what_it_returns() -> None:
     query = parse_query(
         [
             ("PatientName", "doe*"),
             ("00100020", "P1"),
             ("StudyInstanceUID", "1.2,1.3"),
-            ("Modality", "CT"),
-            ("includefield", "00081030,StudyDescription,all,NotAKeyword"),
+            ("BodyPartExamined", "CHEST"),
+            ("includefield", "00081030,StudyDescription,all,00091001"),
             ("limit", "5"),
             ("offset", "10"),
         ],
@@ -68,10 +68,14 @@ def test_a_query_names_its_conditions_and_what_it_ignores() -> None:
     assert by_keyword["PatientName"].values[0] == "DOE%"
     assert by_keyword["PatientID"].values == ("P1",)
     assert by_keyword["StudyInstanceUID"].values == ("1.2", "1.3")
-    assert "Modality" not in by_keyword  # a series key at study level
-    assert query.ignored == ["Modality", "NotAKeyword"]
-    assert query.include_all and "00081030" in query.include
+    (header,) = query.header_conditions  # no column: matched on stored headers
+    assert (header.key.path, header.value) == (("00180015",), "CHEST")
+    assert query.include_all and {"00081030", "00091001", "00180015"} <= set(query.include)
     assert (query.limit, query.offset) == (5, 10)
+    with pytest.raises(InvalidParameter, match="Modality"):  # a series key at study level
+        parse_query([("Modality", "CT")], "study")
+    with pytest.raises(InvalidParameter, match="NotAKeyword"):
+        parse_query([("includefield", "NotAKeyword")], "study")
 
 
 def test_wildcards_escape_the_databases_own_wildcards() -> None:
