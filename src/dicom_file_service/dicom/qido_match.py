@@ -143,12 +143,22 @@ def extra_form(condition: HeaderCondition) -> SqlForm:
     if vr == "TM":
         low, high = _ends(name, value, time_key, "a time")
         return SqlForm("range", (time_key(low) if low else None, _upper_time(high)))
+    if vr == "DT":  # stored as written: an end of any precision covers what it names
+        low, high = _ends(name, value, lambda v: v, "a date-time")
+        return SqlForm("range", (low, _latest_date_time(high) if high else None))
     if vr in NUMERIC_VRS:
         return SqlForm("equal", (number_text(value),))
     form_ = sql_form(condition)
     if form_ is not None:
         return form_
     return SqlForm("like", (like_pattern(value),)) if is_wild(value) else SqlForm("equal", (value,))
+
+
+def _latest_date_time(value: str) -> str:
+    """The last date-time a DT of this precision names, as text that sorts after them all
+    (``2024`` → ``20249999999999.999999``)."""
+    whole, dot, fraction = value.partition(".")
+    return f"{whole.ljust(14, '9')}.{fraction.ljust(6, '9') if dot else '999999'}"
 
 
 def _upper_time(value: str | None) -> str | None:

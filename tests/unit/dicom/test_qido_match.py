@@ -7,7 +7,12 @@ from typing import Any
 import pytest
 
 from dicom_file_service.dicom.qido import extra_query_keys, parse_query
-from dicom_file_service.dicom.qido_match import HeaderCondition, header_matches, sql_form
+from dicom_file_service.dicom.qido_match import (
+    HeaderCondition,
+    extra_form,
+    header_matches,
+    sql_form,
+)
 from dicom_file_service.dicom.query_keys import extra_key_values
 from dicom_file_service.errors import InvalidParameter
 
@@ -144,6 +149,11 @@ def test_extra_keys_are_normalised_like_the_indexed_ones() -> None:
         ("00081110.00081155", "value", "1.2.3"),
         ("00081110.00081155", "value", "1.2.4"),
     }
+    (dt,) = parse_query([("AcquisitionDateTime", "2023-20240115")], "study").header_conditions
+    low, high = extra_form(dt).values
+    assert low is not None and high is not None
+    assert low <= "20240115103000.5" <= high  # the whole last day is within the range
+    assert high < "20240116"
     for bad in ("PatientName", "ReferencedStudySequence", "Nope"):
         with pytest.raises(InvalidParameter):
             extra_query_keys(bad)
