@@ -23,7 +23,7 @@ from tests.datafiles import data_file
 def test_the_page_and_its_files(client: httpx.Client) -> None:
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert '<script type="module" src="/ui/app.js">' in page.text
+    assert '<script type="module" src="ui/app.js">' in page.text  # relative: under a prefix
     assert client.get("/ui/app.js").headers["content-type"].startswith("text/javascript")
     assert client.get("/ui/app.css").headers["content-type"].startswith("text/css")
     missing = client.get("/ui/index.html")

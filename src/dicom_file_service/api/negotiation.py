@@ -20,6 +20,7 @@ DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
 DICOM_XML = "application/dicom+xml"
 OCTET_STREAM = "application/octet-stream"
+ZIP = "application/zip"
 JPEG = "image/jpeg"
 PNG = "image/png"
 RENDERED_TYPES = (JPEG, PNG)
@@ -72,8 +73,25 @@ def retrieve_syntaxes(accept: str | None) -> list[str]:
             f"cannot answer with {accept!r}: instances are sent as "
             f'multipart/related; type="{DICOM}", as stored (transfer-syntax=*) or in one of '
             + ", ".join(sorted(TARGETS))
+            + f"; a study or series also as {ZIP} (its files as stored)"
         )
     return syntaxes
+
+
+def wants_zip(accept: str | None) -> bool:
+    """Whether a study or series goes as one ZIP of its files (PS3.18 lists application/zip
+    among the bulk media types of a study and a series): when ``application/zip`` comes, in
+    the client's order of preference, before anything ``retrieve_syntaxes`` would answer.
+    Its files are as stored, so one asked for in another ``transfer-syntax`` than ``*`` is
+    not offered."""
+    for r in _by_preference(accept):
+        if r.media == ZIP and r.params.get("transfer-syntax", "*") == "*":
+            return True
+        if r.media in _ANY or (
+            r.media == "multipart/related" and r.params.get("type", DICOM) == DICOM
+        ):
+            return False
+    return False
 
 
 def pick_syntax(

@@ -9,22 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from dicom_file_service.api import negotiation
 from dicom_file_service.api.deps import service_context
-from dicom_file_service.api.multipart import Part, related_response, streamed_related_response
-from dicom_file_service.api.negotiation import DICOM, OCTET_STREAM
+from dicom_file_service.api.multipart import (
+    Part,
+    coalesced,
+    related_response,
+    streamed_related_response,
+)
+from dicom_file_service.api.negotiation import DICOM, OCTET_STREAM, ZIP
 from dicom_file_service.api.responses import IMMUTABLE, dicom_json_response, stream_response
 from dicom_file_service.api.urls import DicomwebUrls
 from dicom_file_service.dicom.encoders import EXPLICIT_LITTLE, NATIVE, ImageParams, unencodable
 from dicom_file_service.dicom.frames import frame_media_type, stored_frames_syntax
 from dicom_file_service.errors import InvalidParameter
+from dicom_file_service.service import archive, instances
 from dicom_file_service.service import files as files_service
-from dicom_file_service.service import instances
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.records import InstanceRecord
 
@@ -35,7 +41,11 @@ _INSTANCE = "/studies/{study}/series/{series}/instances/{sop}"
 async def _retrieve(
     request: Request, study: str, series: str | None = None, sop: str | None = None
 ) -> Response:
-    choices = negotiation.retrieve_syntaxes(request.headers.get("accept"))
+    # The accept query parameter (PS3.18 8.3.3.1) is for links, which cannot set the header.
+    accept = request.query_params.get("accept") or request.headers.get("accept")
+    if sop is None and negotiation.wants_zip(accept):
+        return await _zip(request, study, series)
+    choices = negotiation.retrieve_syntaxes(accept)
     ctx = service_context(request)
     urls = DicomwebUrls.of(request)
     found = await run_in_threadpool(instances.find_instances, ctx, study, series, sop)
@@ -53,6 +63,26 @@ async def _retrieve(
     else:
         first = iter([await ctx.run_cpu(lambda: instances.transcoded(ctx, record, syntax))])
     return streamed_related_response(DICOM, _instance_parts(ctx, urls, plan, first))
+
+
+async def _zip(request: Request, study: str, series: str | None) -> Response:
+    """The study or series as one ZIP of its files as stored (``service.archive``), streamed
+    from the store as it is written (blocking reads in the thread pool, about a megabyte per
+    hop), without a length: it is known only at the end."""
+    ctx = service_context(request)
+    found = await run_in_threadpool(archive.study_archive, ctx, study, series)
+    return StreamingResponse(
+        coalesced(found.chunks),
+        media_type=ZIP,
+        headers={"content-disposition": _attachment(found.filename)},
+    )
+
+
+def _attachment(filename: str) -> str:
+    """``Content-Disposition`` of a download named ``filename`` (RFC 6266): an ASCII name for
+    every client, and the UTF-8 one (RFC 8187) for those that take it."""
+    ascii_name = filename.encode("ascii", "replace").decode().replace("?", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def _syntax_of(record: InstanceRecord, choices: list[str], params: dict[str, ImageParams]) -> str:
@@ -86,12 +116,18 @@ def _instance_parts(
         yield Part(headers, chunks)
 
 
-@router.get("/studies/{study}", summary="WADO-RS: a study's instances")
+@router.get(
+    "/studies/{study}",
+    summary="WADO-RS: a study's instances (multipart/related, or application/zip)",
+)
 async def retrieve_study(request: Request, study: str) -> Response:
     return await _retrieve(request, study)
 
 
-@router.get("/studies/{study}/series/{series}", summary="WADO-RS: a series' instances")
+@router.get(
+    "/studies/{study}/series/{series}",
+    summary="WADO-RS: a series' instances (multipart/related, or application/zip)",
+)
 async def retrieve_series(request: Request, study: str, series: str) -> Response:
     return await _retrieve(request, study, series)
 

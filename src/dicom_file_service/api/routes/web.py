@@ -1,8 +1,10 @@
 """The browser's ways in: the built-in page at ``/`` and the OHIF viewer under ``/ohif/``.
 
 The built-in page is three static files shipped in the package (``api/web/``), no build step;
-everything it shows comes from the public routes (the file API, QIDO-RS, the renderings), plus
-the data dictionary it names attributes with. OHIF's build is installed by a command
+everything it shows comes from the public routes (the file API, QIDO-RS, the renderings,
+WADO-RS's ZIP of a study or series), plus the data dictionary it names attributes with. Its
+URLs are all relative to the page at ``/``, so it works under a reverse proxy's path prefix
+unchanged. OHIF's build is installed by a command
 (``dicom-file-service ohif install``) into a directory of the service's; until it is there,
 ``/ohif/`` says how to install it.
 """
@@ -155,11 +157,15 @@ async def _build_file(path: Path, media_type: str | None, headers: dict[str, str
 
 
 def _not_installed_page(root: Path) -> str:
+    """Served at any depth under ``/ohif/``, so its links are rooted (under a proxy's prefix
+    too) rather than relative, as the built-in page's are."""
     where = html.escape(str(root))
+    home = html.escape(urls.rooted("/"))
+    css = html.escape(urls.rooted("/ui/app.css"))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>OHIF viewer not installed</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,"><link rel="stylesheet" href="/ui/app.css"></head>
+<link rel="icon" href="data:,"><link rel="stylesheet" href="{css}"></head>
 <body><main>
 <h1>The OHIF viewer is not installed</h1>
 <p>This service serves the OHIF viewer under <code>/ohif/</code> once its build is installed.
@@ -167,6 +173,6 @@ On the machine running the service (Node.js and npm needed), run:</p>
 <pre><code>dicom-file-service ohif install</code></pre>
 <p>It fetches <code>@ohif/app@{ohif.OHIF_VERSION}</code> with npm into <code>{where}</code>;
 reload this page when it is done, no restart needed.</p>
-<p><a href="/">Back to the studies</a></p>
+<p><a href="{home}">Back to the studies</a></p>
 </main></body></html>
 """

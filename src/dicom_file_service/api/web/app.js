@@ -1,4 +1,6 @@
 // The built-in page: upload, browse and view, on the service's own routes (no build step).
+// Every URL is relative, resolved against the page's own (the service's root): behind a
+// reverse proxy that serves the service under a path prefix, the page works there too.
 // Every value from a DICOM file reaches the page as text (textContent), never as markup.
 
 const PAGE_SIZE = 20;
@@ -115,7 +117,7 @@ function uploadOne({ file, progress, status }) {
     const form = new FormData();
     form.append("file", file, file.name);
     const request = new XMLHttpRequest();
-    request.open("POST", "/dicom-image");
+    request.open("POST", "dicom-image");
     request.responseType = "json";
     request.upload.onprogress = (event) => {
       if (event.lengthComputable) progress.value = event.loaded / event.total;
@@ -248,7 +250,7 @@ async function loadStudies() {
   let studies;
   const query = studyQuery();
   try {
-    studies = await getJson(`/dicomweb/studies?${query}`);
+    studies = await getJson(`dicomweb/studies?${query}`);
   } catch (error) {
     if (asked === list.asked) message.textContent = `The study list could not be read: ${error.message}`;
     return;
@@ -288,7 +290,7 @@ function studyItem(study) {
   const head = el(
     "div",
     { class: "study-head" },
-    el("img", { class: "thumb", alt: "", loading: "lazy", src: `/ui/thumbnails/study/${encodeURIComponent(uid)}` }),
+    el("img", { class: "thumb", alt: "", loading: "lazy", src: `ui/thumbnails/study/${encodeURIComponent(uid)}` }),
     el(
       "div",
       {},
@@ -299,14 +301,23 @@ function studyItem(study) {
       "div",
       { class: "study-actions" },
       filesButton,
+      el("a", { class: "button", href: zipUrl(uid), download: "", text: "Download study (ZIP)" }),
       el("a", { class: "button", href: ohifStudyUrl(uid), text: "Open in OHIF" }),
     ),
   );
   return el("li", { class: "study", "data-study": uid }, head, files);
 }
 
+function zipUrl(study, series) {
+  // WADO-RS's retrieve as one ZIP of the files as stored. A link cannot set Accept, so it
+  // says so by PS3.18's accept query parameter; the browser saves the stream as it comes.
+  const where = `dicomweb/studies/${encodeURIComponent(study)}`;
+  const path = series ? `${where}/series/${encodeURIComponent(series)}` : where;
+  return `${path}?accept=${encodeURIComponent("application/zip")}`;
+}
+
 function ohifStudyUrl(uid) {
-  return `/ohif/viewer?StudyInstanceUIDs=${encodeURIComponent(uid)}`;
+  return `ohif/viewer?StudyInstanceUIDs=${encodeURIComponent(uid)}`;
 }
 
 async function toggleFiles(button, files, uid) {
@@ -338,7 +349,7 @@ async function studyFiles(uid) {
   do {
     const params = new URLSearchParams({ study_instance_uid: uid, limit: "500" });
     if (cursor) params.set("cursor", cursor);
-    const page = await getJson(`/dicom-image?${params}`);
+    const page = await getJson(`dicom-image?${params}`);
     items.push(...page.items);
     cursor = page.next_cursor;
   } while (cursor && items.length < 5000);
@@ -351,7 +362,7 @@ async function studyInstances(uid) {
   params.append("includefield", "00280008");
   const found = new Map();
   try {
-    for (const instance of await getJson(`/dicomweb/studies/${encodeURIComponent(uid)}/instances?${params}`)) {
+    for (const instance of await getJson(`dicomweb/studies/${encodeURIComponent(uid)}/instances?${params}`)) {
       const number = (tag) => {
         const value = first(instance, tag);
         return value != null && Number.isFinite(Number(value)) ? Number(value) : undefined;
@@ -386,7 +397,7 @@ function fileItem(item, about) {
     el(
       "a",
       { href: `#/file/${encodeURIComponent(item.file_id)}`, title: uid },
-      el("img", { class: "thumb", alt: "", loading: "lazy", src: `/ui/thumbnails/file/${encodeURIComponent(item.file_id)}` }),
+      el("img", { class: "thumb", alt: "", loading: "lazy", src: `ui/thumbnails/file/${encodeURIComponent(item.file_id)}` }),
       el("span", { class: "file-text" }, el("span", { text: label }), el("small", { text: size })),
     ),
   );
@@ -435,7 +446,7 @@ function imageUrl() {
     }
   }
   const query = params.toString();
-  return `/dicom-image/${encodeURIComponent(view.id)}/png${query ? `?${query}` : ""}`;
+  return `dicom-image/${encodeURIComponent(view.id)}/png${query ? `?${query}` : ""}`;
 }
 
 function showImage() {
@@ -594,7 +605,7 @@ function setUpViewer() {
   });
   $("confirm").addEventListener("close", async () => {
     if ($("confirm").returnValue !== "delete") return;
-    const response = await fetch(`/dicom-image/${encodeURIComponent(view.id)}`, { method: "DELETE" });
+    const response = await fetch(`dicom-image/${encodeURIComponent(view.id)}`, { method: "DELETE" });
     if (response.ok || response.status === 404) {
       $("notice").textContent = "The file was deleted.";
       location.hash = "#/";
@@ -628,7 +639,7 @@ async function readRange() {
   const id = view.id;
   const frame = view.frame;
   try {
-    const response = await fetch(`/dicom-image/${encodeURIComponent(id)}/png?bit_depth=16&frame=${frame}`);
+    const response = await fetch(`dicom-image/${encodeURIComponent(id)}/png?bit_depth=16&frame=${frame}`);
     if (!response.ok) return;
     const range = await pngRange(new Uint8Array(await response.arrayBuffer()));
     if (range && view.id === id && view.frame === frame) {
@@ -709,10 +720,11 @@ async function openFile(id) {
   $("tag-filter").value = "";
   $("tree").replaceChildren();
   $("image").removeAttribute("src");
-  $("download").href = `/dicom-image/${encodeURIComponent(id)}`;
+  $("download").href = `dicom-image/${encodeURIComponent(id)}`;
+  $("series-zip").removeAttribute("href");
   let meta;
   try {
-    const answer = await getJson(`/dicom-image/${encodeURIComponent(id)}/metadata`);
+    const answer = await getJson(`dicom-image/${encodeURIComponent(id)}/metadata`);
     meta = Array.isArray(answer) ? answer[0] : answer; // DICOM JSON: a list of one data set
   } catch (error) {
     $("file-message").textContent = `This file cannot be opened: ${error.message}`;
@@ -723,6 +735,7 @@ async function openFile(id) {
   const what = [text(meta, "00080060"), text(meta, "0008103E") || text(meta, "00081030")].filter((v) => v).join(" · ");
   $("file-title").textContent = what ? `${patient} — ${what}` : patient;
   $("file-ohif").href = ohifStudyUrl(text(meta, "0020000D"));
+  $("series-zip").href = zipUrl(text(meta, "0020000D"), text(meta, "0020000E"));
   view.frames = Math.max(1, Number(first(meta, "00280008") ?? 1) || 1);
   $("frame").max = String(view.frames);
   $("frame-control").hidden = view.frames < 2;
@@ -754,7 +767,7 @@ let dictionary = null;
 async function loadDictionary() {
   if (!dictionary) {
     try {
-      dictionary = await getJson("/ui/dictionary.json");
+      dictionary = await getJson("ui/dictionary.json");
     } catch {
       dictionary = {};
     }
@@ -794,7 +807,7 @@ function elementRow(tag, element, where, id) {
   const value = element.vr === "SQ" ? `${(element.Value || []).length} item(s)` : valueText(element);
   const lookup = el("a", {
     class: "lookup",
-    href: `/dicom-image/${encodeURIComponent(id)}?dicom_tag=${encodeURIComponent(where)}`,
+    href: `dicom-image/${encodeURIComponent(id)}?dicom_tag=${encodeURIComponent(where)}`,
     target: "_blank",
     rel: "noopener",
     text: "lookup",
