@@ -18,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     false,
 )
 
@@ -144,3 +145,18 @@ render_outbox = Table(
     Column("claimed_until", Float, nullable=False, server_default="0"),
     Column("attempts", Integer, nullable=False, server_default="0"),
 )
+
+# The remote Application Entities the DICOM listener knows (service.modalities): who may
+# query and retrieve, and where a C-MOVE sends. ``allow`` is a JSON list of operations
+# ("echo", "store", "find", "move", "get"); ``name`` is the registry's own key, not the title.
+modalities = Table(
+    "modalities",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("ae_title", String(16), nullable=False),
+    Column("host", String(253), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("allow", Text, nullable=False),
+    Column("updated_at", Float, nullable=True),
+)
+Index("ix_modalities_ae_title", modalities.c.ae_title)
