@@ -12,8 +12,8 @@ maps them to problem documents through one table (``api/problems.py``), the CLI 
     │   ├── InvalidTag, InvalidParameter, MalformedBody > TruncatedBody
     │   ├── PayloadTooLarge, UnsupportedMediaType > TransferSyntaxNotSupported
     │   ├── NoPixelData, FrameOutOfRange, UndecodablePixelData, ImageTooLarge
-    │   ├── StudyMismatch, NotAcceptable
-    ├── NotFound > FileNotFound > BlobNotFound; TagNotFound, UploadNotFound
+    │   ├── StudyMismatch, NotAcceptable, InvalidModality
+    ├── NotFound > FileNotFound > BlobNotFound; TagNotFound, UploadNotFound, ModalityNotFound
     ├── DuplicateInstance
     ├── RequestTimeout, RangeNotSatisfiable
     ├── Forbidden > InvalidSignature (403: an expired, tampered or misused signed URL)
@@ -306,6 +306,20 @@ class BlobNotFound(FileNotFound):
             "the file's stored bytes are gone (deleted meanwhile, or lost by the store)"
         )
         self.key = key
+
+
+class InvalidModality(BadRequest):
+    """A remote AE's registry entry with a field that cannot be used (the detail names it)."""
+
+    code = "invalid_modality"
+    title = "Invalid modality"
+
+
+class ModalityNotFound(NotFound):
+    """No remote AE is registered under that name."""
+
+    code = "modality_not_found"
+    title = "Modality not found"
 
 
 class DuplicateKey(Exception):
