@@ -21,6 +21,7 @@ from dicom_file_service.api.problems import install_problem_handlers
 from dicom_file_service.api.routes import (
     dicomweb_delete,
     files,
+    modalities,
     ops,
     qido,
     rendered,
@@ -31,8 +32,10 @@ from dicom_file_service.api.routes import (
     web,
 )
 from dicom_file_service.dicom.render import warm_up
+from dicom_file_service.errors import ServiceError
 from dicom_file_service.service import prerender
 from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.modalities import apply_configured, configured_modalities
 from dicom_file_service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings()
     logs.configure(settings.log_format)
     trusted = trusted_networks(settings.trusted_proxies)  # a bad CIDR stops the start here
+    configured_modalities(settings)  # so does a bad DICOM_FS_MODALITIES (a ValueError)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +61,12 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         # starts again later (after a crash) must come up even while the database is away,
         # and answer 503s until it is back, so it never touches the schema itself.
         ctx = ServiceContext.create(settings, migrate=False)
+        # Every worker writes them (an idempotent upsert); an index away now must not stop
+        # the worker (see above): the next worker start, or a restart, writes them.
+        try:
+            await asyncio.to_thread(apply_configured, ctx)
+        except ServiceError as exc:
+            log.warning("configured modalities not applied: %s", exc.detail)
         # The first request should not pay for lazy imports; not a rendering: not its timeout.
         await ctx.run_cpu(warm_up, time_limit=300)
         prerender.start_in_process(ctx)
@@ -88,6 +98,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(wado.router)
     app.include_router(rendered.router)
     app.include_router(dicomweb_delete.router)
+    app.include_router(modalities.router)
     app.include_router(wado_uri.router)
     app.include_router(web.router)
     served: ASGIApp = ContentLocation(FastPaths(app, app.state), settings.public_base_url)

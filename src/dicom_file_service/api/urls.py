@@ -19,6 +19,7 @@ DICOMWEB = "/dicomweb"
 OHIF_MOUNT = "/ohif/"
 SIGNED_UPLOADS = "/signed/uploads"
 SIGNED_FILES = "/signed/files"
+MODALITIES = "/modalities"
 
 
 def rooted(path: str) -> str:
@@ -46,6 +47,11 @@ def file_location(file_id: str) -> str:
 def file_bulk_data_base(file_id: str) -> str:
     """Where the file API serves a file's bulk values (``/bulkdata/<location>``)."""
     return rooted(f"{FILES}/{file_id}/bulkdata")
+
+
+def modality_location(name: str) -> str:
+    """A registered modality's own URL (its name is URL-safe: ``service.modalities``)."""
+    return rooted(f"{MODALITIES}/{name}")
 
 
 def upload_complete(upload_id: str) -> str:
