@@ -55,6 +55,7 @@ class Server:
     log_path: Path
     log_file: BinaryIO
     env: dict[str, str]
+    dicom_port: int = 0  # the DICOM listener's (0: none)
 
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=60, **kwargs)  # type: ignore[arg-type]
@@ -112,6 +113,9 @@ def start_server(
     # the request (RetrieveURL, BulkDataURI) would miss it.
     env["DICOM_FS_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
     env.update(env_extra or {})
+    # Every server listens for DICOM too, on a port of its own (never the default 11112).
+    env.setdefault("DICOM_FS_DICOM_PORT", str(free_port()))
+    dicom_port = int(env["DICOM_FS_DICOM_PORT"])
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"server-{port}.log"
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed with the process
@@ -141,7 +145,9 @@ def start_server(
             raise RuntimeError(f"server exited: {log_path.read_text()}")
         try:
             if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                return Server(base_url, data_dir, process, log_path, log_file, env_extra or {})
+                return Server(
+                    base_url, data_dir, process, log_path, log_file, env_extra or {}, dicom_port
+                )
         except httpx.HTTPError:
             pass
         time.sleep(0.1)

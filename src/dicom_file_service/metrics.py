@@ -46,6 +46,24 @@ JOBS = Counter("dicom_fs_prerender_jobs_total", "Background renderings by outcom
 BACKEND_ERRORS = Counter(
     "dicom_fs_backend_errors_total", "Index and store failures seen by requests", ["backend"]
 )
+DIMSE_ASSOCIATIONS = Counter(
+    "dicom_fs_dimse_associations_total",
+    "DICOM network associations by outcome (accepted, rejected, released, aborted)",
+    ["outcome"],
+)
+DIMSE_OPERATIONS = Counter(
+    "dicom_fs_dimse_operations_total",
+    "DICOM network operations answered, by operation and final status (hex)",
+    ["operation", "status"],
+)
+DIMSE_RECEIVED_BYTES = Counter(
+    "dicom_fs_dimse_received_bytes_total", "Bytes of the data sets received by C-STORE"
+)
+DIMSE_SENT_INSTANCES = Counter(
+    "dicom_fs_dimse_sent_instances_total",
+    "Instances sent by C-STORE sub-operations (C-MOVE, C-GET) and sending jobs, by outcome",
+    ["outcome"],
+)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 FLUSH_SECONDS = 1.0
 """How long a request's count may wait in its process before ``/metrics`` sees it."""

@@ -232,6 +232,66 @@ class Settings(BaseSettings):
         "and receives an upload for up to UPLOAD_TIMEOUT_SECONDS. Keep it above both.",
     )
 
+    # The DICOM network (DIMSE) door: docs/dicom-network.md.
+    dicom_port: int = Field(
+        default=11112,
+        ge=0,
+        le=65535,
+        description="TCP port of the DICOM listener, on the same host as HTTP; 0: no listener.",
+    )
+    ae_title: str = Field(
+        default="DICOMFS",
+        min_length=1,
+        max_length=16,
+        pattern=r"^[ -\[\]-~]*[!-\[\]-~][ -\[\]-~]*$",
+        description="The archive's own Application Entity title (at most 16 characters, no "
+        "backslash, not only spaces).",
+    )
+    dicom_tls_port: int = Field(
+        default=2762,
+        ge=0,
+        le=65535,
+        description="TCP port of the DICOM listener over TLS (PS3.15 Annex B), used when "
+        "DICOM_TLS_CERT and DICOM_TLS_KEY are set; 0: none.",
+    )
+    dicom_tls_cert: Path | None = Field(default=None, description="PEM certificate chain.")
+    dicom_tls_key: Path | None = Field(default=None, description="PEM private key.")
+    dicom_tls_client_ca: Path | None = Field(
+        default=None,
+        description="PEM CA bundle: when set, TLS clients must present a certificate it signs.",
+    )
+    dicom_max_associations: int = Field(
+        default=64, ge=1, le=1024, description="Associations the listener serves at once."
+    )
+    dicom_listen_backlog: int = Field(
+        default=128, ge=1, description="Connections the kernel queues before they are accepted."
+    )
+    dicom_max_pdu_bytes: int = Field(
+        default=1024 * 1024,
+        ge=4096,
+        le=64 * 1024 * 1024,
+        description="Largest PDU the listener receives (its Maximum Length announced); a "
+        "longer one ends the association before its bytes are read.",
+    )
+    dicom_acse_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Wait for an association's negotiation to finish."
+    )
+    dicom_dimse_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Wait for the next DIMSE message of an operation."
+    )
+    dicom_network_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="An association (or a PDU half received) idle this long is closed; also "
+        "ARTIM's and the connect timeout.",
+    )
+    modalities: str = Field(
+        default="",
+        description='Remote AEs as a JSON object {"name": {"ae_title", "host", "port", '
+        '"allow": ["echo","store","find","move","get"]}}, applied at start-up over stored ones '
+        "of the same name (edited over REST at /modalities).",
+    )
+
     @model_validator(mode="after")
     def _size_pools_from_workers(self) -> Settings:
         if self.render_workers == 0:

@@ -26,6 +26,7 @@ from dicom_file_service.errors import (
     DuplicateInstance,
     DuplicateKey,
     EmptyUpload,
+    InvalidDicom,
     ServiceError,
     StudyMismatch,
 )
@@ -49,15 +50,18 @@ def ingest_staged(
     overwrite: bool = False,
     study_instance_uid: str | None = None,
     one_of_many: bool = False,
+    sop_instance_uid: str | None = None,
 ) -> IngestResult:
     """Store the finished upload in ``staged``; blocking (call off the event loop).
 
     ``study_instance_uid``: the study the instance must belong to (STOW-RS to
     ``/studies/{study}``); another is refused before anything is stored. ``one_of_many``:
     one part of a request carrying several (parsed where it can use another core).
+    ``sop_instance_uid``: the instance the data set must be (a C-STORE's Affected SOP
+    Instance UID); a data set of another is refused.
     """
     try:
-        result = _ingest(ctx, staged, overwrite, study_instance_uid, one_of_many)
+        result = _ingest(ctx, staged, overwrite, study_instance_uid, one_of_many, sop_instance_uid)
     except ServiceError:
         metrics.UPLOADS.labels("rejected").inc()
         raise
@@ -73,6 +77,7 @@ def _ingest(
     overwrite: bool,
     study_instance_uid: str | None,
     one_of_many: bool = False,
+    sop_instance_uid: str | None = None,
 ) -> IngestResult:
     sha256 = staged.finish()
     if staged.size == 0:
@@ -80,6 +85,13 @@ def _ingest(
     file_id = ids.new_file_id()
     prepared = ctx.parsers.parse(staged.path, one_of_many=one_of_many)
     parsed = prepared.parsed
+    if sop_instance_uid is not None and parsed.sop_instance_uid != sop_instance_uid:
+        exc = InvalidDicom(
+            f"the data set's SOP Instance UID {parsed.sop_instance_uid} is not the request's "
+            f"Affected SOP Instance UID {sop_instance_uid}: not stored"
+        )
+        exc.about(parsed.sop_class_uid, parsed.sop_instance_uid)
+        raise exc
     try:
         result = _store_parsed(
             ctx, staged, prepared, file_id, sha256, overwrite, study_instance_uid

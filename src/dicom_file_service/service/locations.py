@@ -18,3 +18,13 @@ class ResourceUrls(Protocol):
     def bulk_data_base(self, study: str, series: str, sop: str) -> str:
         """The root under which an instance's bulk values are served (``<root>/<location>``)."""
         ...
+
+
+class NoUrls:
+    """For a door whose answers point nowhere over HTTP (the DICOM network): empty URLs."""
+
+    def retrieve_url(self, study: str, series: str | None = None, sop: str | None = None) -> str:
+        return ""
+
+    def bulk_data_base(self, study: str, series: str, sop: str) -> str:
+        return ""

@@ -9,7 +9,7 @@ counts, the modalities in a study, availability and the RetrieveURL.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +98,28 @@ def search(
             attributes.setdefault(tag, _empty(tag))
         result.matches.append(dict(sorted(attributes.items())))
     return result
+
+
+def search_all(
+    ctx: ServiceContext,
+    params: Iterable[tuple[str, str]],
+    level: Level,
+    urls: ResourceUrls,
+) -> Iterator[list[dict[str, Any]]]:
+    """Every match of a search, a page (``qido_max_results``) at a time: for a door that
+    answers each match as it goes (a C-FIND) and may be told to stop between pages."""
+    pairs = [(k, v) for k, v in params if k not in ("limit", "offset")]
+    page = ctx.settings.qido_max_results
+    offset = 0
+    while True:
+        found = search(
+            ctx, [*pairs, ("limit", str(page)), ("offset", str(offset))], level, {}, urls
+        ).matches
+        if found:
+            yield found
+        if len(found) < page:
+            return
+        offset += page
 
 
 def _refuse_computed(query: Query) -> None:

@@ -1,5 +1,5 @@
 """Storing instances for the doors that report each one's outcome instead of failing whole:
-a STOW-RS part, and (to come) a C-STORE request of the DICOM network.
+a STOW-RS part, and a C-STORE request of the DICOM network (``service.received``).
 
 Each instance goes through ``ingest_staged``, the ingest of ``POST /dicom-image``; a refusal
 is an outcome carrying its Failure Reason code (PS3.4 Annex GG.4 / PS3.18 Table 10.5.3-2,
@@ -87,11 +87,22 @@ def failed(exc: ServiceError) -> FailedOutcome:
 
 
 def store_instance(
-    ctx: ServiceContext, staged: StagedUpload, *, study_instance_uid: str | None
+    ctx: ServiceContext,
+    staged: StagedUpload,
+    *,
+    study_instance_uid: str | None,
+    sop_instance_uid: str | None = None,
 ) -> Outcome:
-    """Ingest one staged instance (of the study named, if one is); a refusal is an outcome."""
+    """Ingest one staged instance (of the study named, if one is; the instance named, if one
+    is); a refusal is an outcome."""
     try:
-        result = ingest_staged(ctx, staged, study_instance_uid=study_instance_uid, one_of_many=True)
+        result = ingest_staged(
+            ctx,
+            staged,
+            study_instance_uid=study_instance_uid,
+            one_of_many=True,
+            sop_instance_uid=sop_instance_uid,
+        )
     except ServiceError as exc:
         return failed(exc)
     return StoredOutcome(result.record, result.warnings)

@@ -56,10 +56,28 @@ def _migrate(settings: Settings) -> None:
     help="Worker processes [default: one per core, or DICOM_FS_WORKERS]",
 )
 @click.option("--log-level", default="info", show_default=True)
-def serve(host: str, port: int, data_dir: Path | None, workers: int | None, log_level: str) -> None:
-    """Run the HTTP service (embedded default: SQLite + local disk under ./data)."""
+@click.option(
+    "--dicom-port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="DICOM listener's port on the same host; 0: none [default: 11112, or DICOM_FS_DICOM_PORT]",
+)
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    workers: int | None,
+    log_level: str,
+    dicom_port: int | None,
+) -> None:
+    """Run the HTTP service and the DICOM listener (embedded default: SQLite + local disk
+    under ./data)."""
     import uvicorn
 
+    from dicom_file_service.cli.network import start_listener_process, stop_listener_process
+
+    if dicom_port is not None:
+        os.environ["DICOM_FS_DICOM_PORT"] = str(dicom_port)
     settings = _settings_for(data_dir)
     if workers is None:
         workers = settings.workers
@@ -74,19 +92,23 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None, log_
     counts.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(counts)
     _migrate(settings)
-    uvicorn.run(
-        "dicom_file_service.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,
-        # The app judges proxy headers itself (api.forwarded, DICOM_FS_TRUSTED_PROXIES);
-        # uvicorn's would trust its own list and rewrite the peer address that judgment needs.
-        proxy_headers=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds + 0.999),
-    )
+    listener = start_listener_process(settings, host)
+    try:
+        uvicorn.run(
+            "dicom_file_service.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=False,
+            # The app judges proxy headers itself (api.forwarded, DICOM_FS_TRUSTED_PROXIES);
+            # uvicorn's would trust its own list and rewrite the peer address that judgment needs.
+            proxy_headers=False,
+            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds + 0.999),
+        )
+    finally:
+        stop_listener_process(listener)
     if not given:
         shutil.rmtree(counts, ignore_errors=True)
 
@@ -344,5 +366,7 @@ def ohif_install(data_dir: Path | None, directory: Path | None, version: str | N
     )
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+# The DICOM network's commands (`dimse`), in a module of their own.
+from dicom_file_service.cli import network as _network  # noqa: E402
+
+__all__ = ["_network", "main"]

@@ -1,0 +1,98 @@
+"""C-FIND as the listener answers it: the QIDO-RS search of the same keys (PS3.4 C.4.1).
+
+The identifier becomes QIDO-RS's query (``dicom.query_retrieve``), answered page by page by
+``service.qido`` with its matching, bounds and character-set handling; each match is one
+Pending answer holding the identifier's attributes. A C-CANCEL is honoured between answers
+(pynetdicom marks the request cancelled; the next answer is Cancel, PS3.4 C.4.1.2.3).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from dicom_file_service import metrics
+from dicom_file_service.dicom.query_retrieve import (
+    FindQuery,
+    answer,
+    find_query,
+    patient_answers,
+)
+from dicom_file_service.errors import BadRequest, ServiceError
+from dicom_file_service.network.contexts import FIND_MODELS
+from dicom_file_service.network.statuses import (
+    CANCEL,
+    IDENTIFIER_DOES_NOT_MATCH,
+    NOT_AUTHORIZED,
+    PENDING,
+    SUCCESS,
+    UNABLE_TO_PROCESS,
+    status,
+)
+from dicom_file_service.service import qido
+from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.locations import NoUrls
+from dicom_file_service.service.modalities import permits
+
+log = logging.getLogger(__name__)
+Answer = tuple[Dataset | int, Dataset | None]
+
+
+def handle_find(event: Any, ctx: ServiceContext) -> Iterator[Answer]:
+    final = SUCCESS
+    try:
+        for code, identifier in _answers(event, ctx):
+            if code != PENDING:
+                final = code if isinstance(code, int) else int(code.Status)
+            yield code, identifier
+    finally:
+        metrics.DIMSE_OPERATIONS.labels("find", f"{final:04X}").inc()
+
+
+def _answers(event: Any, ctx: ServiceContext) -> Iterator[Answer]:
+    requestor = event.assoc.requestor
+    if not permits(ctx, requestor.ae_title, requestor.address, "find"):
+        yield status(NOT_AUTHORIZED, f"{requestor.ae_title} may not query"), None
+        return
+    model = FIND_MODELS.get(str(event.request.AffectedSOPClassUID), "study")
+    try:
+        identifier = event.identifier
+        query = find_query(identifier)
+        if query.level == "PATIENT" and model != "patient":
+            raise BadRequest("the PATIENT level is in the Patient Root model only")
+    except BadRequest as exc:
+        yield status(IDENTIFIER_DOES_NOT_MATCH, exc.detail), None
+        return
+    except Exception as exc:  # an identifier pydicom cannot decode
+        yield status(IDENTIFIER_DOES_NOT_MATCH, f"unreadable identifier: {exc}"), None
+        return
+    ae_title = ctx.settings.ae_title
+    try:
+        for found in _found(ctx, query, ae_title):
+            if event.is_cancelled:
+                yield CANCEL, None
+                return
+            yield PENDING, found
+    except BadRequest as exc:
+        yield status(IDENTIFIER_DOES_NOT_MATCH, exc.detail), None
+        return
+    except ServiceError as exc:
+        log.warning("C-FIND failed: %s", exc.detail)
+        yield status(UNABLE_TO_PROCESS, exc.detail), None
+        return
+    yield SUCCESS, None
+
+
+def _found(ctx: ServiceContext, query: FindQuery, ae_title: str) -> Iterator[Dataset]:
+    """The answers, as the search finds them page by page (a patient's after all its
+    studies were found: its counts need them all)."""
+    pages = qido.search_all(ctx, query.params, query.qido_level, NoUrls())
+    if query.level == "PATIENT":
+        yield from patient_answers(query, (m for page in pages for m in page), ae_title=ae_title)
+        return
+    for page in pages:
+        for match in page:
+            yield answer(query, match, ae_title=ae_title)

@@ -1,0 +1,141 @@
+"""The listening socket and its associations: pynetdicom's server, made fit for an archive.
+
+pynetdicom's defaults suit a tool, not a service: no TCP_NODELAY (a C-GET of 500 small
+instances then waits on delayed ACKs, ~45 s instead of under 1 s), a listen backlog of 5,
+accepted sockets without a timeout (a peer that announces a PDU and goes quiet holds a thread
+for ever), a PDU read whole into memory whatever length it announces (4 GiB), and a deep copy
+of every supported presentation context for each association (tens of milliseconds with every
+storage class in every transfer syntax). Here, each accepted socket gets TCP_NODELAY and the
+network timeout, a PDU longer than the limit ends the association before its bytes are read,
+and the supported contexts are shared: negotiation reads them and builds its own results.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+from datetime import datetime
+from typing import Any, cast
+
+from pynetdicom import evt
+from pynetdicom.ae import ApplicationEntity
+from pynetdicom.association import Association
+from pynetdicom.transport import (
+    AssociationSocket,
+    RequestHandler,
+    ThreadedAssociationServer,
+)
+from pynetdicom.utils import make_target
+
+log = logging.getLogger(__name__)
+
+ASSOCIATE_PDU_LIMIT = 256 * 1024
+"""Largest A-ASSOCIATE or other non-data PDU read: generous for 128 contexts and user data."""
+
+
+class GuardedSocket(AssociationSocket):
+    """An association's socket that refuses to read a PDU longer than the limit: the
+    association then ends as if the peer had closed it, having held at most one read."""
+
+    max_read: int = ASSOCIATE_PDU_LIMIT
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        if nr_bytes > self.max_read:
+            log.warning(
+                "a PDU of %d bytes announced, more than the %d this listener reads: "
+                "association closed",
+                nr_bytes,
+                self.max_read,
+            )
+            raise OSError(f"PDU of {nr_bytes} bytes refused")
+        return super().recv(nr_bytes)
+
+
+class ArchiveRequestHandler(RequestHandler):
+    """Creates each association as pynetdicom does, with the guarded socket and the shared
+    supported contexts."""
+
+    server: ArchiveServer
+
+    def _create_association(self) -> Association:
+        assoc = Association(self.ae, "acceptor")
+        assoc._server = self.server
+        assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
+        sock = GuardedSocket(assoc, client_socket=self.request)
+        sock.max_read = max(ASSOCIATE_PDU_LIMIT, self.server.max_pdu + 6)
+        assoc.set_socket(sock)
+        assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
+        assoc.acceptor.ae_title = self.server.ae_title
+        assoc.acceptor.address_info = self.local
+        assoc.acceptor.implementation_class_uid = self.ae.implementation_class_uid
+        assoc.acceptor.implementation_version_name = self.ae.implementation_version_name
+        assoc.acceptor._contexts = self.server.contexts  # read, never changed, by negotiation
+        assoc.requestor.address_info = self.remote
+        for event, bound in self.server._handlers.items():
+            if event.is_intervention and bound:
+                assoc.bind(event, *bound)
+            elif isinstance(event, evt.NotificationEvent):
+                for handler, args in cast(list[tuple[Any, Any]], bound):
+                    assoc.bind(event, handler, args)
+        return assoc
+
+
+class ArchiveServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with a real backlog, TCP_NODELAY and socket timeouts."""
+
+    request_queue_size = 128
+    max_pdu = 16382
+    socket_timeout: float | None = 60.0
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        assert self.socket is not None
+        client, address = self.socket.accept()
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.settimeout(self.socket_timeout)
+        if self.ssl_context:
+            # The handshake runs in the association's thread (on its first read), not here:
+            # a client that never completes one must not stop the accept loop.
+            client = self.ssl_context.wrap_socket(
+                client, server_side=True, do_handshake_on_connect=False
+            )
+        return client, address
+
+
+def start_server(
+    ae: ApplicationEntity,
+    address: tuple[str, int],
+    *,
+    handlers: list[Any],
+    backlog: int,
+    socket_timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
+) -> ArchiveServer:
+    """Bind and serve ``ae``'s supported contexts on ``address`` in a thread of its own."""
+    server_class = type(
+        "ConfiguredArchiveServer",
+        (ArchiveServer,),
+        {
+            "request_queue_size": backlog,
+            "max_pdu": ae.maximum_pdu_size,
+            "socket_timeout": socket_timeout,
+        },
+    )
+    server = ae.make_server(
+        address,
+        ae_title=ae.ae_title,
+        contexts=ae.supported_contexts,
+        ssl_context=ssl_context,
+        evt_handlers=handlers,
+        server_class=server_class,
+        request_handler=ArchiveRequestHandler,
+    )
+    assert isinstance(server, ArchiveServer)
+    thread = threading.Thread(
+        target=make_target(server.serve_forever), name=f"dimse-listener-{address[1]}"
+    )
+    thread.daemon = True
+    thread.start()
+    ae._servers.append(server)
+    return server
