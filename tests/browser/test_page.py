@@ -421,3 +421,13 @@ def test_a_studys_files_are_named_and_ordered_as_a_viewer_stacks_them(
     expect(names).to_have_text(
         ["MR · series 7 T1 AX · #1", "MR · series 7 T1 AX · #2", "MR · series 7 T1 AX · #3"]
     )
+
+
+def test_the_page_says_how_a_modality_reaches_the_dicom_door(
+    server: Server, desktop: Watched
+) -> None:
+    page = desktop.page
+    page.goto(server.base_url + "/")
+    expect(page.locator("#dicom-door")).to_have_text(
+        f"DICOM: AE title DICOMFS at 127.0.0.1, port {server.dicom_port}"
+    )

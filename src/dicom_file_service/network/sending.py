@@ -1,72 +1,8 @@
-"""Sending stored instances by C-STORE, byte for byte.
-
-pynetdicom's retrieve handlers take a pydicom Dataset for each sub-operation and encode it
-again, which may change bytes (odd lengths, undefined lengths, a value pydicom would write
-another way) and decodes the whole instance in memory. An archive sends what it stored. So a
-handler yields an ``OutgoingInstance``, a Dataset carrying only the two UIDs pynetdicom reads,
-and ``Association.send_c_store`` is wrapped once, in the listener's process, to send such an
-instance from a file instead: its stored bytes when the receiver accepted their transfer
-syntax, else transcoded (``service.retrieve``), streamed by pynetdicom's chunked send.
-"""
+"""Sending stored instances by C-STORE, byte for byte: one implementation, the service's
+(``service.sending``), shared with the sending jobs; here for the listener's handlers."""
 
 from __future__ import annotations
 
-import logging
-import threading
-from typing import Any
+from dicom_file_service.service.sending import OutgoingInstance, accepted_syntaxes, install
 
-from pydicom.dataset import Dataset
-from pynetdicom import _config
-from pynetdicom.association import Association
-
-from dicom_file_service import metrics
-from dicom_file_service.service.context import ServiceContext
-from dicom_file_service.service.records import InstanceRecord
-from dicom_file_service.service.retrieve import instance_file
-
-log = logging.getLogger(__name__)
-_installed = threading.Lock()
-_original_send = Association.send_c_store
-
-
-class OutgoingInstance(Dataset):
-    """A stored instance on its way out: the UIDs pynetdicom reads, and where its bytes are."""
-
-    def __init__(self, ctx: ServiceContext, record: InstanceRecord) -> None:
-        super().__init__()
-        self.SOPClassUID = record.sop_class_uid
-        self.SOPInstanceUID = record.sop_instance_uid
-        self._outgoing = (ctx, record)
-
-
-def accepted_syntaxes(assoc: Association, sop_class_uid: str) -> list[str]:
-    """The transfer syntaxes ``assoc`` may send instances of ``sop_class_uid`` in, as the
-    Storage SCU: its own proposals when requestor, the peer's SCP role when C-GET's acceptor."""
-    out = []
-    for cx in assoc.accepted_contexts:
-        if cx.abstract_syntax == sop_class_uid and cx.as_scu:
-            out.append(str(cx.transfer_syntax[0]))
-    return list(dict.fromkeys(out))
-
-
-def _send_c_store(self: Association, dataset: Any, *args: Any, **kwargs: Any) -> Dataset:
-    if not isinstance(dataset, OutgoingInstance):
-        return _original_send(self, dataset, *args, **kwargs)
-    ctx, record = dataset._outgoing
-    try:
-        with instance_file(ctx, record, accepted_syntaxes(self, record.sop_class_uid)) as path:
-            answer = _original_send(self, path, *args, **kwargs)
-    except Exception as exc:
-        metrics.DIMSE_SENT_INSTANCES.labels("failed").inc()
-        log.warning("an instance was not sent: %s", getattr(exc, "detail", exc))
-        raise
-    metrics.DIMSE_SENT_INSTANCES.labels("sent").inc()
-    return answer
-
-
-def install() -> None:
-    """Send ``OutgoingInstance``s from their files (idempotent; the listener's process and the
-    sending jobs call it before they send)."""
-    with _installed:
-        _config.STORE_SEND_CHUNKED_DATASET = True
-        Association.send_c_store = _send_c_store  # type: ignore[method-assign]
+__all__ = ["OutgoingInstance", "accepted_syntaxes", "install"]

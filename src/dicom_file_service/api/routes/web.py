@@ -59,6 +59,20 @@ async def dictionary(request: Request) -> Response:
 
 
 @functools.cache
+@router.get("/ui/network.json")
+async def network(request: Request) -> Response:
+    """The DICOM door's AE title and ports, for the page to tell how a modality is pointed
+    at the archive (its host is the one the page was loaded from)."""
+    settings = service_context(request).settings
+    tls = settings.dicom_tls_cert is not None and settings.dicom_tls_key is not None
+    body = {
+        "ae_title": settings.ae_title,
+        "port": settings.dicom_port or None,
+        "tls_port": (settings.dicom_tls_port or None) if tls else None,
+    }
+    return Response(orjson.dumps(body), media_type="application/json", headers=_REVALIDATE)
+
+
 def _dictionary_json() -> bytes:
     by_tag = {tag: keyword for keyword, tag in keyword_dict.items()}
     return orjson.dumps(

@@ -873,6 +873,24 @@ async function route() {
   }
 }
 
+// ---------------------------------------------------------------- the DICOM door
+
+async function showDicomDoor() {
+  try {
+    const response = await fetch("ui/network.json");
+    if (!response.ok) return;
+    const door = await response.json();
+    if (!door.port && !door.tls_port) return;
+    const ports = [door.port && `port ${door.port}`, door.tls_port && `TLS port ${door.tls_port}`]
+      .filter(Boolean).join(", ");
+    $("dicom-door").textContent = `DICOM: AE title ${door.ae_title} at ${location.hostname}, ${ports}`;
+    $("dicom-door").hidden = false;
+  } catch {
+    // The page works without it.
+  }
+}
+
+showDicomDoor();
 setUpDrop();
 setUpList();
 setUpViewer();
