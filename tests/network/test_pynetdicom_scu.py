@@ -103,13 +103,17 @@ def test_each_outcome_has_its_status_and_the_association_goes_on(
     imperfect = pydicom.dcmread(io.BytesIO(pixel_representation_missing_multiframe()))
     mismatch = _fresh("CT_small.dcm")
     mismatch.file_meta.MediaStorageSOPInstanceUID = generate_uid()  # the Affected SOP Instance
+    other_class = _fresh("CT_small.dcm")
+    other_class.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # MR's
     files = {
         "first": _file(tmp_path, "first.dcm", first),
         "conflicting": _file(tmp_path, "conflicting.dcm", conflicting),
         "imperfect": _file(tmp_path, "imperfect.dcm", imperfect),
         "mismatch": _file(tmp_path, "mismatch.dcm", mismatch, as_given=True),
+        "other_class": _file(tmp_path, "other_class.dcm", other_class, as_given=True),
     }
     classes = {str(pydicom.dcmread(p).SOPClassUID) for p in files.values()}
+    classes.add("1.2.840.10008.5.1.4.1.1.4")
     assoc = _associate(server, [(c, [EXPLICIT]) for c in classes], "STATUSES")
     try:
         statuses = {
@@ -118,6 +122,7 @@ def test_each_outcome_has_its_status_and_the_association_goes_on(
             "conflicting": assoc.send_c_store(files["conflicting"]).Status,
             "imperfect": assoc.send_c_store(files["imperfect"]).Status,
             "mismatch": assoc.send_c_store(files["mismatch"]).Status,
+            "other_class": assoc.send_c_store(files["other_class"]).Status,
         }
         statuses["after"] = assoc.send_c_store(
             _file(tmp_path, "n.dcm", _fresh("CT_small.dcm"))
@@ -130,13 +135,14 @@ def test_each_outcome_has_its_status_and_the_association_goes_on(
         "conflicting": 0x0111,  # Duplicate SOP Instance, the stored one unchanged
         "imperfect": 0xB007,  # kept, its fault reported
         "mismatch": 0xC000,  # another instance than the request's: Cannot Understand
+        "other_class": 0xA900,  # the data set's SOP class is not the request's
         "after": 0x0000,
     }
     assert data_set_of(_stored(client, first)) == data_set_of(files["first"].read_bytes())
     gone = client.get("/dicomweb/instances", params={"SOPInstanceUID": mismatch.SOPInstanceUID})
     assert gone.status_code == 204 or gone.json() == []
     metrics = client.get("/metrics").text
-    for code in ("0000", "0111", "B007", "C000"):
+    for code in ("0000", "0111", "B007", "C000", "A900"):
         assert f'dicom_fs_dimse_operations_total{{operation="store",status="{code}"}}' in metrics
 
 
@@ -190,3 +196,52 @@ def test_c_find_from_an_unregistered_ae_is_refused_and_a_registered_one_answered
     assert found.StudyInstanceUID == ds.StudyInstanceUID
     assert found.PatientName == ds.PatientName
     assert found.QueryRetrieveLevel == "STUDY"
+
+
+def test_c_cancel_stops_a_c_find_between_answers(server: Server, client: httpx.Client) -> None:
+    study, series = generate_uid(), generate_uid()
+    parts = []
+    for n in range(300):  # small instances (no pixels), stored in one STOW-RS request
+        ds = Dataset()
+        ds.SOPClassUID, ds.SOPInstanceUID = CT, generate_uid()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.PatientID, ds.Modality, ds.InstanceNumber = "CANCEL", "CT", n + 1
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = EXPLICIT
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        parts.append(buffer.getvalue())
+    boundary = "cancel-boundary"
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + p + b"\r\n"
+            for p in parts
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    stored = client.post(
+        "/dicomweb/studies",
+        content=body,
+        headers={
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'
+        },
+    )
+    assert stored.status_code == 200, stored.text
+    find = "1.2.840.10008.5.1.4.1.2.2.1"
+    register(client, "canceller", "CANCELLER", allow=["find"])
+    assoc = _associate(server, [(find, [EXPLICIT])], "CANCELLER")
+    query = Dataset()
+    query.QueryRetrieveLevel = "IMAGE"
+    query.StudyInstanceUID, query.SeriesInstanceUID = study, series
+    query.SOPInstanceUID = ""
+    try:
+        everything = [int(status.Status) for status, _ in assoc.send_c_find(query, find)]
+        answers = assoc.send_c_find(query, find, msg_id=9)
+        cancelled = [int(next(answers)[0].Status)]
+        assoc.send_c_cancel(9, assoc.accepted_contexts[0].context_id)  # as findscu --cancel
+        cancelled += [int(status.Status) for status, _ in answers]
+    finally:
+        assoc.release()
+    assert everything == [0xFF00] * 300 + [0x0000]
+    assert cancelled[-1] == 0xFE00  # Matching terminated due to Cancel
+    assert cancelled.count(0xFF00) < 300
