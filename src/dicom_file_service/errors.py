@@ -13,10 +13,13 @@ maps them to problem documents through one table (``api/problems.py``), the CLI 
     │   ├── PayloadTooLarge, UnsupportedMediaType > TransferSyntaxNotSupported
     │   ├── NoPixelData, FrameOutOfRange, UndecodablePixelData, ImageTooLarge
     │   ├── StudyMismatch, NotAcceptable, InvalidModality
-    ├── NotFound > FileNotFound > BlobNotFound; TagNotFound, UploadNotFound, ModalityNotFound
+    ├── NotFound > FileNotFound > BlobNotFound; TagNotFound, UploadNotFound, ModalityNotFound,
+    │   JobNotFound, ResourceNotFound
     ├── DuplicateInstance
     ├── RequestTimeout, RangeNotSatisfiable
     ├── Forbidden > InvalidSignature (403: an expired, tampered or misused signed URL)
+    ├── RemoteFailure (a remote AE unreachable, refusing or failing: a job's error, or an
+    │   echo's answer; never an HTTP status of ours)
     └── Unavailable (503): StorageUnavailable, InsufficientStorage, ParserUnavailable,
         IndexUnavailable > CommitOutcomeUnknown, RenderTimeout, OhifInstallFailed (the CLI's)
 
@@ -320,6 +323,28 @@ class ModalityNotFound(NotFound):
 
     code = "modality_not_found"
     title = "Modality not found"
+
+
+class JobNotFound(NotFound):
+    """No background job has that id."""
+
+    code = "job_not_found"
+    title = "Job not found"
+
+
+class ResourceNotFound(NotFound):
+    """A UID that names no stored study, series or instance."""
+
+    code = "resource_not_found"
+    title = "Resource not found"
+
+
+class RemoteFailure(ServiceError):
+    """A remote Application Entity could not be reached, refused the association, or
+    answered with a failure (the detail says which, in words)."""
+
+    code = "remote_failure"
+    title = "Remote AE failure"
 
 
 class DuplicateKey(Exception):
