@@ -160,3 +160,26 @@ modalities = Table(
     Column("updated_at", Float, nullable=True),
 )
 Index("ix_modalities_ae_title", modalities.c.ae_title)
+
+# Background jobs a client started (service.jobs: sending and retrieving over the DICOM
+# network), polled at /jobs/{id}. ``params`` and ``result`` are JSON objects. ``state`` is
+# pending, running, succeeded or failed. On the embedded queue the row is its own queue entry
+# (``claimed_until``, ``attempts``, as in ``render_outbox``); on PostgreSQL procrastinate's
+# job carries the id.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("done", Integer, nullable=False, server_default="0"),
+    Column("total", Integer, nullable=False, server_default="0"),
+    Column("result", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("claimed_until", Float, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+)
+Index("ix_jobs_state", jobs.c.state, jobs.c.claimed_until)
