@@ -6,6 +6,9 @@ process's claim lapses and another takes the job over), runs the handler in a sm
 deletes the row when it succeeds and gives up on a job after ``MAX_ATTEMPTS`` failures (the
 rendering is then made on demand, as it would be without pre-rendering). It polls every
 ``POLL_SECONDS`` and wakes at once when told that an enqueueing transaction committed.
+
+A client's jobs (rows of ``jobs``) are their own queue entries, run by ``OutboxJobRunner``'s
+threads beside the prerender drainer's.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sqlalchemy import Connection
 from dicom_file_service.index import outbox
 from dicom_file_service.index.database import IndexDatabase
 from dicom_file_service.jobs.base import Handler
+from dicom_file_service.jobs.job_runner import OutboxJobRunner
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +42,20 @@ class OutboxQueue:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._job_runner = OutboxJobRunner(index)
 
     def enqueue(self, conn: Connection, file_id: str) -> None:
         outbox.add_job(conn, file_id, time.time())
 
+    def enqueue_job(self, conn: Connection, job_id: str) -> None:
+        """The ``jobs`` row is the entry: nothing more to write."""
+
     def committed(self) -> None:
         self._wake.set()
+        self._job_runner.wake()
+
+    def start_jobs_in_process(self, job_handler: Handler) -> None:
+        self._job_runner.start(job_handler)
 
     def prepare(self) -> None:
         """The outbox is a table of the index's own migrations: nothing more to create."""
@@ -57,10 +69,13 @@ class OutboxQueue:
         )
         self._thread.start()
 
-    def run_worker(self, handler: Handler) -> None:
+    def run_worker(self, handler: Handler | None, job_handler: Handler | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self._stop.set())
-        self.start_in_process(handler)
+        if handler is not None:
+            self.start_in_process(handler)
+        if job_handler is not None:
+            self.start_jobs_in_process(job_handler)
         while not self._stop.wait(0.5):
             pass
         self.close()
@@ -119,6 +134,7 @@ class OutboxQueue:
             return outbox.count_jobs(conn)
 
     def close(self) -> None:
+        self._job_runner.close()
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
