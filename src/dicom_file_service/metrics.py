@@ -64,6 +64,11 @@ DIMSE_SENT_INSTANCES = Counter(
     "Instances sent by C-STORE sub-operations (C-MOVE, C-GET) and sending jobs, by outcome",
     ["outcome"],
 )
+JOB_RUNS = Counter(
+    "dicom_fs_jobs_total",
+    "Clients' background jobs finished (DICOM sending, retrieving), by kind and outcome",
+    ["kind", "outcome"],
+)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 FLUSH_SECONDS = 1.0
 """How long a request's count may wait in its process before ``/metrics`` sees it."""

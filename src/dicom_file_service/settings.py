@@ -105,6 +105,11 @@ class Settings(BaseSettings):
         default=False,
         description="Render each new instance's default PNG and thumbnail in the background.",
     )
+    jobs_in_process: bool = Field(
+        default=True,
+        description="Run clients' background jobs (DICOM sending and retrieving) in threads of "
+        "serve's processes; false: only `worker` processes run them.",
+    )
     thumbnail_size: int = Field(default=128, ge=16, le=1024)
     render_memory_cache_bytes: int = Field(
         default=64 * 1024 * 1024,

@@ -256,7 +256,8 @@ def sweep_command(data_dir: Path | None, older_than: float | None) -> None:
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
 def worker(data_dir: Path | None) -> None:
-    """Run background rendering jobs (DICOM_FS_PRERENDER) until SIGTERM.
+    """Run background jobs until SIGTERM: renderings (DICOM_FS_PRERENDER) and clients' jobs
+    (sending to and retrieving from modalities, started over REST).
 
     On PostgreSQL, any number of workers on any hosts share procrastinate's durable queue; on
     the embedded default, ``serve`` renders in-process and a worker is optional.

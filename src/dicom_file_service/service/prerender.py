@@ -16,6 +16,7 @@ from dicom_file_service import metrics
 from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.errors import BadRequest, FileNotFound
 from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.jobs import job_handler
 from dicom_file_service.service.rendering import render_blocking
 from dicom_file_service.service.renditions import thumbnail_options
 
@@ -59,5 +60,6 @@ def start_in_process(ctx: ServiceContext) -> None:
 
 
 def run_worker(ctx: ServiceContext) -> None:
-    """The ``worker`` command: run prerender jobs until SIGTERM."""
-    ctx.jobs.run_worker(lambda file_id: prerender(ctx, file_id))
+    """The ``worker`` command: run prerender jobs and clients' jobs (``service.jobs``) until
+    SIGTERM."""
+    ctx.jobs.run_worker(lambda file_id: prerender(ctx, file_id), job_handler(ctx))

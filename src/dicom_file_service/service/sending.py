@@ -1,4 +1,5 @@
-"""Sending stored instances by C-STORE, byte for byte.
+"""Sending stored instances by C-STORE, byte for byte: the listener's C-MOVE and C-GET
+(``network``) and the sending jobs (``service.dimse_scu``) alike.
 
 pynetdicom's retrieve handlers take a pydicom Dataset for each sub-operation and encode it
 again, which may change bytes (odd lengths, undefined lengths, a value pydicom would write
@@ -7,6 +8,7 @@ handler yields an ``OutgoingInstance``, a Dataset carrying only the two UIDs pyn
 and ``Association.send_c_store`` is wrapped once, in the listener's process, to send such an
 instance from a file instead: its stored bytes when the receiver accepted their transfer
 syntax, else transcoded (``service.retrieve``), streamed by pynetdicom's chunked send.
+``proposed_contexts`` is what a requestor proposes to send such instances.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pynetdicom import _config
 from pynetdicom.association import Association
+from pynetdicom.presentation import PresentationContext, build_context
 
 from dicom_file_service import metrics
 from dicom_file_service.service.context import ServiceContext
@@ -27,6 +30,8 @@ from dicom_file_service.service.retrieve import instance_file
 log = logging.getLogger(__name__)
 _installed = threading.Lock()
 _original_send = Association.send_c_store
+MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are odd numbers 1-255
+LITTLE_ENDIAN = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]  # Explicit, Implicit VR
 
 
 class OutgoingInstance(Dataset):
@@ -70,3 +75,24 @@ def install() -> None:
     with _installed:
         _config.STORE_SEND_CHUNKED_DATASET = True
         Association.send_c_store = _send_c_store  # type: ignore[method-assign]
+
+
+def proposed_contexts(records: list[InstanceRecord]) -> list[PresentationContext]:
+    """What a requestor proposes to send ``records``: each SOP class in each stored syntax
+    (a context of its own, so it is sent as stored), and in Explicit and Implicit VR Little
+    Endian (one context) for what must be transcoded; past ``MAX_CONTEXTS``, only the
+    latter, for the first ``MAX_CONTEXTS`` SOP classes."""
+    wanted: dict[str, list[str]] = {}
+    for record in records:
+        syntaxes = wanted.setdefault(record.sop_class_uid, [])
+        if record.transfer_syntax_uid not in syntaxes:
+            syntaxes.append(record.transfer_syntax_uid)
+    contexts = []
+    for sop_class, syntaxes in wanted.items():
+        # Each stored syntax alone (Explicit VR Little Endian too: offered with Implicit, an
+        # acceptor may well pick Implicit), then both Little Endians for what is transcoded.
+        contexts += [build_context(sop_class, [syntax]) for syntax in syntaxes]
+        contexts.append(build_context(sop_class, LITTLE_ENDIAN))
+    if len(contexts) > MAX_CONTEXTS:
+        contexts = [build_context(c, LITTLE_ENDIAN) for c in list(wanted)[:MAX_CONTEXTS]]
+    return contexts
