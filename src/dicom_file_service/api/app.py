@@ -20,6 +20,7 @@ from dicom_file_service.api.logs import RequestLog
 from dicom_file_service.api.problems import install_problem_handlers
 from dicom_file_service.api.routes import (
     dicomweb_delete,
+    dimse_jobs,
     files,
     modalities,
     ops,
@@ -33,7 +34,7 @@ from dicom_file_service.api.routes import (
 )
 from dicom_file_service.dicom.render import warm_up
 from dicom_file_service.errors import ServiceError
-from dicom_file_service.service import prerender
+from dicom_file_service.service import jobs, prerender
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.modalities import apply_configured, configured_modalities
 from dicom_file_service.settings import Settings
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         # The first request should not pay for lazy imports; not a rendering: not its timeout.
         await ctx.run_cpu(warm_up, time_limit=300)
         prerender.start_in_process(ctx)
+        jobs.start_in_process(ctx)
         # The parser processes start beside the service; the first upload may wait for them.
         asyncio.get_running_loop().run_in_executor(ctx.ingest_pool, ctx.parsers.start)
         app.state.ctx = ctx
@@ -98,6 +100,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(wado.router)
     app.include_router(rendered.router)
     app.include_router(dicomweb_delete.router)
+    app.include_router(dimse_jobs.router)  # before modalities: its paths are longer
     app.include_router(modalities.router)
     app.include_router(wado_uri.router)
     app.include_router(web.router)

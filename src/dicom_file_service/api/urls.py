@@ -20,6 +20,7 @@ OHIF_MOUNT = "/ohif/"
 SIGNED_UPLOADS = "/signed/uploads"
 SIGNED_FILES = "/signed/files"
 MODALITIES = "/modalities"
+JOBS = "/jobs"
 
 
 def rooted(path: str) -> str:
@@ -52,6 +53,11 @@ def file_bulk_data_base(file_id: str) -> str:
 def modality_location(name: str) -> str:
     """A registered modality's own URL (its name is URL-safe: ``service.modalities``)."""
     return rooted(f"{MODALITIES}/{name}")
+
+
+def job_location(job_id: str) -> str:
+    """A background job's own URL (its id is URL-safe: ``service.ids``)."""
+    return rooted(f"{JOBS}/{job_id}")
 
 
 def upload_complete(upload_id: str) -> str:
