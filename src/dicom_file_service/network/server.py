@@ -12,6 +12,7 @@ and the supported contexts are shared: negotiation reads them and builds its own
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
@@ -31,6 +32,7 @@ from pynetdicom.utils import make_target
 
 log = logging.getLogger(__name__)
 
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 ASSOCIATE_PDU_LIMIT = 256 * 1024
 """Largest A-ASSOCIATE or other non-data PDU read: generous for 128 contexts and user data."""
 
@@ -42,6 +44,13 @@ class GuardedSocket(AssociationSocket):
     max_read: int = ASSOCIATE_PDU_LIMIT
 
     def recv(self, nr_bytes: int) -> bytearray:
+        if self.socket is not None and _QUICKACK is not None:
+            # Acknowledge at once, not after the kernel's delayed-ACK timer: a client that
+            # leaves Nagle's algorithm on (pynetdicom's SCU does) sends a message's second
+            # small PDU only once its first is acknowledged, and waits ~40 ms per message
+            # otherwise (measured: 13 C-STOREs/s on one association, 139 with this).
+            with contextlib.suppress(OSError):
+                self.socket.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         if nr_bytes > self.max_read:
             log.warning(
                 "a PDU of %d bytes announced, more than the %d this listener reads: "
