@@ -16,7 +16,7 @@ import httpx
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
-from pynetdicom import AE
+from pynetdicom import AE, _config
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 
@@ -24,6 +24,7 @@ from tests.conftest import Backend, Server, child_pids, start_server, stop_serve
 from tests.datafiles import data_file
 
 IDLE_SECONDS = 3
+MAX_UPLOAD = 4 * 1024 * 1024
 CT = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"
 
@@ -31,7 +32,11 @@ EXPLICIT = "1.2.840.10008.1.2.1"
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterator[Server]:
     """A server whose listener closes an idle association after IDLE_SECONDS."""
-    env = {**backend.env, "DICOM_FS_DICOM_NETWORK_TIMEOUT_SECONDS": str(IDLE_SECONDS)}
+    env = {
+        **backend.env,
+        "DICOM_FS_DICOM_NETWORK_TIMEOUT_SECONDS": str(IDLE_SECONDS),
+        "DICOM_FS_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+    }
     server = start_server(tmp_path_factory.mktemp("faults") / "data", env)
     yield server
     stop_server(server)
@@ -70,14 +75,19 @@ def _healthy(server: Server) -> None:
 
 def _big_ct(uid: str) -> bytes:
     """CT_small with 8 MB of pixel data: many PDUs, so an abort lands in the middle."""
+    whole = _big_ct_file(uid)
+    return whole[whole.index(b"\x08\x00\x05\x00") :]  # the data set only
+
+
+def _big_ct_file(uid: str) -> bytes:
     ds = pydicom.dcmread(data_file("CT_small.dcm"))
     ds.SOPInstanceUID = uid
     ds.file_meta.MediaStorageSOPInstanceUID = uid
     ds.Rows, ds.Columns, ds.NumberOfFrames = 512, 512, 16
     ds.PixelData = os.urandom(512 * 512 * 2 * 16)
     out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=False, little_endian=True, implicit_vr=False)
-    return out.getvalue()[out.getvalue().index(b"\x08\x00\x05\x00") :]  # the data set only
+    ds.save_as(out, enforce_file_format=True, little_endian=True, implicit_vr=False)
+    return out.getvalue()
 
 
 def test_an_abort_mid_store_stores_nothing_and_leaves_nothing(strict: Server) -> None:
@@ -109,6 +119,36 @@ def test_an_abort_mid_store_stores_nothing_and_leaves_nothing(strict: Server) ->
         found = client.get("/dicomweb/instances", params={"SOPInstanceUID": uid})
         assert found.status_code == 204 or found.json() == []
         assert 'dicom_fs_dimse_associations_total{outcome="aborted"}' in client.get("/metrics").text
+    _healthy(strict)
+
+
+# pynetdicom, as the client here, leaves the socket the listener closed unclosed.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_data_set_past_the_upload_limit_ends_the_association_as_it_arrives(
+    strict: Server, tmp_path: Path
+) -> None:
+    uid = generate_uid()
+    path = tmp_path / "big.dcm"
+    ds = pydicom.dcmread(io.BytesIO(_big_ct_file(uid)))  # 8 MB: twice the limit
+    ds.save_as(path, enforce_file_format=True)
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    ae = AE(ae_title="TOOBIG")
+    ae.add_requested_context(CT, [EXPLICIT])
+    assoc = ae.associate("127.0.0.1", strict.dicom_port, ae_title="DICOMFS")
+    assert assoc.is_established
+    with contextlib.suppress(Exception):  # the connection goes while it sends
+        assoc.send_c_store(path)
+    deadline = time.monotonic() + 10
+    while assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not assoc.is_established
+    received = strict.settings().resolved_scratch_dir() / "dimse"
+    while time.monotonic() < deadline and any(received.iterdir()):
+        time.sleep(0.1)
+    assert list(received.iterdir()) == []
+    with strict.client() as client:
+        found = client.get("/dicomweb/instances", params={"SOPInstanceUID": uid})
+        assert found.status_code == 204 or found.json() == []
     _healthy(strict)
 
 

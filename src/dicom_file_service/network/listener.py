@@ -101,6 +101,7 @@ class DicomListener:
             handlers=self._handlers(),
             backlog=self.ctx.settings.dicom_listen_backlog,
             socket_timeout=self.ctx.settings.dicom_network_timeout_seconds,
+            max_data_set=self.ctx.settings.max_upload_bytes,
             ssl_context=context,
         )
         self.servers.append(server)

@@ -42,6 +42,7 @@ class GuardedSocket(AssociationSocket):
     association then ends as if the peer had closed it, having held at most one read."""
 
     max_read: int = ASSOCIATE_PDU_LIMIT
+    max_data_set: int | None = None
 
     def recv(self, nr_bytes: int) -> bytearray:
         if self.socket is not None and _QUICKACK is not None:
@@ -59,7 +60,23 @@ class GuardedSocket(AssociationSocket):
                 self.max_read,
             )
             raise OSError(f"PDU of {nr_bytes} bytes refused")
+        self._refuse_oversized_data_set()
         return super().recv(nr_bytes)
+
+    def _refuse_oversized_data_set(self) -> None:
+        """A C-STORE data set past the upload limit ends the association while it arrives
+        (pynetdicom writes it to a file of its own, which would otherwise grow to whatever
+        the peer sends); the partial file is removed when the association closes."""
+        if self.max_data_set is None or self.assoc is None:
+            return
+        receiving = getattr(getattr(self.assoc.dimse, "message", None), "_data_set_file", None)
+        if receiving is not None and receiving.tell() > self.max_data_set:
+            log.warning(
+                "a C-STORE data set passed %d bytes, the limit (DICOM_FS_MAX_UPLOAD_BYTES): "
+                "association closed",
+                self.max_data_set,
+            )
+            raise OSError("data set too large")
 
 
 class ArchiveRequestHandler(RequestHandler):
@@ -74,6 +91,7 @@ class ArchiveRequestHandler(RequestHandler):
         assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
         sock = GuardedSocket(assoc, client_socket=self.request)
         sock.max_read = max(ASSOCIATE_PDU_LIMIT, self.server.max_pdu + 6)
+        sock.max_data_set = self.server.max_data_set
         assoc.set_socket(sock)
         assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
         assoc.acceptor.ae_title = self.server.ae_title
@@ -96,6 +114,7 @@ class ArchiveServer(ThreadedAssociationServer):
 
     request_queue_size = 128
     max_pdu = 16382
+    max_data_set: int | None = None
     socket_timeout: float | None = 60.0
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -119,6 +138,7 @@ def start_server(
     handlers: list[Any],
     backlog: int,
     socket_timeout: float,
+    max_data_set: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
 ) -> ArchiveServer:
     """Bind and serve ``ae``'s supported contexts on ``address`` in a thread of its own."""
@@ -129,6 +149,7 @@ def start_server(
             "request_queue_size": backlog,
             "max_pdu": ae.maximum_pdu_size,
             "socket_timeout": socket_timeout,
+            "max_data_set": max_data_set,
         },
     )
     server = ae.make_server(
