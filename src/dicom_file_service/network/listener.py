@@ -27,13 +27,13 @@ from pynetdicom.ae import ApplicationEntity
 
 from dicom_file_service import metrics
 from dicom_file_service.dicom.part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from dicom_file_service.network import sending
 from dicom_file_service.network.contexts import supported_contexts
 from dicom_file_service.network.find_scp import handle_find
 from dicom_file_service.network.retrieve_scp import handle_get, handle_move
 from dicom_file_service.network.server import ArchiveServer, start_server
 from dicom_file_service.network.statuses import PROCESSING_FAILURE, status
 from dicom_file_service.network.store_scp import handle_echo, handle_store
+from dicom_file_service.service import sending
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.settings import Settings
 

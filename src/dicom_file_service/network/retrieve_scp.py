@@ -1,7 +1,7 @@
 """C-MOVE and C-GET as the listener answers them (PS3.4 C.4.2, C.4.3).
 
 Both retrieve what the identifier names (``service.retrieve``: the rows WADO-RS would send)
-with one C-STORE sub-operation per instance, sent as stored (``network.sending``). A C-MOVE
+with one C-STORE sub-operation per instance, sent as stored (``service.sending``). A C-MOVE
 goes to a registered destination AE (``service.modalities``), found by its AE title; an unknown
 one is 0xA801. A C-GET sends on the requestor's own association, in the contexts it proposed
 with the SCP role. A C-CANCEL stops between sub-operations.
@@ -19,7 +19,6 @@ from pynetdicom.presentation import build_context
 from dicom_file_service import metrics
 from dicom_file_service.dicom.query_retrieve import retrieve_keys
 from dicom_file_service.errors import BadRequest, ServiceError
-from dicom_file_service.network.sending import OutgoingInstance
 from dicom_file_service.network.statuses import (
     CANCEL,
     IDENTIFIER_DOES_NOT_MATCH,
@@ -32,10 +31,9 @@ from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.modalities import by_ae_title, permits
 from dicom_file_service.service.records import InstanceRecord
 from dicom_file_service.service.retrieve import instances_for
+from dicom_file_service.service.sending import OutgoingInstance, proposed_contexts
 
 log = logging.getLogger(__name__)
-MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are odd numbers 1-255
-_FALLBACK = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
 
 
 def handle_get(event: Any, ctx: ServiceContext) -> Iterator[Any]:
@@ -107,19 +105,6 @@ def _sub_operations(
 
 
 def _contexts(records: list[InstanceRecord]) -> list[Any]:
-    """The contexts a C-MOVE proposes to its destination: each SOP class in each stored
-    syntax, and in Explicit and Implicit VR Little Endian for what must be transcoded."""
-    wanted: dict[str, list[str]] = {}
-    for record in records:
-        syntaxes = wanted.setdefault(record.sop_class_uid, [])
-        if record.transfer_syntax_uid not in syntaxes:
-            syntaxes.append(record.transfer_syntax_uid)
-    contexts = []
-    for sop_class, syntaxes in wanted.items():
-        for syntax in syntaxes:
-            if syntax != _FALLBACK[0]:  # each stored syntax its own context: sent as stored
-                contexts.append(build_context(sop_class, [syntax]))
-        contexts.append(build_context(sop_class, _FALLBACK))
-    if len(contexts) > MAX_CONTEXTS:  # too many: only what every receiver takes
-        contexts = [build_context(c, _FALLBACK) for c in list(wanted)[:MAX_CONTEXTS]]
-    return contexts or [build_context("1.2.840.10008.1.1")]
+    """The contexts a C-MOVE proposes to its destination: the sending jobs' (each stored
+    syntax alone, then both Little Endians), or Verification alone when nothing is sent."""
+    return proposed_contexts(records) or [build_context("1.2.840.10008.1.1")]
