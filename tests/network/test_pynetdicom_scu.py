@@ -245,3 +245,31 @@ def test_c_cancel_stops_a_c_find_between_answers(server: Server, client: httpx.C
     assert everything == [0xFF00] * 300 + [0x0000]
     assert cancelled[-1] == 0xFE00  # Matching terminated due to Cancel
     assert cancelled.count(0xFF00) < 300
+
+
+def test_c_find_matches_and_answers_names_beyond_ascii(
+    server: Server, client: httpx.Client, tmp_path: Path
+) -> None:
+    ds = _fresh("CT_small.dcm")
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    marker = generate_uid()[-6:]
+    ds.PatientName = f"Müller{marker}^Hans"
+    ds.PatientID = f"LATIN-{marker}"
+    path = _file(tmp_path, "latin1.dcm", ds)
+    find = "1.2.840.10008.5.1.4.1.2.2.1"
+    register(client, "latin", "LATIN", allow=["find"])
+    assoc = _associate(server, [(CT, [EXPLICIT]), (find, [EXPLICIT])], "LATIN")
+    try:
+        assert assoc.send_c_store(path).Status == 0x0000
+        query = Dataset()
+        query.SpecificCharacterSet = "ISO_IR 100"
+        query.QueryRetrieveLevel = "STUDY"
+        query.PatientName = f"müller{marker}*"  # names match case-insensitively
+        query.PatientID = ""
+        answers = list(assoc.send_c_find(query, find))
+    finally:
+        assoc.release()
+    assert [int(s.Status) for s, _ in answers] == [0xFF00, 0x0000]
+    found = answers[0][1]
+    assert found.PatientID == ds.PatientID
+    assert str(found.PatientName) == f"Müller{marker}^Hans"

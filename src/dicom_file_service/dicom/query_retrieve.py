@@ -72,6 +72,9 @@ def find_query(identifier: Dataset) -> FindQuery:
     computed = {int(t, 16) for t in COMPUTED} | _PATIENT_COUNTS
     for element in identifier:
         tag = int(element.tag)
+        if tag == RETRIEVE_AE_TITLE:
+            query.returned.append(element)  # answered with the archive's own
+            continue
         if tag in _NOT_KEYS or element.tag.group in (0x0000, 0x0002):
             continue
         query.returned.append(element)
