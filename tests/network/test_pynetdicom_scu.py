@@ -273,3 +273,23 @@ def test_c_find_matches_and_answers_names_beyond_ascii(
     found = answers[0][1]
     assert found.PatientID == ds.PatientID
     assert str(found.PatientName) == f"Müller{marker}^Hans"
+
+
+def test_c_get_and_c_move_from_an_unregistered_ae_are_refused(
+    server: Server, client: httpx.Client
+) -> None:
+    get, move = "1.2.840.10008.5.1.4.1.2.2.3", "1.2.840.10008.5.1.4.1.2.2.2"
+    register(client, "itself", "DICOMFS", port=server.dicom_port, allow=[])  # a destination
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = generate_uid()
+    assoc = _associate(server, [(get, [EXPLICIT]), (move, [EXPLICIT])], "UNKNOWN")
+    try:
+        got = [int(s.Status) for s, _ in assoc.send_c_get(query, get)]
+        moved = [int(s.Status) for s, _ in assoc.send_c_move(query, "DICOMFS", move)]
+        unknown = [int(s.Status) for s, _ in assoc.send_c_move(query, "NOWHERE", move)]
+    finally:
+        assoc.release()
+    assert got[-1] == 0x0124
+    assert moved[-1] == 0x0124
+    assert unknown == [0xA801]

@@ -39,15 +39,11 @@ log = logging.getLogger(__name__)
 def handle_get(event: Any, ctx: ServiceContext) -> Iterator[Any]:
     requestor = event.assoc.requestor
     if not permits(ctx, requestor.ae_title, requestor.address, "get"):
-        yield 1
-        yield status(NOT_AUTHORIZED, f"{requestor.ae_title} may not retrieve"), None
-        metrics.DIMSE_OPERATIONS.labels("get", f"{NOT_AUTHORIZED:04X}").inc()
+        yield from _refused(status(NOT_AUTHORIZED, f"{requestor.ae_title} may not retrieve"), "get")
         return
     found = _instances(event, ctx)
     if isinstance(found, Dataset):
-        yield 1
-        yield found, None
-        metrics.DIMSE_OPERATIONS.labels("get", f"{int(found.Status):04X}").inc()
+        yield from _refused(found, "get")
         return
     yield len(found)
     yield from _sub_operations(event, ctx, found, "get")
@@ -65,20 +61,26 @@ def handle_move(event: Any, ctx: ServiceContext) -> Iterator[Any]:
         # pynetdicom asks for the destination before any status: it is known, but gets
         # nothing (only Verification is proposed to it).
         yield known[0].host, known[0].port, {"contexts": _contexts([])}
-        yield 1
-        yield status(NOT_AUTHORIZED, f"{requestor.ae_title} may not retrieve"), None
-        metrics.DIMSE_OPERATIONS.labels("move", f"{NOT_AUTHORIZED:04X}").inc()
+        yield from _refused(
+            status(NOT_AUTHORIZED, f"{requestor.ae_title} may not retrieve"), "move"
+        )
         return
     found = _instances(event, ctx)
     records = [] if isinstance(found, Dataset) else found
     yield known[0].host, known[0].port, {"contexts": _contexts(records)}
     if isinstance(found, Dataset):
-        yield 1
-        yield found, None
-        metrics.DIMSE_OPERATIONS.labels("move", f"{int(found.Status):04X}").inc()
+        yield from _refused(found, "move")
         return
     yield len(found)
     yield from _sub_operations(event, ctx, found, "move")
+
+
+def _refused(answer: Dataset, operation: str) -> Iterator[Any]:
+    """A retrieve that ends before any sub-operation: one announced (pynetdicom answers none
+    as an empty success), then the failure."""
+    yield 1
+    yield answer, None
+    metrics.DIMSE_OPERATIONS.labels(operation, f"{int(answer.Status):04X}").inc()
 
 
 def _instances(event: Any, ctx: ServiceContext) -> list[InstanceRecord] | Dataset:
