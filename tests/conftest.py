@@ -78,8 +78,9 @@ class Server:
         return [key for key, _ in open_blob_store(self.settings()).list_keys(prefix)]
 
     def scratch_files(self) -> list[str]:
+        """Files in the scratch area, the DICOM listener's receiving directory's included."""
         scratch = self.settings().resolved_scratch_dir()
-        return sorted(p.name for p in scratch.iterdir()) if scratch.is_dir() else []
+        return sorted(p.name for p in scratch.rglob("*") if p.is_file()) if scratch.is_dir() else []
 
 
 def _clean_environment() -> dict[str, str]:
