@@ -35,6 +35,8 @@ from dicom_file_service.index import procrastinate_jobs
 from dicom_file_service.jobs.base import Handler
 
 log = logging.getLogger(__name__)
+RESTART_SECONDS = 5
+"""How long the in-process job worker waits before it starts again after a failure."""
 
 QUEUE = "prerender"
 TASK = "prerender_file"
@@ -104,6 +106,7 @@ class ProcrastinateQueue:
         of its own (the HTTP one never waits on it); its jobs run in threads."""
         if self._thread is not None:
             return
+        _outages_without_stacks()
         self._thread = threading.Thread(
             target=self._run_in_thread, args=(job_handler,), name="jobs-worker", daemon=True
         )
@@ -123,12 +126,21 @@ class ProcrastinateQueue:
                     queues=queues, install_signal_handlers=False, **self._worker_options()
                 )
 
-        try:
-            asyncio.run(run())
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.warning("the in-process job worker stopped", exc_info=True)
+        # The database may go away (an outage, a failover): the worker stops then, and is
+        # started again once it can reach the database, for as long as the service runs.
+        while not self._stopping.is_set():
+            try:
+                asyncio.run(run())
+            except asyncio.CancelledError:
+                return
+            except Exception as exc:
+                log.warning(
+                    "the in-process job worker stopped (%s); starting it again in %d s",
+                    type(exc).__name__,
+                    RESTART_SECONDS,
+                )
+            if self._stopping.wait(RESTART_SECONDS):
+                return
 
     def _worker_options(self) -> dict[str, Any]:
         return {
@@ -215,3 +227,31 @@ def _upkeep(app: App, queue: str) -> None:
                 log.warning("%s job abandoned after %s attempts", queue, job.attempts)
                 continue
             await manager.retry_job(job)
+
+
+class _ExceptionInWords(logging.Filter):
+    """procrastinate logs a database it cannot reach with the whole stack, as if it were a
+    bug; an outage is not one (the service answers 503s and the worker starts again): its
+    records keep the exception in words, on one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            words = " ".join(str(exc).split())
+            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {words})"
+            record.args = None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _outages_without_stacks() -> None:
+    """procrastinate's warnings and errors to stderr, their exceptions in words."""
+    logger = logging.getLogger("procrastinate")
+    if any(isinstance(f, _ExceptionInWords) for h in logger.handlers for f in h.filters):
+        return
+    handler = logging.StreamHandler()
+    handler.addFilter(_ExceptionInWords())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
