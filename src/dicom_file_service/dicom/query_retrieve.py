@@ -137,7 +137,8 @@ def text_of(value: Any) -> str:
 
 def answer(query: FindQuery, match: dict[str, Any], *, ae_title: str) -> Dataset:
     """The C-FIND answer for one QIDO-RS ``match`` (DICOM JSON): the identifier's attributes."""
-    found = Dataset.from_json({t: v for t, v in match.items() if t != "00080005"})
+    asked = {f"{int(e.tag):08X}" for e in query.returned}  # only these are decoded
+    found = Dataset.from_json({t: v for t, v in match.items() if t in asked})
     out = Dataset()
     for element in query.returned:
         tag = element.tag
