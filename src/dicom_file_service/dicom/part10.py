@@ -20,7 +20,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 
-from dicom_file_service.dicom.elements import DEFLATED
+from dicom_file_service.dicom.elements import DEFLATED, read_element_header
 from dicom_file_service.errors import InvalidDicom
 
 EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
@@ -99,9 +99,6 @@ def _inflated(raw: Iterable[bytes], limit: int, chunk: int) -> Iterator[bytes]:
         raise InvalidDicom("the deflated data set ends before its deflate stream does")
 
 
-_LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"UT", b"SQ", b"UC", b"UR"})
-
-
 def data_set_offset(f: BinaryIO) -> int:
     """Where the data set of the file ``f`` begins: after the preamble and the File Meta
     Information group (always Explicit VR Little Endian, PS3.10 7.1), or 0 for a file without
@@ -113,18 +110,12 @@ def data_set_offset(f: BinaryIO) -> int:
             return 0
         pos = 132
         while True:
-            head = f.read(8)
-            if len(head) < 8 or int.from_bytes(head[:2], "little") != 0x0002:
+            try:
+                element = read_element_header(f, pos, False, "<")
+            except InvalidDicom:  # the file ends after its file meta
                 return pos
-            vr = head[4:6]
-            if vr in _LONG_VRS:
-                more = f.read(4)
-                if len(more) < 4:
-                    return pos
-                length, size = int.from_bytes(more, "little"), 12
-            else:
-                length, size = int.from_bytes(head[6:8], "little"), 8
-            pos += size + length
-            f.seek(pos)
+            if element.tag >> 16 != 0x0002:
+                return pos
+            pos = element.value_at + element.length
     finally:
         f.seek(start)

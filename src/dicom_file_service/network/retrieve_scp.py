@@ -22,6 +22,7 @@ from dicom_file_service.errors import BadRequest, ServiceError
 from dicom_file_service.network.statuses import (
     CANCEL,
     IDENTIFIER_DOES_NOT_MATCH,
+    MOVE_DESTINATION_UNKNOWN,
     NOT_AUTHORIZED,
     PENDING,
     UNABLE_TO_PROCESS,
@@ -54,7 +55,7 @@ def handle_move(event: Any, ctx: ServiceContext) -> Iterator[Any]:
     destination = str(event.move_destination or "").strip()
     known = by_ae_title(ctx, destination)
     if not known:
-        metrics.DIMSE_OPERATIONS.labels("move", "A801").inc()
+        metrics.DIMSE_OPERATIONS.labels("move", f"{MOVE_DESTINATION_UNKNOWN:04X}").inc()
         yield None, None
         return
     if not permits(ctx, requestor.ae_title, requestor.address, "move"):

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset
 
+from dicom_file_service.dicom.stow import DATASET_DOES_NOT_MATCH_SOP_CLASS, PROCESSING_FAILURE
+
 SUCCESS = 0x0000
 PENDING = 0xFF00
 CANCEL = 0xFE00
 NOT_AUTHORIZED = 0x0124  # "Refused: Not Authorized", a general status (PS3.7 C.5)
-PROCESSING_FAILURE = 0x0110
-IDENTIFIER_DOES_NOT_MATCH = 0xA900
+IDENTIFIER_DOES_NOT_MATCH = DATASET_DOES_NOT_MATCH_SOP_CLASS  # 0xA900 in Q/R's words
 UNABLE_TO_PROCESS = 0xC000
 MOVE_DESTINATION_UNKNOWN = 0xA801
-OUT_OF_RESOURCES_MATCHES = 0xA701
-WARNING_SUBOPERATIONS = 0xB000
 
 
 def status(code: int, comment: str | None = None) -> Dataset:
@@ -23,3 +22,6 @@ def status(code: int, comment: str | None = None) -> Dataset:
     if comment:
         ds.ErrorComment = " ".join(comment.split())[:64]
     return ds
+
+
+__all__ = ["PROCESSING_FAILURE", "status"]
