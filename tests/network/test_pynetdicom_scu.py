@@ -199,13 +199,19 @@ def test_c_find_from_an_unregistered_ae_is_refused_and_a_registered_one_answered
 
 
 def test_c_cancel_stops_a_c_find_between_answers(server: Server, client: httpx.Client) -> None:
+    """The answers are far larger than the sockets' buffers (150 × 58 kB, each in several PDUs
+    of the requestor's 16 kB; below 64 kB, past which a text value is bulk data and not
+    answered): the listener is still answering, held back by the requestor's reading, when
+    the C-CANCEL sent after the first answer reaches it."""
     study, series = generate_uid(), generate_uid()
+    text = "A long text value of a C-FIND answer. " * 1_500
     parts = []
-    for n in range(300):  # small instances (no pixels), stored in one STOW-RS request
+    for n in range(150):  # instances without pixels, stored in one STOW-RS request
         ds = Dataset()
         ds.SOPClassUID, ds.SOPInstanceUID = CT, generate_uid()
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
         ds.PatientID, ds.Modality, ds.InstanceNumber = "CANCEL", "CT", n + 1
+        ds.TextValue = f"{n:03d} {text}"
         ds.file_meta = pydicom.dataset.FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = EXPLICIT
         buffer = io.BytesIO()
@@ -234,17 +240,24 @@ def test_c_cancel_stops_a_c_find_between_answers(server: Server, client: httpx.C
     query.QueryRetrieveLevel = "IMAGE"
     query.StudyInstanceUID, query.SeriesInstanceUID = study, series
     query.SOPInstanceUID = ""
+    query.TextValue = ""
     try:
-        everything = [int(status.Status) for status, _ in assoc.send_c_find(query, find)]
+        everything = list(assoc.send_c_find(query, find))
         answers = assoc.send_c_find(query, find, msg_id=9)
         cancelled = [int(next(answers)[0].Status)]
         assoc.send_c_cancel(9, assoc.accepted_contexts[0].context_id)  # as findscu --cancel
         cancelled += [int(status.Status) for status, _ in answers]
     finally:
         assoc.release()
-    assert everything == [0xFF00] * 300 + [0x0000]
+    assert [int(status.Status) for status, _ in everything] == [0xFF00] * 150 + [0x0000]
+    assert sorted(str(found.TextValue)[:3] for _, found in everything[:-1]) == [
+        f"{n:03d}" for n in range(150)
+    ]
+    assert all(
+        found.TextValue == f"{found.TextValue[:3]} {text}".rstrip() for _, found in everything[:-1]
+    )
     assert cancelled[-1] == 0xFE00  # Matching terminated due to Cancel
-    assert cancelled.count(0xFF00) < 300
+    assert cancelled.count(0xFF00) < 150
 
 
 def test_c_find_matches_and_answers_names_beyond_ascii(

@@ -32,17 +32,16 @@ def encode_header(header: dict[str, Any]) -> tuple[bytes, bytes]:
 
 def select_elements(header_json: bytes, index: bytes, keys: Iterable[str]) -> dict[str, Any]:
     """A header holding just the given top-level keys (those present), parsed from slices."""
-    spans = array("I")
-    spans.frombytes(index)
+    spans = memoryview(index).cast("I")  # the index's triples, read in place
     tags = spans[0::3]
+    count = len(tags)
     out: dict[str, Any] = {}
     view = memoryview(header_json)
     for key in keys:
         tag = int(key, 16)
         i = bisect_left(tags, tag)
-        if i < len(tags) and tags[i] == tag:
-            start, end = spans[3 * i + 1], spans[3 * i + 2]
-            out[key] = orjson.loads(view[start:end])
+        if i < count and tags[i] == tag:
+            out[key] = orjson.loads(view[spans[3 * i + 1] : spans[3 * i + 2]])
     return out
 
 

@@ -6,7 +6,8 @@ the DICOM network's C-FIND is answered by the same query: each attribute of the 
 with a value is a matching key (single value, UID list, wildcards, ranges, as PS3.4 C.2.2.2
 says and ``dicom.qido`` implements), each without one a return key. The answer holds exactly
 the identifier's attributes (PS3.4 C.4.1.1.3.2), filled from the match, empty where the match
-has no value, plus the Query/Retrieve Level.
+has no value, plus the Query/Retrieve Level: DICOM JSON, which ``dicom.json_data_set`` writes
+as the identifier's bytes.
 
 The PATIENT level (Patient Root) has no QIDO-RS resource: it is answered from the study search,
 one answer per Patient ID, with the Number of Patient Related Studies, Series and Instances
@@ -15,6 +16,7 @@ summed over that patient's studies.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -22,9 +24,9 @@ from typing import Any, Literal
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.sequence import Sequence
 from pydicom.valuerep import PersonName
 
+from dicom_file_service.dicom.json_data_set import non_ascii
 from dicom_file_service.dicom.qido import MATCHABLE, Level
 from dicom_file_service.dicom.qido_returns import COMPUTED
 from dicom_file_service.errors import InvalidParameter
@@ -62,6 +64,22 @@ class FindQuery:
     qido_level: Level
     params: list[tuple[str, str]] = field(default_factory=list)
     returned: list[DataElement] = field(default_factory=list)  # the identifier's, in order
+
+    @functools.cached_property
+    def plan(self) -> list[tuple[str, str, bool]]:
+        """Each returned attribute's hex tag, the VR the identifier gave it, and whether the
+        query's level answers it (a lower level's key is returned empty)."""
+        return [
+            (f"{int(e.tag):08X}", e.VR, _at_or_above(int(e.tag), self.qido_level))
+            for e in self.returned
+        ]
+
+    @property
+    def returned_keys(self) -> list[str]:
+        """The attributes (hex tags) the answers need from each match: the identifier's, and
+        the Patient ID that groups PATIENT-level answers."""
+        keys = [f"{int(e.tag):08X}" for e in self.returned]
+        return [*keys, "00100020"] if self.level == "PATIENT" else keys
 
 
 def find_query(identifier: Dataset) -> FindQuery:
@@ -135,48 +153,34 @@ def text_of(value: Any) -> str:
     return str(value).strip()
 
 
-def answer(query: FindQuery, match: dict[str, Any], *, ae_title: str) -> Dataset:
-    """The C-FIND answer for one QIDO-RS ``match`` (DICOM JSON): the identifier's attributes."""
-    asked = {f"{int(e.tag):08X}" for e in query.returned}  # only these are decoded
-    found = Dataset.from_json({t: v for t, v in match.items() if t in asked})
-    out = Dataset()
-    for element in query.returned:
-        tag = element.tag
-        if _at_or_above(int(tag), query.qido_level) and tag in found:
-            out[tag] = _as_requested(found[tag], element)
-        else:
-            out.add_new(tag, element.VR, None if element.VR != "SQ" else Sequence())
-    out.QueryRetrieveLevel = query.level
-    if any(int(e.tag) == RETRIEVE_AE_TITLE for e in query.returned):
-        out.RetrieveAETitle = ae_title
-    if _non_ascii(out):
-        out.SpecificCharacterSet = "ISO_IR 192"
+def answer(query: FindQuery, match: dict[str, Any], *, ae_title: str) -> dict[str, Any]:
+    """The C-FIND answer for one QIDO-RS ``match`` (DICOM JSON): the identifier's attributes,
+    as DICOM JSON (``dicom.json_data_set`` writes it)."""
+    out: dict[str, Any] = {_QR_LEVEL_KEY: {"vr": "CS", "Value": [query.level]}}
+    for key, vr, answerable in query.plan:
+        found = match.get(key) if answerable else None
+        out[key] = _as_requested(found, vr) if found is not None else {"vr": vr}
+    if _RETRIEVE_AE_KEY in out:
+        out[_RETRIEVE_AE_KEY] = {"vr": "AE", "Value": [ae_title]}
+    if non_ascii(out):
+        out[_CHARSET_KEY] = {"vr": "CS", "Value": ["ISO_IR 192"]}
     return out
 
 
-def _as_requested(found: DataElement, requested: DataElement) -> DataElement:
-    """The found element, with the VR the identifier gave where the dictionary has several."""
-    if found.VR == requested.VR or requested.VR in ("UN", "SQ") or found.VR == "SQ":
+_QR_LEVEL_KEY, _RETRIEVE_AE_KEY, _CHARSET_KEY = "00080052", "00080054", "00080005"
+
+
+def _as_requested(found: dict[str, Any], requested_vr: str) -> dict[str, Any]:
+    """The found attribute, with the VR the identifier gave where the dictionary has several."""
+    vr = found.get("vr")
+    if vr == requested_vr or requested_vr in ("UN", "SQ") or vr == "SQ":
         return found
-    return DataElement(found.tag, requested.VR, found.value)
-
-
-def _non_ascii(ds: Dataset) -> bool:
-    for element in ds:
-        if element.VR == "SQ":
-            if any(_non_ascii(item) for item in element.value):
-                return True
-        elif (
-            isinstance(element.value, str | PersonName | MultiValue)
-            and not text_of(element.value).isascii()
-        ):
-            return True
-    return False
+    return {**found, "vr": requested_vr}
 
 
 def patient_answers(
     query: FindQuery, studies: Iterable[dict[str, Any]], *, ae_title: str
-) -> Iterator[Dataset]:
+) -> Iterator[dict[str, Any]]:
     """PATIENT-level answers from the patient's matching studies, one per Patient ID (in the
     order of their first study), with the patient's related counts."""
     patients: dict[str, tuple[dict[str, Any], list[int]]] = {}
@@ -187,13 +191,14 @@ def patient_answers(
         counts[1] += _number(study, _STUDY_SERIES)
         counts[2] += _number(study, _STUDY_INSTANCES)
     for first, counts in patients.values():
-        ds = answer(query, first, ae_title=ae_title)
+        attributes = answer(query, first, ae_title=ae_title)
         for tag, count in zip(
             (PATIENT_STUDIES, PATIENT_SERIES, PATIENT_INSTANCES), counts, strict=True
         ):
-            if tag in ds:
-                ds[tag].value = str(count)
-        yield ds
+            key = f"{tag:08X}"
+            if key in attributes:
+                attributes[key] = {"vr": "IS", "Value": [count]}
+        yield attributes
 
 
 def _number(match: dict[str, Any], tag: str) -> int:

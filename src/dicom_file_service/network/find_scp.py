@@ -4,6 +4,12 @@ The identifier becomes QIDO-RS's query (``dicom.query_retrieve``), answered page
 ``service.qido`` with its matching, bounds and character-set handling; each match is one
 Pending answer holding the identifier's attributes. A C-CANCEL is honoured between answers
 (pynetdicom marks the request cancelled; the next answer is Cancel, PS3.4 C.4.1.2.3).
+
+The Pending answers do not go through pynetdicom one by one (about a millisecond each in
+Python: a 1,000-answer query took a second, where Orthanc takes a seventh of that): each
+identifier is written from the match's DICOM JSON (``dicom.json_data_set``), framed with a
+command set encoded once (``network.pdata``), and the answers go to the socket some tens of
+kilobytes at a time. The final answer (Success, Cancel or a failure) is pynetdicom's.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from dicom_file_service import metrics
+from dicom_file_service.dicom.json_data_set import encode_attributes
 from dicom_file_service.dicom.query_retrieve import (
     FindQuery,
     answer,
@@ -23,6 +30,7 @@ from dicom_file_service.dicom.query_retrieve import (
 )
 from dicom_file_service.errors import BadRequest, ServiceError
 from dicom_file_service.network.contexts import FIND_MODELS
+from dicom_file_service.network.pdata import pdata_pdus, pending_find_command
 from dicom_file_service.network.statuses import (
     CANCEL,
     IDENTIFIER_DOES_NOT_MATCH,
@@ -70,26 +78,66 @@ def _answers(event: Any, ctx: ServiceContext) -> Iterator[Answer]:
         yield status(IDENTIFIER_DOES_NOT_MATCH, f"unreadable identifier: {exc}"), None
         return
     ae_title = ctx.settings.ae_title
+    sender = _PendingSender(event)
     try:
         for found in _found(ctx, query, ae_title):
             if event.is_cancelled:
-                yield CANCEL, None
+                if sender.flush():
+                    yield CANCEL, None
                 return
-            yield PENDING, found
+            if not sender.add(found):
+                return  # the connection is gone: nothing more to say
     except BadRequest as exc:
-        yield status(IDENTIFIER_DOES_NOT_MATCH, exc.detail), None
+        if sender.flush():
+            yield status(IDENTIFIER_DOES_NOT_MATCH, exc.detail), None
         return
     except ServiceError as exc:
         log.warning("C-FIND failed: %s", exc.detail)
-        yield status(UNABLE_TO_PROCESS, exc.detail), None
+        if sender.flush():
+            yield status(UNABLE_TO_PROCESS, exc.detail), None
         return
-    yield SUCCESS, None
+    if sender.flush():
+        yield SUCCESS, None
 
 
-def _found(ctx: ServiceContext, query: FindQuery, ae_title: str) -> Iterator[Dataset]:
+class _PendingSender:
+    """Pending answers written straight to the association's socket, batched."""
+
+    batch_bytes = 64 * 1024
+
+    def __init__(self, event: Any) -> None:
+        assoc = event.assoc
+        context_id, _, transfer_syntax = event.context
+        self._socket = assoc.dul.socket
+        self._implicit = str(transfer_syntax) == "1.2.840.10008.1.2"
+        self._context_id = int(context_id)
+        self._max_pdu = int(assoc.requestor.maximum_length or 0)
+        command = pending_find_command(event.request, PENDING)
+        self._command = pdata_pdus(self._context_id, command, command=True, max_pdu=self._max_pdu)
+        self._buffer: list[bytes] = []
+        self._size = 0
+
+    def add(self, attributes: dict[str, Any]) -> bool:
+        data_set = encode_attributes(attributes, implicit_vr=self._implicit)
+        pdus = pdata_pdus(self._context_id, data_set, command=False, max_pdu=self._max_pdu)
+        self._buffer += (self._command, pdus)
+        self._size += len(self._command) + len(pdus)
+        return self._size < self.batch_bytes or self.flush()
+
+    def flush(self) -> bool:
+        """Write what is buffered; False when the connection is gone."""
+        if not self._buffer:
+            return True
+        data, self._buffer, self._size = b"".join(self._buffer), [], 0
+        return bool(self._socket.write_now(data))
+
+
+def _found(ctx: ServiceContext, query: FindQuery, ae_title: str) -> Iterator[dict[str, Any]]:
     """The answers, as the search finds them page by page (a patient's after all its
     studies were found: its counts need them all)."""
-    pages = qido.search_all(ctx, query.params, query.qido_level, NoUrls())
+    pages = qido.search_all(
+        ctx, query.params, query.qido_level, NoUrls(), returned=query.returned_keys
+    )
     if query.level == "PATIENT":
         yield from patient_answers(query, (m for page in pages for m in page), ae_title=ae_title)
         return

@@ -44,7 +44,33 @@ class GuardedSocket(AssociationSocket):
     max_read: int = ASSOCIATE_PDU_LIMIT
     max_data_set: int | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The reactor thread reads and writes; a handler sending answers in bulk
+        # (``write_now``) writes from the association's thread. One at a time: an SSL
+        # connection may not be read and written by two threads at once.
+        self._io = threading.Lock()
+
+    def send(self, bytestream: bytes) -> None:
+        with self._io:
+            super().send(bytestream)
+
+    def write_now(self, data: bytes) -> bool:
+        """Write ``data`` (whole PDUs) from the calling thread, past the reactor's queue;
+        False when the connection is gone (the reactor is told, as by a failed send)."""
+        with self._io:
+            try:
+                cast(socket.socket, self.socket).sendall(data)
+            except (OSError, AttributeError):
+                self.event_queue.put("Evt17")
+                return False
+        return True
+
     def recv(self, nr_bytes: int) -> bytearray:
+        with self._io:
+            return self._guarded_recv(nr_bytes)
+
+    def _guarded_recv(self, nr_bytes: int) -> bytearray:
         if self.socket is not None and _QUICKACK is not None:
             # Acknowledge at once, not after the kernel's delayed-ACK timer: a client that
             # leaves Nagle's algorithm on (pynetdicom's SCU does) sends a message's second

@@ -9,7 +9,8 @@ counts, the modalities in a study, availability and the RetrieveURL.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import functools
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,8 +44,12 @@ def search(
     level: Level,
     scope: dict[Level, str],
     urls: ResourceUrls,
+    returned: Collection[str] | None = None,
 ) -> SearchResult:
-    """What a QIDO-RS request finds at ``level`` within ``scope`` (the UIDs of its path)."""
+    """What a QIDO-RS request finds at ``level`` within ``scope`` (the UIDs of its path).
+
+    ``returned``: the attributes (hex tags) a door answers with instead of QIDO-RS's, only
+    those the data has (a C-FIND fills the rest itself, and reads no others)."""
     query = parse_query(params, level)
     _refuse_computed(query)
     cap = ctx.settings.qido_max_results
@@ -80,7 +85,7 @@ def search(
             f"There are more matches than the {limit} returned; ask again with "
             f"offset={query.offset + limit}"
         )
-    wanted = _returned(query, scope)
+    wanted = _returned(query, scope) if returned is None else list(returned)
     for match in found:
         summary = summaries.get(_uid(match, level))
         seq = firsts[match]
@@ -94,9 +99,11 @@ def search(
         else:
             attributes = header_index.select_elements(header, index, wanted)
         attributes.update(_computed(match, level, summary, urls))
-        for tag in wanted:
-            attributes.setdefault(tag, _empty(tag))
-        result.matches.append(dict(sorted(attributes.items())))
+        if returned is None:
+            for tag in wanted:
+                attributes.setdefault(tag, _empty(tag))
+            attributes = dict(sorted(attributes.items()))
+        result.matches.append(attributes)
     return result
 
 
@@ -105,6 +112,7 @@ def search_all(
     params: Iterable[tuple[str, str]],
     level: Level,
     urls: ResourceUrls,
+    returned: Collection[str] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Every match of a search, a page (``qido_max_results``) at a time: for a door that
     answers each match as it goes (a C-FIND) and may be told to stop between pages."""
@@ -113,7 +121,12 @@ def search_all(
     offset = 0
     while True:
         found = search(
-            ctx, [*pairs, ("limit", str(page)), ("offset", str(offset))], level, {}, urls
+            ctx,
+            [*pairs, ("limit", str(page)), ("offset", str(offset))],
+            level,
+            {},
+            urls,
+            returned,
         ).matches
         if found:
             yield found
@@ -196,8 +209,13 @@ def _computed(
 
 def _empty(tag: str) -> dict[str, Any]:
     """A returned attribute the data has no value for: present, zero length (PS3.18 F.2.5)."""
+    return {"vr": _dictionary_vr(tag)}
+
+
+@functools.lru_cache(maxsize=4096)
+def _dictionary_vr(tag: str) -> str:
     try:
         vr = dictionary_VR(int(tag, 16))
     except KeyError:
-        vr = "UN"
-    return {"vr": vr if len(vr) == 2 else "UN"}
+        return "UN"
+    return vr if len(vr) == 2 else "UN"

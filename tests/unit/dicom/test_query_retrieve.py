@@ -3,12 +3,16 @@ identifiers as the UIDs to send (PS3.4 C.4)."""
 
 from __future__ import annotations
 
+import io
 import warnings
+from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pynetdicom.dsutils import decode
 
+from dicom_file_service.dicom.json_data_set import encode_attributes
 from dicom_file_service.dicom.query_retrieve import (
     answer,
     find_query,
@@ -16,6 +20,12 @@ from dicom_file_service.dicom.query_retrieve import (
     retrieve_keys,
 )
 from dicom_file_service.errors import InvalidParameter
+
+
+def _sent(attributes: dict[str, Any]) -> Dataset:
+    """An answer as the requestor reads it: written as the listener sends it, then decoded."""
+    written = encode_attributes(attributes, implicit_vr=False)
+    return decode(io.BytesIO(written), False, True)
 
 
 def _identifier(level: str, **keys: object) -> Dataset:
@@ -71,7 +81,7 @@ def test_a_lower_level_key_with_a_value_is_refused_and_without_one_returned_empt
     with pytest.raises(InvalidParameter, match="lower level"):
         find_query(_identifier("STUDY", SOPInstanceUID="1.2.3"))
     query = find_query(_identifier("STUDY", SOPInstanceUID="", StudyInstanceUID=""))
-    found = answer(query, {"00080018": {"vr": "UI", "Value": ["9.9"]}}, ae_title="AE")
+    found = _sent(answer(query, {"00080018": {"vr": "UI", "Value": ["9.9"]}}, ae_title="AE"))
     assert found.SOPInstanceUID in (None, "")  # not the first instance's, at study level
 
 
@@ -94,7 +104,7 @@ def test_an_answer_holds_the_identifiers_attributes_and_says_utf8_when_it_must()
         "0020000D": {"vr": "UI", "Value": ["1.2.3"]},
         "00081030": {"vr": "LO", "Value": ["not asked for"]},
     }
-    found = answer(query, match, ae_title="DICOMFS")
+    found = _sent(answer(query, match, ae_title="DICOMFS"))
     assert str(found.PatientName) == "Müller^Hans"
     assert found.SpecificCharacterSet == "ISO_IR 192"
     assert found.RetrieveAETitle == "DICOMFS"
@@ -120,9 +130,12 @@ def test_patient_level_answers_one_per_patient_with_its_counts() -> None:
             "00201208": {"vr": "IS", "Value": [instances]},
         }
 
-    answers = list(
-        patient_answers(query, [study("A", 1, 3), study("B", 2, 5), study("A", 2, 4)], ae_title="X")
-    )
+    answers = [
+        _sent(a)
+        for a in patient_answers(
+            query, [study("A", 1, 3), study("B", 2, 5), study("A", 2, 4)], ae_title="X"
+        )
+    ]
     assert [(a.PatientID, a.NumberOfPatientRelatedStudies) for a in answers] == [
         ("A", 2),
         ("B", 1),
