@@ -47,6 +47,8 @@ from dicom_file_service.service.modalities import permits
 
 log = logging.getLogger(__name__)
 Answer = tuple[Dataset | int, Dataset | None]
+FIRST_PAGE = 50
+"""Matches searched before the first answers leave; each next page is twice as long."""
 
 
 def handle_find(event: Any, ctx: ServiceContext) -> Iterator[Answer]:
@@ -80,13 +82,16 @@ def _answers(event: Any, ctx: ServiceContext) -> Iterator[Answer]:
     ae_title = ctx.settings.ae_title
     sender = _PendingSender(event)
     try:
-        for found in _found(ctx, query, ae_title):
-            if event.is_cancelled:
-                if sender.flush():
-                    yield CANCEL, None
+        for page in _found(ctx, query, ae_title):
+            for found in page:
+                if event.is_cancelled:
+                    if sender.flush():
+                        yield CANCEL, None
+                    return
+                if not sender.add(found):
+                    return  # the connection is gone: nothing more to say
+            if not sender.flush():  # the requestor reads a page while the next is searched
                 return
-            if not sender.add(found):
-                return  # the connection is gone: nothing more to say
     except BadRequest as exc:
         if sender.flush():
             yield status(IDENTIFIER_DOES_NOT_MATCH, exc.detail), None
@@ -132,15 +137,20 @@ class _PendingSender:
         return bool(self._socket.write_now(data))
 
 
-def _found(ctx: ServiceContext, query: FindQuery, ae_title: str) -> Iterator[dict[str, Any]]:
-    """The answers, as the search finds them page by page (a patient's after all its
-    studies were found: its counts need them all)."""
+def _found(ctx: ServiceContext, query: FindQuery, ae_title: str) -> Iterator[list[dict[str, Any]]]:
+    """The answers, a page at a time as the search finds them, the first page short (a
+    patient's after all its studies were found: its counts need them all)."""
     pages = qido.search_all(
-        ctx, query.params, query.qido_level, NoUrls(), returned=query.returned_keys
+        ctx,
+        query.params,
+        query.qido_level,
+        NoUrls(),
+        returned=query.returned_keys,
+        first_page=FIRST_PAGE,
     )
     if query.level == "PATIENT":
-        yield from patient_answers(query, (m for page in pages for m in page), ae_title=ae_title)
+        studies = (m for page in pages for m in page)
+        yield list(patient_answers(query, studies, ae_title=ae_title))
         return
     for page in pages:
-        for match in page:
-            yield answer(query, match, ae_title=ae_title)
+        yield [answer(query, match, ae_title=ae_title) for match in page]

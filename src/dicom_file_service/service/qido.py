@@ -113,11 +113,15 @@ def search_all(
     level: Level,
     urls: ResourceUrls,
     returned: Collection[str] | None = None,
+    first_page: int | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Every match of a search, a page (``qido_max_results``) at a time: for a door that
-    answers each match as it goes (a C-FIND) and may be told to stop between pages."""
+    """Every match of a search, a page at a time: for a door that answers each match as it
+    goes (a C-FIND) and may be told to stop between pages. Pages are ``qido_max_results``
+    long; with ``first_page``, the first is that long and each next one twice the last (up
+    to ``qido_max_results``): the first answers leave while the rest are still searched."""
     pairs = [(k, v) for k, v in params if k not in ("limit", "offset")]
-    page = ctx.settings.qido_max_results
+    largest = ctx.settings.qido_max_results
+    page = min(first_page or largest, largest)
     offset = 0
     while True:
         found = search(
@@ -133,6 +137,7 @@ def search_all(
         if len(found) < page:
             return
         offset += page
+        page = min(2 * page, largest)
 
 
 def _refuse_computed(query: Query) -> None:
