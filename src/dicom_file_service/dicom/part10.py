@@ -11,16 +11,13 @@ inflated size is bounded as the ingest bounds it (a deflate bomb is refused, not
 
 from __future__ import annotations
 
-import io
+import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from pydicom.dataset import FileMetaDataset
-from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID
-
 from dicom_file_service.dicom.elements import DEFLATED, read_element_header
+from dicom_file_service.dicom.json_data_set import encode_attributes
 from dicom_file_service.errors import InvalidDicom
 
 EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
@@ -34,21 +31,28 @@ PREAMBLE = b"\x00" * 128 + b"DICM"
 def file_meta(
     sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae_title: str | None
 ) -> bytes:
-    """The preamble, prefix and File Meta Information group of a file of this instance."""
-    meta = FileMetaDataset()
-    meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
-    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
-    meta.TransferSyntaxUID = UID(transfer_syntax)
-    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    """The preamble, prefix and File Meta Information group of a file of this instance.
+
+    Written here rather than by pydicom's ``write_file_meta_info`` (a tenth of a received
+    C-STORE's time, for eight elements): the group is Explicit VR Little Endian text but for
+    its version and length, and a test compares the bytes with pydicom's.
+    """
+    attributes = {
+        "00020002": {"vr": "UI", "Value": [sop_class_uid]},
+        "00020003": {"vr": "UI", "Value": [sop_instance_uid]},
+        "00020010": {"vr": "UI", "Value": [transfer_syntax]},
+        "00020012": {"vr": "UI", "Value": [IMPLEMENTATION_CLASS_UID]},
+        "00020013": {"vr": "SH", "Value": [IMPLEMENTATION_VERSION_NAME]},
+    }
     title = (source_ae_title or "").strip()
     if title:
-        meta.SourceApplicationEntityTitle = title
-    out = io.BytesIO()
-    out.write(PREAMBLE)
-    write_file_meta_info(out, meta, enforce_standard=True)  # type: ignore[arg-type]
-    return out.getvalue()
+        attributes["00020016"] = {"vr": "AE", "Value": [title]}
+    group = _META_VERSION + encode_attributes(attributes, implicit_vr=False)
+    return PREAMBLE + _META_LENGTH + struct.pack("<I", len(group)) + group
+
+
+_META_LENGTH = b"\x02\x00\x00\x00UL\x04\x00"  # (0002,0000) UL, 4 bytes
+_META_VERSION = b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01"  # (0002,0001) 00 01
 
 
 def stored_syntax(received: str) -> str:

@@ -8,9 +8,12 @@ import zlib
 
 import pydicom
 import pytest
+from pydicom.dataset import FileMetaDataset
+from pydicom.filewriter import write_file_meta_info
 
 from dicom_file_service.dicom.part10 import (
     IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
     data_set_chunks,
     data_set_offset,
     file_meta,
@@ -35,6 +38,32 @@ def test_the_file_meta_names_the_instance_the_syntax_and_the_sender() -> None:
     f = io.BytesIO(meta + data_set)
     assert (meta + data_set)[data_set_offset(f) :] == data_set
     assert f.tell() == 0  # left where it was
+
+
+@pytest.mark.parametrize(
+    ("sop_class", "sop_instance", "syntax", "title"),
+    [
+        ("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4", EXPLICIT, "MODALITY"),
+        ("1.2.840.10008.5.1.4.1.1.7", "1.2.3.45", "1.2.840.10008.1.2.4.50", "ODD"),
+        ("1.2.840.10008.5.1.4.1.1.4", "2.25.1234567", "1.2.840.10008.1.2", None),
+    ],
+)
+def test_the_file_meta_is_the_group_pydicom_writes(
+    sop_class: str, sop_instance: str, syntax: str, title: str | None
+) -> None:
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_instance
+    meta.TransferSyntaxUID = syntax
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    if title:
+        meta.SourceApplicationEntityTitle = title
+    expected = io.BytesIO()
+    expected.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(expected, meta, enforce_standard=True)  # type: ignore[arg-type]
+    assert file_meta(sop_class, sop_instance, syntax, title) == expected.getvalue()
 
 
 def test_a_file_without_a_preamble_has_its_data_set_at_zero() -> None:
