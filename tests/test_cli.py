@@ -108,3 +108,50 @@ def test_render_reports_errors_plainly(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "no_pixel_data" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_deidentify_writes_keyed_copies_without_a_server(tmp_path: Path) -> None:
+    import pydicom
+
+    src = tmp_path / "in" / "nested"
+    src.mkdir(parents=True)
+    ds = pydicom.dcmread(data_file("CT_small.dcm"))
+    ds.PatientName, ds.PatientID = "MRKCLIFAMILY^MRKCLIGIVEN", "MRKCLIPID"
+    ds.save_as(src / "marked.dcm", enforce_file_format=True)
+    shutil.copy(data_file("MR_small.dcm"), src.parent / "mr.dcm")
+    (src / "notes.txt").write_text("not a DICOM file")
+    key, other_key = tmp_path / "key", tmp_path / "other-key"
+    key.write_text("a secret of at least sixteen characters")
+    other_key.write_text("another secret, also long enough")
+
+    def run(out: str, secret: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(
+            "deidentify", str(tmp_path / "in"), "-o", str(tmp_path / out),
+            "--secret-file", str(secret), "--quiet", *extra, env_dir=tmp_path,
+        )  # fmt: skip
+
+    done = run("out", key)
+    assert done.returncode == 0, done.stderr
+    assert "3 files: 2 de-identified, 1 left out" in done.stdout
+    assert "notes.txt: not a readable DICOM file" in done.stderr
+    copies = sorted((tmp_path / "out").iterdir())
+    assert len(copies) == 2
+    for copy in copies:
+        data = copy.read_bytes()
+        assert b"MRKCLI" not in data
+        written = pydicom.dcmread(copy)
+        assert written.PatientIdentityRemoved == "YES"
+        assert copy.name == f"{written.SOPInstanceUID}.dcm"
+        assert written.SOPInstanceUID.startswith("2.25.")
+    assert run("again", key).returncode == 0
+    assert [c.read_bytes() for c in sorted((tmp_path / "again").iterdir())] == [
+        c.read_bytes() for c in copies
+    ]  # the same key: the same copies, byte for byte
+    assert run("other", other_key).returncode == 0
+    assert not {c.name for c in (tmp_path / "other").iterdir()} & {c.name for c in copies}
+    dated = run("dated", key, "--option", "retain_longitudinal_modified_dates")
+    assert dated.returncode == 0, dated.stderr
+    for copy in (tmp_path / "dated").iterdir():
+        assert pydicom.dcmread(copy).LongitudinalTemporalInformationModified == "MODIFIED"
+    wrong = run("wrong", key, "--option", "shred")
+    assert wrong.returncode == 2 and "shred: not an option offered" in wrong.stderr

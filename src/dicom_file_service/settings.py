@@ -78,6 +78,13 @@ class Settings(BaseSettings):
         description="Key of the service's own signed URLs (local backend); default: one "
         "generated once and kept in <data_dir>/signing.key. Every instance must share it.",
     )
+    deid_secret: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="Key of de-identification's pseudonyms (UIDs, Patient IDs, date offsets); "
+        "default: one generated once and kept in <data_dir>/deid.key. The same key gives the "
+        "same pseudonyms; keep it secret and keep it.",
+    )
     public_base_url: str | None = Field(
         default=None,
         description="Base URL clients reach the service at, for the service's own signed "

@@ -27,7 +27,11 @@ def signing_key(settings: Settings) -> bytes:
     """The configured secret, else the one kept in ``<data_dir>/signing.key`` (made once)."""
     if settings.signing_secret is not None:
         return settings.signing_secret.get_secret_value().encode()
-    path = settings.data_dir / "signing.key"
+    return kept_key(settings.data_dir / "signing.key")
+
+
+def kept_key(path: Path) -> bytes:
+    """The random key kept in ``path``, made on first use; every process reads the same."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -38,7 +42,7 @@ def signing_key(settings: Settings) -> bytes:
 
 def _write_new_key(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".signing.key.{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(secrets.token_bytes(32))
