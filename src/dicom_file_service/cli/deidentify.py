@@ -1,0 +1,74 @@
+"""``dicom-file-service deidentify``: research copies of files and folders, without a server
+(PS3.15 Annex E; ``service.deidentify``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from dicom_file_service.cli import _settings_for, _walk, main
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    help="A PS3.15 option, e.g. retain_longitudinal_modified_dates (repeatable)",
+)
+@click.option(
+    "--secret-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The pseudonyms' key; default DICOM_FS_DEID_SECRET, else <data-dir>/deid.key",
+)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar")
+def deidentify(
+    paths: tuple[Path, ...],
+    output: Path,
+    options: tuple[str, ...],
+    secret_file: Path | None,
+    data_dir: Path | None,
+    quiet: bool,
+) -> None:
+    """De-identified copies of DICOM files and folders (PS3.15 Annex E), written to OUTPUT
+    as <new SOP Instance UID>.dcm, without a server."""
+    from tqdm import tqdm
+
+    from dicom_file_service.dicom.deid.engine import NOT_YET, Request
+    from dicom_file_service.dicom.deid.profile import OPTIONS
+    from dicom_file_service.dicom.deid.pseudonyms import Pseudonyms
+    from dicom_file_service.service.deidentify import deid_key, deidentify_file
+
+    chosen = frozenset(options)
+    wrong = sorted(chosen - OPTIONS.keys()) + sorted(chosen & NOT_YET)
+    if wrong:
+        raise click.BadParameter(
+            f"{', '.join(wrong)}: not an option offered (offered: "
+            f"{', '.join(sorted(OPTIONS.keys() - NOT_YET))})",
+            param_hint="--option",
+        )
+    key = secret_file.read_bytes().strip() if secret_file else deid_key(_settings_for(data_dir))
+    pseudonyms = Pseudonyms(key)
+    output.mkdir(parents=True, exist_ok=True)
+    files = sorted(_walk(paths))
+    written, excluded = 0, []
+    with tqdm(total=len(files), unit="file", disable=quiet, file=sys.stderr) as bar:
+        for path in files:
+            copy = deidentify_file(path, Request(chosen), pseudonyms)
+            if copy.data is None:
+                excluded.append((path, copy.excluded))
+            else:
+                (output / f"{copy.sop_instance_uid}.dcm").write_bytes(copy.data)
+                written += 1
+            bar.update(1)
+    click.echo(f"{len(files)} files: {written} de-identified, {len(excluded)} left out")
+    for path, why in excluded:
+        click.echo(f"  left out {path}: {why}", err=True)
+    if excluded and not written:
+        sys.exit(1)
