@@ -40,17 +40,15 @@ def deidentify(
     as <new SOP Instance UID>.dcm, without a server."""
     from tqdm import tqdm
 
-    from dicom_file_service.dicom.deid.engine import NOT_YET, Request
-    from dicom_file_service.dicom.deid.profile import OPTIONS
+    from dicom_file_service.dicom.deid.engine import OFFERED, Request
     from dicom_file_service.dicom.deid.pseudonyms import Pseudonyms
     from dicom_file_service.service.deidentify import deid_key, deidentify_file
 
     chosen = frozenset(options)
-    wrong = sorted(chosen - OPTIONS.keys()) + sorted(chosen & NOT_YET)
+    wrong = sorted(chosen - OFFERED)
     if wrong:
         raise click.BadParameter(
-            f"{', '.join(wrong)}: not an option offered (offered: "
-            f"{', '.join(sorted(OPTIONS.keys() - NOT_YET))})",
+            f"{', '.join(wrong)}: not an option offered (offered: {', '.join(sorted(OFFERED))})",
             param_hint="--option",
         )
     key = secret_file.read_bytes().strip() if secret_file else deid_key(_settings_for(data_dir))

@@ -55,7 +55,7 @@ def encode_attributes(attributes: dict[str, Any], *, implicit_vr: bool) -> bytes
         vr = attribute.get("vr", "UN")
         text = _text(vr, attribute)
         if text is None:
-            parts.append(_through_pydicom(int(key, 16), vr, attribute, implicit_vr))
+            parts.append(_through_pydicom(key, vr, attribute, implicit_vr))
             continue
         value = text.encode("utf-8")
         if len(value) % 2:
@@ -107,12 +107,7 @@ def _person_name(value: Any) -> str:
     return "=".join(groups).rstrip("=")
 
 
-def _header(tag: int, vr: str, length: int, implicit_vr: bool) -> bytes:
-    prefix, length_format = _prefix(f"{tag:08X}", vr, implicit_vr)
-    return prefix + length_format.pack(length)
-
-
-def _through_pydicom(tag: int, vr: str, attribute: dict[str, Any], implicit_vr: bool) -> bytes:
+def _through_pydicom(key: str, vr: str, attribute: dict[str, Any], implicit_vr: bool) -> bytes:
     """One element as pydicom writes it from its JSON; empty (zero length) when pydicom cannot
     make or write it (a bulk data reference, a value its VR cannot hold), said in the log."""
     fp = DicomBytesIO()
@@ -122,14 +117,17 @@ def _through_pydicom(tag: int, vr: str, attribute: dict[str, Any], implicit_vr: 
     # thread-safe), as where files are parsed.
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
     try:
-        key = next((k for k in ("Value", "InlineBinary", "BulkDataURI") if k in attribute), None)
-        if key == "BulkDataURI":
+        value_key = next(
+            (k for k in ("Value", "InlineBinary", "BulkDataURI") if k in attribute), None
+        )
+        if value_key == "BulkDataURI":
             raise ValueError("a bulk data value is not answered")
         element = DataElement.from_json(
-            Dataset, f"{tag:08X}", vr, attribute.get(key) if key else None, key
+            Dataset, key, vr, attribute.get(value_key) if value_key else None, value_key
         )
         write_data_element(fp, element, ["ISO_IR 192"])
     except Exception as exc:  # any value pydicom refuses is written empty
-        log.info("(%04X,%04X) written empty: %s", tag >> 16, tag & 0xFFFF, exc)
-        return _header(tag, vr, 0, implicit_vr)
+        log.info("(%s,%s) written empty: %s", key[:4], key[4:], exc)
+        prefix, length = _prefix(key, vr, implicit_vr)
+        return prefix + length.pack(0)
     return bytes(fp.getvalue())

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from dicom_file_service import metrics
 from dicom_file_service.dicom.json_data_set import encode_attributes
@@ -114,7 +115,7 @@ class _PendingSender:
         assoc = event.assoc
         context_id, _, transfer_syntax = event.context
         self._socket = assoc.dul.socket
-        self._implicit = str(transfer_syntax) == "1.2.840.10008.1.2"
+        self._implicit = UID(str(transfer_syntax)).is_implicit_VR
         self._context_id = int(context_id)
         self._max_pdu = int(assoc.requestor.maximum_length or 0)
         command = pending_find_command(event.request, PENDING)

@@ -93,6 +93,7 @@ _IDENTIFYING_KEYWORDS = (
 NOT_YET = frozenset({"retain_safe_private", "clean_pixel_data"})
 """Options the engine refuses rather than claim: the safe private attributes (Table E.3.10-1)
 are not yet in the repository, nor is the blanking of pixel regions."""
+OFFERED = frozenset(OPTIONS) - NOT_YET
 
 
 class Excluded(Exception):
@@ -224,9 +225,7 @@ class _Run:
         return _DUMMY.get(element.VR, "ANONYMIZED")
 
     def uids(self, value: object) -> object:
-        if isinstance(value, MultiValue | list | tuple):
-            return [self.uid(str(v)) for v in value]
-        return self.uid(str(value)) if value else value
+        return _map_values(value, self.uid)
 
     def uid(self, uid: str) -> str:
         uid = uid.strip("\x00 ")
