@@ -31,6 +31,8 @@ from pynetdicom.transport import (
 )
 from pynetdicom.utils import make_target
 
+from dicom_file_service.network.acceptor import ArchiveAssociation
+
 log = logging.getLogger(__name__)
 
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
@@ -155,7 +157,7 @@ class ArchiveRequestHandler(RequestHandler):
     server: ArchiveServer
 
     def _create_association(self) -> Association:
-        assoc = Association(self.ae, "acceptor")
+        assoc = ArchiveAssociation(self.ae, "acceptor")
         assoc._server = self.server
         assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
         sock = GuardedSocket(assoc, client_socket=self.request)
