@@ -46,6 +46,7 @@ def dimse(
     parent_pid: int | None,
 ) -> None:
     """Run the DICOM listener (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET) on its own."""
+    from dicom_file_service import heap
     from dicom_file_service.api import logs
     from dicom_file_service.network.listener import DicomListener
     from dicom_file_service.service.context import ServiceContext
@@ -70,6 +71,7 @@ def dimse(
             listener.start(host)
         except OSError as exc:
             raise click.ClickException(f"the DICOM listener cannot start: {exc}") from exc
+        heap.settle()  # started: what it holds now lives as long as the process
         try:
             stop.wait()
         finally:
