@@ -66,6 +66,9 @@ RETURN: dict[Level, list[str]] = {
 }
 # Attributes the service computes rather than reads from a header.
 COMPUTED = {"00080056", "00080061", "00081190", "00201206", "00201208", "00201209"}
+# Those of a study that take queries of their own (its series, their modalities): computed
+# only for an answer that returns one of them.
+COUNTS = frozenset({"00080061", "00201206", "00201208"})
 # ``includefield=all`` at study and series level: these modules' attributes (Patient, General
 # Study, Patient Study; General Series) as far as the first instance of the study or series has
 # them. At instance level ``all`` is the whole stored header.

@@ -77,9 +77,12 @@ class FindQuery:
     @property
     def returned_keys(self) -> list[str]:
         """The attributes (hex tags) the answers need from each match: the identifier's, and
-        the Patient ID that groups PATIENT-level answers."""
+        for PATIENT-level answers the Patient ID that groups them and the study counts that
+        add up to the patient's."""
         keys = [f"{int(e.tag):08X}" for e in self.returned]
-        return [*keys, "00100020"] if self.level == "PATIENT" else keys
+        if self.level == "PATIENT":
+            return [*keys, "00100020", _STUDY_SERIES, _STUDY_INSTANCES]
+        return keys
 
 
 def find_query(identifier: Dataset) -> FindQuery:

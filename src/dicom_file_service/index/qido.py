@@ -152,7 +152,11 @@ class Summary:
     modalities: tuple[str, ...] = ()
 
 
-def study_summaries(conn: Connection, uids: Sequence[str]) -> dict[str, Summary]:
+def study_summaries(
+    conn: Connection, uids: Sequence[str], *, counted: bool = True
+) -> dict[str, Summary]:
+    """``counted``: with the series counts and modalities (two more queries); without, the
+    counts of series are 0 and no modality is named."""
     firsts: dict[str, tuple[int, int]] = {}
     counts: dict[str, int] = {}
     modalities: dict[str, list[str]] = {}
@@ -161,6 +165,8 @@ def study_summaries(conn: Connection, uids: Sequence[str]) -> dict[str, Summary]
         grouped = select(uid, func.min(instances.c.seq), func.count()).where(uid.in_(chunk))
         for study, first, n in conn.execute(grouped.group_by(uid)):
             firsts[study] = (first, n)
+        if not counted:
+            continue
         in_series = select(series.c.study_instance_uid, func.count()).where(
             series.c.study_instance_uid.in_(chunk)
         )

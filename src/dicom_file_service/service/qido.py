@@ -19,7 +19,13 @@ from pydicom.datadict import dictionary_VR
 
 from dicom_file_service.dicom import header_index
 from dicom_file_service.dicom.qido import Level, Query, parse_query
-from dicom_file_service.dicom.qido_returns import ALL_SERIES, ALL_STUDY, COMPUTED, RETURN
+from dicom_file_service.dicom.qido_returns import (
+    ALL_SERIES,
+    ALL_STUDY,
+    COMPUTED,
+    COUNTS,
+    RETURN,
+)
 from dicom_file_service.errors import InvalidParameter
 from dicom_file_service.index import extra_keys as index_extra
 from dicom_file_service.index import qido as index_qido
@@ -68,7 +74,8 @@ def search(
             conn, query, scope, limit, scan_limit=scan_limit, indexed_extra=indexed
         )
         found, more = page.matches, page.more
-        summaries = _summaries(conn, level, found)
+        counted = returned is None or not COUNTS.isdisjoint(returned)
+        summaries = _summaries(conn, level, found, counted)
         firsts = {m: _first_seq(m, level, summaries) for m in found}
         headers = index_qido.headers_by_seq(conn, [s for s in firsts.values() if s is not None])
     if page.cut:
@@ -98,7 +105,7 @@ def search(
             attributes = orjson.loads(header_index.with_bulk_data_base(header, base))
         else:
             attributes = header_index.select_elements(header, index, wanted)
-        attributes.update(_computed(match, level, summary, urls))
+        attributes.update(_computed(match, level, summary, urls, counted))
         if returned is None:
             for tag in wanted:
                 attributes.setdefault(tag, _empty(tag))
@@ -165,10 +172,11 @@ def _first_seq(
 
 
 def _summaries(
-    conn: Any, level: Level, found: list[index_qido.Match]
+    conn: Any, level: Level, found: list[index_qido.Match], counted: bool
 ) -> dict[str, index_qido.Summary]:
     if level == "study":
-        return index_qido.study_summaries(conn, [m.study_instance_uid for m in found])
+        uids = [m.study_instance_uid for m in found]
+        return index_qido.study_summaries(conn, uids, counted=counted)
     if level == "series":
         return index_qido.series_summaries(conn, [m.series_instance_uid or "" for m in found])
     return {}
@@ -190,7 +198,11 @@ def _returned(query: Query, scope: dict[Level, str]) -> list[str]:
 
 
 def _computed(
-    match: index_qido.Match, level: Level, summary: index_qido.Summary | None, urls: ResourceUrls
+    match: index_qido.Match,
+    level: Level,
+    summary: index_qido.Summary | None,
+    urls: ResourceUrls,
+    counted: bool = True,
 ) -> dict[str, Any]:
     series = match.series_instance_uid if level in ("series", "instance") else None
     sop = match.sop_instance_uid if level == "instance" else None
@@ -199,7 +211,7 @@ def _computed(
         "00080056": {"vr": "CS", "Value": ["ONLINE"]},
         "00081190": {"vr": "UR", "Value": [url]},
     }
-    if summary is not None and level == "study":
+    if summary is not None and level == "study" and counted:
         out["00201206"] = {"vr": "IS", "Value": [summary.series]}
         out["00201208"] = {"vr": "IS", "Value": [summary.instances]}
         out["00080061"] = (
