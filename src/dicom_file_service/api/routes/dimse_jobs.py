@@ -12,20 +12,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from dicom_file_service.api import urls
 from dicom_file_service.api.deps import service_context
+from dicom_file_service.api.json_body import job_accepted, json_object
 from dicom_file_service.api.responses import json_response
-from dicom_file_service.errors import MalformedBody, PayloadTooLarge
 from dicom_file_service.service import dimse_jobs, dimse_scu, jobs
 
 router = APIRouter(tags=["modalities"])
 
-MAX_BODY_BYTES = 256 * 1024
 # The echo's own timeouts bound it; this bounds the wait for a thread to run it as well.
 ECHO_WAIT_SECONDS = 4 * dimse_scu.ECHO_TIMEOUT_SECONDS
 
@@ -53,26 +51,6 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the body is at most {MAX_BODY_BYTES} bytes")
-    try:
-        value = orjson.loads(bytes(body))
-    except orjson.JSONDecodeError as exc:
-        raise MalformedBody(f"the body is not JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise MalformedBody(f"the body must be a JSON object, not {type(value).__name__}")
-    return value
-
-
-def _accepted(job: jobs.Job) -> Response:
-    location = urls.job_location(job.id)
-    return json_response({"job": job.id, **job.as_json()}, 202, location=location)
-
-
 @router.post(
     f"{urls.MODALITIES}/{{name}}/echo",
     summary="C-ECHO a registered modality now",
@@ -96,9 +74,9 @@ async def echo(request: Request, name: str) -> Response:
     openapi_extra=_body(_STORE_SCHEMA),
 )
 async def store(request: Request, name: str) -> Response:
-    body = await _json_object(request)
+    body = await json_object(request)
     job = await run_in_threadpool(dimse_jobs.start_store, service_context(request), name, body)
-    return _accepted(job)
+    return job_accepted(job)
 
 
 @router.post(
@@ -110,9 +88,9 @@ async def store(request: Request, name: str) -> Response:
     openapi_extra=_body(_RETRIEVE_SCHEMA),
 )
 async def retrieve(request: Request, name: str) -> Response:
-    body = await _json_object(request)
+    body = await json_object(request)
     job = await run_in_threadpool(dimse_jobs.start_retrieve, service_context(request), name, body)
-    return _accepted(job)
+    return job_accepted(job)
 
 
 @router.get(f"{urls.JOBS}/{{job_id}}", summary="A background job: state, progress, result")

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from dicom_file_service.api import urls
 from dicom_file_service.api.deps import service_context
+from dicom_file_service.api.json_body import json_object
 from dicom_file_service.api.responses import json_response
-from dicom_file_service.errors import MalformedBody, PayloadTooLarge
 from dicom_file_service.service import modalities
 
 router = APIRouter(prefix=urls.MODALITIES, tags=["modalities"])
@@ -47,25 +46,6 @@ _MODALITY_SCHEMA: dict[str, Any] = {
 }
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object, read up to ``MAX_BODY_BYTES``."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"a modality's body is at most {MAX_BODY_BYTES} bytes")
-    try:
-        value = orjson.loads(bytes(body))
-    except orjson.JSONDecodeError as exc:
-        raise MalformedBody(f"the body is not JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise MalformedBody(
-            f"the body must be a JSON object (ae_title, host, port, allow), not "
-            f"{type(value).__name__}"
-        )
-    return value
-
-
 @router.get("", summary="Every registered modality, by name")
 async def list_modalities(request: Request) -> Response:
     found = await run_in_threadpool(modalities.list_modalities, service_context(request))
@@ -90,7 +70,7 @@ async def get_modality(request: Request, name: str) -> Response:
     },
 )
 async def put_modality(request: Request, name: str) -> Response:
-    modality = modalities.parse_modality(name, await _json_body(request))
+    modality = modalities.parse_modality(name, await json_object(request, limit=MAX_BODY_BYTES))
     created = await run_in_threadpool(modalities.put_modality, service_context(request), modality)
     if created:
         return json_response(modality.as_json(), 201, location=urls.modality_location(name))
