@@ -52,7 +52,7 @@ def deidentify(
             param_hint="--option",
         )
     key = secret_file.read_bytes().strip() if secret_file else deid_key(_settings_for(data_dir))
-    pseudonyms = Pseudonyms(key)
+    pseudonyms = Pseudonyms(key, variant=Request(chosen).variant)
     output.mkdir(parents=True, exist_ok=True)
     files = sorted(_walk(paths))
     written, excluded = 0, []

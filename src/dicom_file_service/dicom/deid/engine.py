@@ -108,6 +108,15 @@ class Request:
     options: frozenset[str] = frozenset()
     replace: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def variant(self) -> str:
+        """The request beyond the Basic Profile, written canonically ("" for the Basic
+        Profile alone): the ``Pseudonyms.variant`` its UIDs are made under."""
+        if not self.options and not self.replace:
+            return ""
+        given = ",".join(f"{k}={v}" for k, v in sorted(self.replace.items()))
+        return f"{','.join(sorted(self.options))};{given}"
+
 
 def deidentify(ds: Dataset, request: Request, pseudonyms: Pseudonyms, profile: Profile) -> Dataset:
     """``ds`` de-identified in place (and returned), its file meta made anew; ``Excluded``

@@ -7,7 +7,11 @@ the original by HMAC-SHA-256 under the archive's secret. Without the key, a pseu
 nothing of its original; with another key, every pseudonym differs.
 
 - A UID becomes ``2.25.`` and the decimal of 128 bits of the HMAC (PS3.5 B.2: a UUID-derived
-  UID; at most 44 characters).
+  UID; at most 44 characters). The HMAC also covers the ``variant``: what the request asked
+  for beyond the Basic Profile (its options and given values). A copy made under other options
+  holds other values, so it must be other instances, with UIDs of its own (PS3.5 9.1): two
+  copies of one study under different requests then sit side by side in an archive instead of
+  colliding. The same request always gives the same UIDs.
 - A Patient ID becomes a 20-character code of the same HMAC, upper-case hex.
 - A patient's dates move by one offset of whole days, the same for all of that patient's
   dates, so intervals are kept: between 365 and 3,650 days into the past.
@@ -27,6 +31,7 @@ class Pseudonyms:
     """Pseudonyms under one secret; UIDs memoised (an instance repeats its references)."""
 
     secret: bytes
+    variant: str = ""
     _uids: dict[str, str] = field(default_factory=dict, repr=False)
 
     def _digest(self, kind: str, value: str) -> bytes:
@@ -35,7 +40,8 @@ class Pseudonyms:
     def uid(self, original: str) -> str:
         known = self._uids.get(original)
         if known is None:
-            number = int.from_bytes(self._digest("uid", original)[:16], "big")
+            salted = f"{self.variant}\x00{original}" if self.variant else original
+            number = int.from_bytes(self._digest("uid", salted)[:16], "big")
             known = self._uids[original] = f"2.25.{number}"
         return known
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from dicom_file_service.dicom.deid.engine import Request
 from dicom_file_service.dicom.deid.pseudonyms import (
     MAX_OFFSET_DAYS,
     MIN_OFFSET_DAYS,
@@ -34,3 +35,16 @@ def test_a_patients_dates_move_by_one_offset_in_range() -> None:
     assert all(MIN_OFFSET_DAYS <= d <= MAX_OFFSET_DAYS for d in offsets)
     assert len(offsets) > 250  # spread, not one value
     assert keys.date_offset_days("P1") == Pseudonyms(b"k").date_offset_days("P1")
+
+
+def test_another_request_gives_other_uids_but_the_same_patient_pseudonyms() -> None:
+    basic, dated = Request(), Request(frozenset({"retain_longitudinal_modified_dates"}))
+    named = Request(replace={"PatientName": "SUBJECT^ONE"})
+    variants = [basic.variant, dated.variant, named.variant]
+    assert variants[0] == "" and len(set(variants)) == 3
+    assert Request(frozenset({"b", "a"})).variant == Request(frozenset({"a", "b"})).variant
+    keys = [Pseudonyms(b"k", variant=v) for v in variants]
+    assert len({k.uid("1.2.3") for k in keys}) == 3
+    assert keys[1].uid("1.2.3") == Pseudonyms(b"k", variant=variants[1]).uid("1.2.3")
+    assert len({k.patient_id("P1") for k in keys}) == 1
+    assert len({k.date_offset_days("P1") for k in keys}) == 1
