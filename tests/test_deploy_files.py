@@ -122,21 +122,23 @@ def test_every_variable_the_compose_file_sets_is_a_setting(name: str) -> None:
     assert set(_service(name)["environment"]) - known == set()
 
 
-def test_app_services_start_with_the_same_index_store_and_signing_secret(
+def test_app_services_start_with_the_same_index_store_and_secrets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Every instance signs and checks the others' URLs, and sees the same index and bytes."""
+    """Every instance signs and checks the others' URLs, makes the same pseudonyms (whichever
+    runs a de-identification job), and sees the same index and bytes."""
     seen = []
     for name in APP_SERVICES:
         settings = _settings_of(name, monkeypatch)
-        secret = settings.signing_secret
-        assert secret is not None, name
+        secret, deid = settings.signing_secret, settings.deid_secret
+        assert secret is not None and deid is not None, name
         seen.append(
             (
                 settings.resolved_database_url(),
                 settings.resolved_storage_url(),
                 secret.get_secret_value(),
                 settings.prerender,
+                deid.get_secret_value(),
             )
         )
     assert seen[0][0].startswith("postgresql") and seen[0][1].startswith("s3://")

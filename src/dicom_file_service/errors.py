@@ -339,6 +339,13 @@ class ResourceNotFound(NotFound):
     title = "Resource not found"
 
 
+class OptionRefused(BadRequest):
+    """A de-identification option this door will not apply (the detail says why)."""
+
+    code = "option_refused"
+    title = "De-identification option refused"
+
+
 class RemoteFailure(ServiceError):
     """A remote Application Entity could not be reached, refused the association, or
     answered with a failure (the detail says which, in words)."""

@@ -431,3 +431,25 @@ def test_the_page_says_how_a_modality_reaches_the_dicom_door(
     expect(page.locator("#dicom-door")).to_have_text(
         f"DICOM: AE title DICOMFS at 127.0.0.1, port {server.dicom_port}"
     )
+
+
+def test_a_study_is_de_identified_from_the_list_with_its_progress_and_copy(
+    server: Server, desktop: Watched
+) -> None:
+    page = desktop.page
+    patient, _ = store(server, "CT_small.dcm", "Deid")
+    page.goto(server.base_url + "/")
+    search(page, patient)
+    study = page.locator(".study", has_text=patient)
+    study.get_by_role("button", name="De-identify").click()
+    status = study.get_by_role("status")
+    expect(status).to_contain_text("De-identified copy: 1 instance in the new study 2.25.")
+    new_study = re.search(r"new study (2\.25\.\d+)", status.inner_text())
+    assert new_study is not None
+    copy_link = study.get_by_role("link", name="Open the copy in OHIF")
+    assert new_study[1] in (copy_link.get_attribute("href") or "")
+    with httpx.Client(base_url=server.base_url) as client:
+        found = client.get("/dicomweb/studies", params={"StudyInstanceUID": new_study[1]})
+        assert found.status_code == 200 and len(found.json()) == 1
+        name = found.json()[0]["00100010"]["Value"][0]["Alphabetic"]
+        assert patient.split("^")[0] not in name

@@ -19,6 +19,7 @@ from dicom_file_service.api.forwarded import ProxiedRequest, trusted_networks
 from dicom_file_service.api.logs import RequestLog
 from dicom_file_service.api.problems import install_problem_handlers
 from dicom_file_service.api.routes import (
+    deidentify,
     dicomweb_delete,
     dimse_jobs,
     files,
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(transfer.router)  # before files: its fixed paths win over {file_id}
     app.include_router(files.router)
     app.include_router(ops.router)
+    app.include_router(deidentify.router)  # before stow and wado: POST under a study
     app.include_router(stow.router)
     app.include_router(qido.router)
     app.include_router(wado.router)

@@ -38,6 +38,7 @@ STATUS: dict[type[e.ServiceError], int] = {
     e.StudyMismatch: 409,
     e.NotAcceptable: 406,
     e.InvalidModality: 400,
+    e.OptionRefused: 422,
     e.BadRequest: 400,
     e.FileNotFound: 404,
     e.TagNotFound: 404,

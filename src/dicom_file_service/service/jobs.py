@@ -36,7 +36,10 @@ Progress = Callable[[int, int], None]  # (done, total)
 PROGRESS_SECONDS = 1.0
 # The modules whose import registers the kinds (the queue's handler runs in processes that
 # may have imported none of them).
-KIND_MODULES = ("dicom_file_service.service.dimse_jobs",)
+KIND_MODULES = (
+    "dicom_file_service.service.dimse_jobs",
+    "dicom_file_service.service.deid_jobs",
+)
 _ID = re.compile(r"[A-Za-z0-9_-]{22}")
 
 

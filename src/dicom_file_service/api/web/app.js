@@ -228,6 +228,7 @@ function setUpDrop() {
 // ---------------------------------------------------------------- the study list
 
 const list = { offset: 0, asked: 0 };
+const deidNotes = new Map(); // study UID -> the line telling its de-identification
 
 function studyQuery() {
   const params = new URLSearchParams({
@@ -287,6 +288,11 @@ function studyItem(study) {
   const files = el("ul", { class: "files", hidden: true });
   filesButton.addEventListener("click", () => toggleFiles(filesButton, files, uid));
   const name = text(study, "00100010") || "(no patient name)";
+  // Kept across reloads of the list (the copy's arrival reloads it).
+  const deidStatus = deidNotes.get(uid) || el("div", { class: "deid-status", role: "status" });
+  deidNotes.set(uid, deidStatus);
+  const deidButton = el("button", { type: "button", text: "De-identify" });
+  deidButton.addEventListener("click", () => deidentify(uid, deidButton, deidStatus));
   const head = el(
     "div",
     { class: "study-head" },
@@ -303,9 +309,58 @@ function studyItem(study) {
       filesButton,
       el("a", { class: "button", href: zipUrl(uid), download: "", text: "Download study (ZIP)" }),
       el("a", { class: "button", href: ohifStudyUrl(uid), text: "Open in OHIF" }),
+      deidButton,
     ),
   );
-  return el("li", { class: "study", "data-study": uid }, head, files);
+  return el("li", { class: "study", "data-study": uid }, head, deidStatus, files);
+}
+
+// A de-identified copy of the study (PS3.15's Basic Profile, keyed pseudonyms) made by a job
+// on the server: its progress is polled, and the new study is offered when it is done.
+async function deidentify(uid, button, status) {
+  button.disabled = true;
+  status.replaceChildren("De-identifying: starting…");
+  try {
+    const response = await fetch(`dicomweb/studies/${encodeURIComponent(uid)}/deidentify`, {
+      method: "POST",
+      headers: { Accept: "application/json" },
+    });
+    if (!response.ok) throw new Error(await problemText(response));
+    const location = response.headers.get("Location").replace(/^\//, "");
+    let job = await response.json();
+    while (job.state === "pending" || job.state === "running") {
+      status.replaceChildren(`De-identifying: ${job.done} of ${job.total || "?"} instances`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      job = await getJson(location);
+    }
+    showCopy(job, status);
+  } catch (error) {
+    status.replaceChildren(`Not de-identified: ${error.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function showCopy(job, status) {
+  const result = job.result || {};
+  const stored = (result.stored || 0) + (result.already_stored || 0);
+  const left = (result.excluded || []).map((e) => `${e.sop_instance_uid}: ${e.reason}`);
+  const parts = [
+    job.state === "succeeded"
+      ? `De-identified copy: ${stored} instance${stored === 1 ? "" : "s"} in the new study ${result.study}.`
+      : `De-identification failed: ${job.error}`,
+  ];
+  if (left.length) parts.push(` Left out: ${left.join("; ")}.`);
+  status.replaceChildren(...parts);
+  if (job.state === "succeeded" && stored) {
+    status.append(
+      " ",
+      el("a", { class: "button", href: ohifStudyUrl(result.study), text: "Open the copy in OHIF" }),
+      " ",
+      el("a", { class: "button", href: zipUrl(result.study), download: "", text: "Download the copy (ZIP)" }),
+    );
+    loadStudies(); // the copy is a study of its own in the list
+  }
 }
 
 function zipUrl(study, series) {

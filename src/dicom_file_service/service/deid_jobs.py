@@ -1,0 +1,172 @@
+"""De-identified copies of stored studies, series and instances, as background jobs
+(``service.jobs``, kind ``deidentify``), stored in the archive beside their source.
+
+``start_deidentify`` checks the request and makes the job: ``options`` (PS3.15's names) and
+``replace`` (``PatientName``, ``PatientID``), both optional. An unknown field or option is a
+``MalformedBody``; ``retain_uids`` is an ``OptionRefused``: a copy keeping its source's UIDs
+would be the same instances as the source in this archive (the command line offers it, to
+write files elsewhere). A UID path naming nothing stored is a ``ResourceNotFound``, and no job
+is made.
+
+The job looks the instances up again when it runs, de-identifies each stored file under the
+archive's key (``service.deidentify``) and ingests the copy as any upload is ingested. The
+copy is deterministic to the byte, so a second identical request stores nothing new: each
+copy is found already stored, which is a success. Its result names the new study's UID (the
+source study's pseudonym), counts what was stored, and lists each instance left out
+(``excluded``: the source's SOP Instance UID and why) and each copy the archive refused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from dicom_file_service.dicom.deid.engine import NOT_YET, OFFERED, Request
+from dicom_file_service.dicom.deid.profile import OPTIONS
+from dicom_file_service.dicom.deid.pseudonyms import Pseudonyms
+from dicom_file_service.dicom.query_retrieve import RetrieveKeys
+from dicom_file_service.errors import (
+    MalformedBody,
+    OptionRefused,
+    ResourceNotFound,
+    ServiceError,
+)
+from dicom_file_service.service.context import ServiceContext
+from dicom_file_service.service.deidentify import deid_key, deidentify_file
+from dicom_file_service.service.ingest import ingest_staged
+from dicom_file_service.service.jobs import Job, Outcome, Progress, create_job, register_kind
+from dicom_file_service.service.records import InstanceRecord
+from dicom_file_service.service.retrieve import instance_file, instances_for
+from dicom_file_service.service.staging import StagedUpload
+
+KIND = "deidentify"
+# What became of each instance's copy: the result's keys.
+STORED, PRESENT, EXCLUDED, REFUSED = "stored", "already_stored", "excluded", "refused"
+FIELDS = ("options", "replace")
+REPLACEABLE = ("PatientName", "PatientID")
+# PS3.5: LO (Patient ID) and PN (Patient's Name) hold no backslash or control character; a
+# name's caret-separated components are kept as given.
+_VALUE = re.compile(r"[^\\\x00-\x1f\x7f]{1,64}")
+
+
+def start_deidentify(
+    ctx: ServiceContext,
+    study: str,
+    series: str | None,
+    instance: str | None,
+    body: Mapping[str, Any],
+) -> Job:
+    """A job de-identifying what the path names (see the module's docstring)."""
+    options, replace = _request(body)
+    keys = _keys(study, series, instance)
+    records = instances_for(ctx, keys)
+    if not records:
+        raise ResourceNotFound(f"nothing stored has the {_path(study, series, instance)}")
+    params = {
+        "study": study,
+        "series": series,
+        "instance": instance,
+        "options": sorted(options),
+        "replace": replace,
+    }
+    return create_job(ctx, KIND, params, total=len(records))
+
+
+def _request(body: Mapping[str, Any]) -> tuple[set[str], dict[str, str]]:
+    unknown = sorted(str(k) for k in body if k not in FIELDS)
+    if unknown:
+        raise MalformedBody(
+            f"unknown field(s) {', '.join(unknown)}; expected {' and '.join(FIELDS)}"
+        )
+    options = body.get("options", [])
+    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+        raise MalformedBody("options: must be a list of option names")
+    wrong = sorted(o for o in options if o not in OPTIONS)
+    if wrong:
+        raise MalformedBody(
+            f"options: {', '.join(map(repr, wrong))} is not a PS3.15 option "
+            f"(offered: {', '.join(sorted(OFFERED - {'retain_uids'}))})"
+        )
+    if "retain_uids" in options:
+        raise OptionRefused(
+            "retain_uids: a copy keeping its source's UIDs would be the very instances it "
+            "copies in this archive; the command line (dicom-file-service deidentify) offers "
+            "it for copies written elsewhere"
+        )
+    later = sorted(set(options) & NOT_YET)
+    if later:
+        raise OptionRefused(f"options: {', '.join(later)} is not offered by this archive yet")
+    replace = body.get("replace", {})
+    if not isinstance(replace, dict):
+        raise MalformedBody("replace: must be an object with PatientName and/or PatientID")
+    for key, value in replace.items():
+        if key not in REPLACEABLE:
+            raise MalformedBody(f"replace: {key!r} cannot be given; only PatientName, PatientID")
+        if not isinstance(value, str) or not _VALUE.fullmatch(value):
+            raise MalformedBody(
+                f"replace: {key} must be text of 1 to 64 characters without backslash or "
+                "control characters"
+            )
+    return set(options), dict(replace)
+
+
+def _keys(study: str, series: str | None, instance: str | None) -> RetrieveKeys:
+    if instance is not None:
+        return RetrieveKeys("IMAGE", (instance,), study, series)
+    if series is not None:
+        return RetrieveKeys("SERIES", (series,), study)
+    return RetrieveKeys("STUDY", (study,))
+
+
+def _path(study: str, series: str | None, instance: str | None) -> str:
+    named = f"study {study}"
+    if series is not None:
+        named += f", series {series}"
+    if instance is not None:
+        named += f", instance {instance}"
+    return named
+
+
+def _run(ctx: ServiceContext, params: dict[str, Any], progress: Progress) -> Outcome:
+    study, series, instance = params["study"], params.get("series"), params.get("instance")
+    records = instances_for(ctx, _keys(study, series, instance))
+    if not records:
+        return Outcome(None, f"nothing to copy: the {_path(study, series, instance)} was deleted")
+    request = Request(frozenset(params["options"]), params.get("replace") or {})
+    pseudonyms = Pseudonyms(deid_key(ctx.settings), variant=request.variant)
+    counts = {STORED: 0, PRESENT: 0}
+    left: dict[str, list[dict[str, str]]] = {EXCLUDED: [], REFUSED: []}
+    progress(0, len(records))
+    for done, record in enumerate(records, 1):
+        outcome, reason = _copy(ctx, record, request, pseudonyms)
+        if outcome in counts:
+            counts[outcome] += 1
+        else:
+            left[outcome].append({"sop_instance_uid": record.sop_instance_uid, "reason": reason})
+        progress(done, len(records))
+    refused = left[REFUSED]
+    result = {"study": pseudonyms.uid(study), **counts, **left}
+    if refused:
+        return Outcome(result, f"{len(refused)} copies were refused: {refused[0]['reason']}")
+    return Outcome(result)
+
+
+def _copy(
+    ctx: ServiceContext, record: InstanceRecord, request: Request, pseudonyms: Pseudonyms
+) -> tuple[str, str]:
+    """What became of ``record``'s copy (STORED, PRESENT, EXCLUDED, REFUSED), and why."""
+    with instance_file(ctx, record, [record.transfer_syntax_uid]) as path:
+        copy = deidentify_file(path, request, pseudonyms)
+    if copy.data is None:
+        return EXCLUDED, copy.excluded or ""
+    try:
+        with StagedUpload(ctx.scratch, ctx.settings.max_upload_bytes) as staged:
+            staged.write(copy.data)
+            result = ingest_staged(ctx, staged)
+    except ServiceError as exc:
+        return REFUSED, exc.detail
+    return (STORED if result.created else PRESENT), ""
+
+
+register_kind(KIND, _run)
