@@ -155,3 +155,11 @@ def test_deidentify_writes_keyed_copies_without_a_server(tmp_path: Path) -> None
         assert pydicom.dcmread(copy).LongitudinalTemporalInformationModified == "MODIFIED"
     wrong = run("wrong", key, "--option", "shred")
     assert wrong.returncode == 2 and "shred: not an option offered" in wrong.stderr
+    cleaned = run("cleaned", key, "--option", "clean_pixel_data", "--pixel-region", "0,0,8,4")
+    assert cleaned.returncode == 0, cleaned.stderr
+    for copy in (tmp_path / "cleaned").iterdir():
+        written = pydicom.dcmread(copy)
+        assert written.BurnedInAnnotation == "NO"
+        assert (written.pixel_array[:4, :8] == written.pixel_array[0, 0]).all()
+    alone = run("alone", key, "--option", "clean_pixel_data")
+    assert alone.returncode == 2 and "go together" in alone.stderr

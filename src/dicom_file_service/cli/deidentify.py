@@ -26,6 +26,12 @@ from dicom_file_service.cli import _settings_for, _walk, main
     default=None,
     help="The pseudonyms' key; default DICOM_FS_DEID_SECRET, else <data-dir>/deid.key",
 )
+@click.option(
+    "--pixel-region",
+    "regions",
+    multiple=True,
+    help="With --option clean_pixel_data: x0,y0,x1,y1 blanked in every frame (repeatable)",
+)
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar")
 def deidentify(
@@ -33,6 +39,7 @@ def deidentify(
     output: Path,
     options: tuple[str, ...],
     secret_file: Path | None,
+    regions: tuple[str, ...],
     data_dir: Path | None,
     quiet: bool,
 ) -> None:
@@ -51,14 +58,20 @@ def deidentify(
             f"{', '.join(wrong)}: not an option offered (offered: {', '.join(sorted(OFFERED))})",
             param_hint="--option",
         )
+    rectangles = tuple(_region(r) for r in regions)
+    if ("clean_pixel_data" in chosen) != bool(rectangles):
+        raise click.BadParameter(
+            "--option clean_pixel_data and --pixel-region go together", param_hint="--pixel-region"
+        )
+    request = Request(chosen, pixel_regions=rectangles)
     key = secret_file.read_bytes().strip() if secret_file else deid_key(_settings_for(data_dir))
-    pseudonyms = Pseudonyms(key, variant=Request(chosen).variant)
+    pseudonyms = Pseudonyms(key, variant=request.variant)
     output.mkdir(parents=True, exist_ok=True)
     files = sorted(_walk(paths))
     written, excluded = 0, []
     with tqdm(total=len(files), unit="file", disable=quiet, file=sys.stderr) as bar:
         for path in files:
-            copy = deidentify_file(path, Request(chosen), pseudonyms)
+            copy = deidentify_file(path, request, pseudonyms)
             if copy.data is None:
                 excluded.append((path, copy.excluded))
             else:
@@ -70,3 +83,15 @@ def deidentify(
         click.echo(f"  left out {path}: {why}", err=True)
     if excluded and not written:
         sys.exit(1)
+
+
+def _region(text: str) -> tuple[int, int, int, int]:
+    try:
+        x0, y0, x1, y1 = (int(n) for n in text.split(","))
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{text!r} is not x0,y0,x1,y1", param_hint="--pixel-region"
+        ) from exc
+    if not (0 <= x0 < x1 and 0 <= y0 < y1):
+        raise click.BadParameter(f"{text!r}: need 0 <= x0 < x1 and 0 <= y0 < y1")
+    return x0, y0, x1, y1

@@ -43,7 +43,8 @@ from dicom_file_service.service.staging import StagedUpload
 KIND = "deidentify"
 # What became of each instance's copy: the result's keys.
 STORED, PRESENT, EXCLUDED, REFUSED = "stored", "already_stored", "excluded", "refused"
-FIELDS = ("options", "replace")
+FIELDS = ("options", "replace", "pixel_regions")
+MAX_REGIONS = 64
 REPLACEABLE = ("PatientName", "PatientID")
 # PS3.5: LO (Patient ID) and PN (Patient's Name) hold no backslash or control character; a
 # name's caret-separated components are kept as given.
@@ -58,7 +59,7 @@ def start_deidentify(
     body: Mapping[str, Any],
 ) -> Job:
     """A job de-identifying what the path names (see the module's docstring)."""
-    options, replace = _request(body)
+    options, replace, regions = _request(body)
     keys = _keys(study, series, instance)
     records = instances_for(ctx, keys)
     if not records:
@@ -69,16 +70,15 @@ def start_deidentify(
         "instance": instance,
         "options": sorted(options),
         "replace": replace,
+        "pixel_regions": regions,
     }
     return create_job(ctx, KIND, params, total=len(records))
 
 
-def _request(body: Mapping[str, Any]) -> tuple[set[str], dict[str, str]]:
+def _request(body: Mapping[str, Any]) -> tuple[set[str], dict[str, str], list[list[int]]]:
     unknown = sorted(str(k) for k in body if k not in FIELDS)
     if unknown:
-        raise MalformedBody(
-            f"unknown field(s) {', '.join(unknown)}; expected {' and '.join(FIELDS)}"
-        )
+        raise MalformedBody(f"unknown field(s) {', '.join(unknown)}; expected {', '.join(FIELDS)}")
     options = body.get("options", [])
     if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
         raise MalformedBody("options: must be a list of option names")
@@ -108,7 +108,36 @@ def _request(body: Mapping[str, Any]) -> tuple[set[str], dict[str, str]]:
                 f"replace: {key} must be text of 1 to 64 characters without backslash or "
                 "control characters"
             )
-    return set(options), dict(replace)
+    regions = _regions(body.get("pixel_regions"), "clean_pixel_data" in options)
+    return set(options), dict(replace), regions
+
+
+def _regions(value: Any, cleaning: bool) -> list[list[int]]:
+    """``pixel_regions``: rectangles ``[x0, y0, x1, y1]`` (x1, y1 excluded), given exactly
+    when ``clean_pixel_data`` is asked."""
+    if value is None:
+        if cleaning:
+            raise MalformedBody(
+                "pixel_regions: clean_pixel_data needs the regions to blank, "
+                "[[x0, y0, x1, y1], ...] in pixels"
+            )
+        return []
+    if not cleaning:
+        raise MalformedBody("pixel_regions: only with the option clean_pixel_data")
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_REGIONS:
+        raise MalformedBody(f"pixel_regions: a list of 1 to {MAX_REGIONS} [x0, y0, x1, y1]")
+    for region in value:
+        if (
+            not isinstance(region, list)
+            or len(region) != 4
+            or not all(type(n) is int and 0 <= n <= 65535 for n in region)
+            or not (region[0] < region[2] and region[1] < region[3])
+        ):
+            raise MalformedBody(
+                f"pixel_regions: {str(region)[:80]} is not [x0, y0, x1, y1], whole pixels "
+                "from 0 to 65535 with x0 < x1 and y0 < y1"
+            )
+    return [list(r) for r in value]
 
 
 def _keys(study: str, series: str | None, instance: str | None) -> RetrieveKeys:
@@ -133,7 +162,8 @@ def _run(ctx: ServiceContext, params: dict[str, Any], progress: Progress) -> Out
     records = instances_for(ctx, _keys(study, series, instance))
     if not records:
         return Outcome(None, f"nothing to copy: the {_path(study, series, instance)} was deleted")
-    request = Request(frozenset(params["options"]), params.get("replace") or {})
+    regions = tuple((r[0], r[1], r[2], r[3]) for r in params.get("pixel_regions") or ())
+    request = Request(frozenset(params["options"]), params.get("replace") or {}, regions)
     pseudonyms = Pseudonyms(deid_key(ctx.settings), variant=request.variant)
     counts = {STORED: 0, PRESENT: 0}
     left: dict[str, list[dict[str, str]]] = {EXCLUDED: [], REFUSED: []}

@@ -178,7 +178,29 @@ def test_bad_requests_are_problems_naming_what_is_wrong(client: httpx.Client) ->
     assert "colour" in refused(400, BAD, json={"colour": "red"})
     assert "PatientSex" in refused(400, BAD, json={"replace": {"PatientSex": "F"}})
     assert "PatientID" in refused(400, BAD, json={"replace": {"PatientID": "a\\b"}})
+    assert "pixel_regions" in refused(400, BAD, json={"options": ["clean_pixel_data"]})
+    assert "clean_pixel_data" in refused(400, BAD, json={"pixel_regions": [[0, 0, 1, 1]]})
+    cleaning = {"options": ["clean_pixel_data"], "pixel_regions": [[5, 0, 2, 9]]}
+    assert "x0 < x1" in refused(400, BAD, json=cleaning)
     refused(400, BAD, content=b"{not json")
     refused(400, BAD, json=["retain_uids"])
     unknown = f"/dicomweb/studies/{generate_uid()}/deidentify"
     assert_problem(client.post(unknown, json={}), 404, "resource_not_found")
+
+
+def test_clean_pixel_data_blanks_the_regions_and_keeps_burned_in_instances(
+    client: httpx.Client,
+) -> None:
+    study, _, _ = _a_marked_study(client)
+    body = {"options": ["clean_pixel_data"], "pixel_regions": [[0, 0, 16, 8]]}
+    job = _finished(client, client.post(f"/dicomweb/studies/{study}/deidentify", json=body))
+    assert job["state"] == "succeeded", job
+    assert job["result"]["stored"] == 4 and job["result"]["excluded"] == []
+    copies = [pydicom.dcmread(io.BytesIO(d)) for d in _study_files(client, job["result"]["study"])
+              .values()]  # fmt: skip
+    assert len(copies) == 4
+    for ds in copies:
+        assert ds.BurnedInAnnotation == "NO"
+        assert (ds.pixel_array[:8, :16] == -32768).all()  # CT_small: signed 16 bits stored
+        codes = [item.CodeValue for item in ds.DeidentificationMethodCodeSequence]
+        assert "113101" in codes  # Clean Pixel Data Option

@@ -1,6 +1,7 @@
 """De-identified copies over REST: ``POST .../deidentify`` under a study, a series or an
 instance of ``/dicomweb`` starts a job (202, ``Location: /jobs/{id}``) that stores the copy as
-a new study. The body (``options``, ``replace``; an empty body is the Basic Profile) is
+a new study. The body (``options``, ``replace``, ``pixel_regions``; an empty body is the Basic
+Profile) is
 checked by ``service.deid_jobs``, whose errors name the field."""
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ _SCHEMA: dict[str, Any] = {
             "type": "object",
             "properties": {"PatientName": {"type": "string"}, "PatientID": {"type": "string"}},
             "description": "values written instead of the keyed pseudonyms",
+        },
+        "pixel_regions": {
+            "type": "array",
+            "items": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4},
+            "description": "with clean_pixel_data: rectangles [x0, y0, x1, y1] (x1, y1 "
+            "excluded) blanked in every frame",
         },
     },
     "example": {

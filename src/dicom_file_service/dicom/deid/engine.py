@@ -45,6 +45,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
+from dicom_file_service.dicom.deid.pixels import CannotClean, Region, blank_regions
 from dicom_file_service.dicom.deid.profile import BASIC_PROFILE_CODE, OPTIONS, Profile
 from dicom_file_service.dicom.deid.pseudonyms import Pseudonyms
 from dicom_file_service.dicom.part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -90,7 +91,7 @@ _IDENTIFYING_KEYWORDS = (
 )
 
 
-NOT_YET = frozenset({"retain_safe_private", "clean_pixel_data"})
+NOT_YET = frozenset({"retain_safe_private"})
 """Options the engine refuses rather than claim: the safe private attributes (Table E.3.10-1)
 are not yet in the repository, nor is the blanking of pixel regions."""
 OFFERED = frozenset(OPTIONS) - NOT_YET
@@ -107,6 +108,7 @@ class Request:
 
     options: frozenset[str] = frozenset()
     replace: Mapping[str, str] = field(default_factory=dict)
+    pixel_regions: tuple[Region, ...] = ()  # to blank, with clean_pixel_data
 
     @property
     def variant(self) -> str:
@@ -115,7 +117,10 @@ class Request:
         if not self.options and not self.replace:
             return ""
         given = ",".join(f"{k}={v}" for k, v in sorted(self.replace.items()))
-        return f"{','.join(sorted(self.options))};{given}"
+        variant = f"{','.join(sorted(self.options))};{given}"
+        if self.pixel_regions:
+            variant += ";" + ",".join(":".join(map(str, r)) for r in self.pixel_regions)
+        return variant
 
 
 def deidentify(ds: Dataset, request: Request, pseudonyms: Pseudonyms, profile: Profile) -> Dataset:
@@ -127,10 +132,18 @@ def deidentify(ds: Dataset, request: Request, pseudonyms: Pseudonyms, profile: P
     unsupported = request.options & NOT_YET
     if unsupported:
         raise ValueError(f"not supported yet: {', '.join(sorted(unsupported))}")
+    cleaning = "clean_pixel_data" in request.options
+    if cleaning != bool(request.pixel_regions):
+        raise ValueError("clean_pixel_data and pixel regions go together")
     # pydicom's doubts about stored values (an over-long UID) are not this copy's to judge;
     # its validation mode is global but idempotent, as where files are parsed.
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
-    if str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
+    if cleaning:
+        try:
+            blank_regions(ds, request.pixel_regions)
+        except CannotClean as exc:
+            raise Excluded(str(exc)) from exc
+    elif str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
         raise Excluded("Burned In Annotation is YES: the pixels may show identity")
     run = _Run(ds, request, pseudonyms, profile)
     run.data_set(ds)
