@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dicom_file_service.dicom.deid.engine import NOT_YET, OFFERED, Request
@@ -45,6 +46,7 @@ KIND = "deidentify"
 STORED, PRESENT, EXCLUDED, REFUSED = "stored", "already_stored", "excluded", "refused"
 FIELDS = ("options", "replace", "pixel_regions")
 MAX_REGIONS = 64
+COPIES_AT_ONCE = 4
 REPLACEABLE = ("PatientName", "PatientID")
 # PS3.5: LO (Patient ID) and PN (Patient's Name) hold no backslash or control character; a
 # name's caret-separated components are kept as given.
@@ -168,13 +170,17 @@ def _run(ctx: ServiceContext, params: dict[str, Any], progress: Progress) -> Out
     counts = {STORED: 0, PRESENT: 0}
     left: dict[str, list[dict[str, str]]] = {EXCLUDED: [], REFUSED: []}
     progress(0, len(records))
-    for done, record in enumerate(records, 1):
-        outcome, reason = _copy(ctx, record, request, pseudonyms)
-        if outcome in counts:
-            counts[outcome] += 1
-        else:
-            left[outcome].append({"sop_instance_uid": record.sop_instance_uid, "reason": reason})
-        progress(done, len(records))
+    # A few copies at once: the de-identification and the parse run in the parser processes
+    # (every core), and the stores' fsyncs overlap and share group commits.
+    with ThreadPoolExecutor(COPIES_AT_ONCE, thread_name_prefix="deidentify") as pool:
+        outcomes = pool.map(lambda r: _copy(ctx, r, request, pseudonyms), records)
+        for done, (record, (outcome, reason)) in enumerate(zip(records, outcomes, strict=True), 1):
+            if outcome in counts:
+                counts[outcome] += 1
+            else:
+                entry = {"sop_instance_uid": record.sop_instance_uid, "reason": reason}
+                left[outcome].append(entry)
+            progress(done, len(records))
     refused = left[REFUSED]
     result = {"study": pseudonyms.uid(study), **counts, **left}
     if refused:
@@ -185,15 +191,17 @@ def _run(ctx: ServiceContext, params: dict[str, Any], progress: Progress) -> Out
 def _copy(
     ctx: ServiceContext, record: InstanceRecord, request: Request, pseudonyms: Pseudonyms
 ) -> tuple[str, str]:
-    """What became of ``record``'s copy (STORED, PRESENT, EXCLUDED, REFUSED), and why."""
-    with instance_file(ctx, record, [record.transfer_syntax_uid]) as path:
-        copy = deidentify_file(path, request, pseudonyms)
-    if copy.data is None:
-        return EXCLUDED, copy.excluded or ""
+    """What became of ``record``'s copy (STORED, PRESENT, EXCLUDED, REFUSED), and why. A
+    failure of ours (the stored file unreadable, a parse past its time, a store refusing the
+    copy) is this instance's, named in the result; the others go on."""
     try:
+        with instance_file(ctx, record, [record.transfer_syntax_uid]) as path:
+            copy = ctx.parsers.run(deidentify_file, path, request, pseudonyms)
+        if copy.data is None:
+            return EXCLUDED, copy.excluded or ""
         with StagedUpload(ctx.scratch, ctx.settings.max_upload_bytes) as staged:
             staged.write(copy.data)
-            result = ingest_staged(ctx, staged)
+            result = ingest_staged(ctx, staged, one_of_many=True)
     except ServiceError as exc:
         return REFUSED, exc.detail
     return (STORED if result.created else PRESENT), ""

@@ -19,11 +19,13 @@ import logging
 import multiprocessing
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from dicom_file_service.dicom.header_index import encode_header
 from dicom_file_service.dicom.parse import DEFAULT_MAX_INFLATED, ParsedInstance, parse_file
@@ -32,6 +34,7 @@ from dicom_file_service.dicom.render import tiny_image
 from dicom_file_service.errors import ParserUnavailable, ParseTimeout
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,17 @@ class Parsers:
         are stored concurrently: the case where parsing in processes uses another core."""
         if self.processes == 0 or (self.single_in_thread and not one_of_many):
             return parse_upload(str(path), self.max_inflated_bytes)
+        return self.run(parse_upload, str(path), self.max_inflated_bytes)
+
+    def run(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in a parser process (in this thread when there are none): other
+        CPU-bound work on one file (a de-identified copy), under the same time bound.
+        ``function`` and its arguments cross the pipe: a module-level function, picklable
+        arguments."""
+        if self.processes == 0:
+            return function(*args)
         pool = self._current()
-        future = pool.submit(parse_upload, str(path), self.max_inflated_bytes)
+        future = pool.submit(function, *args)
         try:
             return future.result(timeout=self.timeout_seconds)
         except FutureTimeout as exc:

@@ -163,7 +163,9 @@ class _Run:
         self.profile = profile
         self.original_patient_id = str(ds.get("PatientID", "") or "")
         self.offset = datetime.timedelta(days=pseudonyms.date_offset_days(self.original_patient_id))
-        self.identifying = _identifying_pattern(ds)
+        # Gathered before anything is changed, and only when some text may be cleaned.
+        cleans = profile.cleans_text(request.options)
+        self.identifying = _identifying_pattern(ds) if cleans else None
         self.dates_moved = False
 
     # ------------------------------------------------------------------ walking

@@ -16,6 +16,8 @@ import functools
 from dataclasses import dataclass, field
 from importlib import resources
 
+from pydicom.datadict import dictionary_VR
+
 OPTIONS: dict[str, tuple[str | None, str, str]] = {
     # option: (table column, CID 7050 code value, code meaning)
     "retain_safe_private": ("rtn_safe_priv", "113111", "Retain Safe Private Option"),
@@ -82,6 +84,7 @@ class Profile:
         self.rules = rules
         self._exact: dict[int, Rule] = {}
         self._masked: list[tuple[int, int, Rule]] = []
+        self._cleans: dict[frozenset[str], bool] = {}
         for rule in rules:
             mask_value = _mask(rule.tag)
             if mask_value is None:
@@ -92,6 +95,18 @@ class Profile:
             else:
                 self._masked.append((mask, value, rule))
 
+    def cleans_text(self, chosen: frozenset[str]) -> bool:
+        """Whether some attribute may be cleaned as text (C on anything but a date, time, UID
+        or name, which are cleaned without reading text): only then is the instance's
+        identifying text worth gathering."""
+        known = self._cleans.get(chosen)
+        if known is None:
+            known = self._cleans[chosen] = any(
+                rule.action(chosen) == "C" and _vr(rule.tag) not in _CLEANED_WITHOUT_TEXT
+                for rule in self.rules
+            )
+        return known
+
     def rule(self, tag: int) -> Rule | None:
         found = self._exact.get(tag)
         if found is not None:
@@ -99,6 +114,20 @@ class Profile:
         for mask, value, rule in self._masked:
             if tag & mask == value:
                 return rule
+        return None
+
+
+_CLEANED_WITHOUT_TEXT = ("DA", "DT", "TM", "UI", "PN")
+
+
+def _vr(written: str) -> str | None:
+    """The dictionary's VR of an exact tag (None for a masked one, or one it lacks)."""
+    mask_value = _mask(written)
+    if mask_value is None or mask_value[0] != 0xFFFFFFFF:
+        return None
+    try:
+        return str(dictionary_VR(mask_value[1]))
+    except KeyError:
         return None
 
 
