@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 
@@ -204,3 +206,20 @@ def test_clean_pixel_data_blanks_the_regions_and_keeps_burned_in_instances(
         assert (ds.pixel_array[:8, :16] == -32768).all()  # CT_small: signed 16 bits stored
         codes = [item.CodeValue for item in ds.DeidentificationMethodCodeSequence]
         assert "113101" in codes  # Clean Pixel Data Option
+
+
+def test_an_instance_kept_without_file_meta_is_copied(client: httpx.Client) -> None:
+    """A data set stored as sent, without preamble or file meta (implicit VR little endian)."""
+    study, series = generate_uid(), generate_uid()
+    ds = _instance(study, series, generate_uid())
+    bare = DicomBytesIO()
+    bare.is_little_endian, bare.is_implicit_VR = True, True
+    write_dataset(bare, ds)
+    data = bare.getvalue()
+    answer = client.post("/dicom-image", files={"file": ("bare.dcm", data)})
+    assert answer.status_code == 201, answer.text
+    job = _finished(client, client.post(f"/dicomweb/studies/{study}/deidentify"))
+    assert job["state"] == "succeeded", job
+    assert job["result"]["stored"] == 1
+    (copy,) = _study_files(client, job["result"]["study"]).values()
+    assert copy[128:132] == b"DICM" and b"MRKFAMILY" not in copy
