@@ -12,7 +12,7 @@ maps them to problem documents through one table (``api/problems.py``), the CLI 
     │   ├── InvalidTag, InvalidParameter, MalformedBody > TruncatedBody
     │   ├── PayloadTooLarge, UnsupportedMediaType > TransferSyntaxNotSupported
     │   ├── NoPixelData, FrameOutOfRange, UndecodablePixelData, ImageTooLarge
-    │   ├── StudyMismatch, NotAcceptable, InvalidModality
+    │   ├── StudyMismatch, NotAcceptable, InvalidModality, OptionRefused
     ├── NotFound > FileNotFound > BlobNotFound; TagNotFound, UploadNotFound, ModalityNotFound,
     │   JobNotFound, ResourceNotFound
     ├── DuplicateInstance
