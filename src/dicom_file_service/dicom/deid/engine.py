@@ -32,19 +32,20 @@ de-identified patient's studies still group together.
 from __future__ import annotations
 
 import datetime
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pydicom import config as pydicom_config
 from pydicom._uid_dict import UID_dictionary
-from pydicom.datadict import dictionary_has_tag, repeater_has_tag
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, repeater_has_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
+from dicom_file_service.dicom.deid.identifying import identifying_pattern
 from dicom_file_service.dicom.deid.pixels import CannotClean, Region, blank_regions
 from dicom_file_service.dicom.deid.profile import BASIC_PROFILE_CODE, OPTIONS, Profile
 from dicom_file_service.dicom.deid.pseudonyms import Pseudonyms
@@ -75,20 +76,6 @@ _DUMMY = {
 _NUMBERS = ("US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT")
 _BINARY = ("OB", "OW", "OD", "OF", "OL", "OV", "UN")
 _FREE_TEXT = ("LO", "LT", "SH", "ST", "UC", "UT")
-_IDENTIFYING_KEYWORDS = (
-    "PatientID",
-    "OtherPatientIDs",
-    "IssuerOfPatientID",
-    "AccessionNumber",
-    "StudyID",
-    "PatientAddress",
-    "PatientTelephoneNumbers",
-    "MedicalRecordLocator",
-    "InstitutionName",
-    "InstitutionAddress",
-    "StationName",
-    "DeviceSerialNumber",
-)
 
 
 NOT_YET = frozenset({"retain_safe_private"})
@@ -165,7 +152,7 @@ class _Run:
         self.offset = datetime.timedelta(days=pseudonyms.date_offset_days(self.original_patient_id))
         # Gathered before anything is changed, and only when some text may be cleaned.
         cleans = profile.cleans_text(request.options)
-        self.identifying = _identifying_pattern(ds) if cleans else None
+        self.identifying = identifying_pattern(ds) if cleans else None
         self.dates_moved = False
 
     # ------------------------------------------------------------------ walking
@@ -174,14 +161,21 @@ class _Run:
         """Every attribute of ``ds``; ``within`` is what the sequence holding it asked of its
         items: K (the table decides), D (free text the table does not list is replaced by a
         dummy) or C (such text is cleaned)."""
-        for element in list(ds):
-            self.element(ds, element, within)
+        for tag in list(ds.keys()):
+            self.element(ds, tag, within)
 
-    def element(self, ds: Dataset, element: DataElement, within: str) -> None:
-        tag = element.tag
+    def element(self, ds: Dataset, tag: BaseTag, within: str) -> None:
+        """One attribute. Decided on its tag and VR as read, so that what is removed, and what
+        is kept unchanged (neither a UID nor a sequence), is never decoded: a CT slice's
+        hundred private attributes cost a deletion each."""
         if tag.element == 0x0000 or tag.is_private or not _known(int(tag)):
             del ds[tag]  # group lengths, private and unknown attributes
             return
+        vr = ds.get_item(tag).VR or _dictionary_vr(int(tag))  # None: read as implicit VR
+        action = self.action(int(tag), vr, within)
+        if action == "K" and vr not in ("UI", "SQ"):
+            return  # kept as read
+        element = ds[tag]
         action = self.action(int(tag), element.VR, within)
         if action == "C" and element.VR in _BINARY:
             action = "X"  # a bitmap or binary value cannot be cleaned, only removed
@@ -321,6 +315,13 @@ class _Run:
             ds.LongitudinalTemporalInformationModified = "REMOVED"
 
 
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:  # a repeating group's: its converted element says
+        return "UN"
+
+
 def _known(tag: int) -> bool:
     return dictionary_has_tag(tag) or repeater_has_tag(tag)
 
@@ -335,48 +336,6 @@ def _map_values(value: object, convert: Callable[[str], str]) -> object:
     if isinstance(value, MultiValue | list | tuple):
         return [convert(str(v)) for v in value]
     return convert(str(value)) if value not in (None, "") else value
-
-
-def _identifying_pattern(ds: Dataset) -> re.Pattern[str] | None:
-    """Every identifying value the instance holds, as one case-insensitive pattern."""
-    found: set[str] = set()
-    for element in _walk(ds):
-        if element.VR == "PN" and element.value:
-            for name in _values(element.value):
-                found.update(p for p in re.split(r"[\^=\s,]+", name) if len(p) >= 2)
-        elif element.VR in ("DA", "DT") and element.value:
-            for day in _values(element.value):
-                found.update(_date_spellings(day))
-        elif element.keyword in _IDENTIFYING_KEYWORDS and element.value:
-            found.update(v for v in _values(element.value) if len(v) >= 2)
-    if not found:
-        return None
-    ordered = sorted(found, key=len, reverse=True)
-    return re.compile("|".join(re.escape(v) for v in ordered), re.IGNORECASE)
-
-
-def _walk(ds: Dataset) -> Iterable[DataElement]:
-    for element in ds:
-        if element.VR == "SQ":
-            for item in element.value:
-                yield from _walk(item)
-        else:
-            yield element
-
-
-def _values(value: object) -> list[str]:
-    if isinstance(value, MultiValue | list | tuple):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [str(value).strip()] if str(value).strip() else []
-
-
-def _date_spellings(value: str) -> list[str]:
-    """A date as the text around it might write it: 20240131, 2024-01-31, 31.01.2024,
-    01/31/2024, 31/01/2024."""
-    if len(value) < 8 or not value[:8].isdigit():
-        return []
-    y, m, d = value[:4], value[4:6], value[6:8]
-    return [f"{y}{m}{d}", f"{y}-{m}-{d}", f"{d}.{m}.{y}", f"{m}/{d}/{y}", f"{d}/{m}/{y}"]
 
 
 def _new_file_meta(ds: Dataset) -> None:

@@ -16,6 +16,7 @@ cleaned, and is left out with the reason, like one that says it has burned-in te
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -51,7 +52,7 @@ def blank_regions(ds: Dataset, regions: Sequence[Region]) -> None:
     syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian)))
     if syntax.is_compressed:
         syntax = ExplicitVRLittleEndian
-    order = "<" if syntax.is_little_endian else ">"
+    order: Literal["<", ">"] = "<" if syntax.is_little_endian else ">"
     data = shaped.astype(shaped.dtype.newbyteorder(order), copy=False).tobytes()
     ds.PixelData = data + b"\0" if len(data) % 2 else data
     ds["PixelData"].VR = "OB" if shaped.dtype.itemsize == 1 else "OW"
