@@ -18,9 +18,13 @@ source study's pseudonym), counts what was stored, and lists each instance left 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from dicom_file_service.dicom.deid.engine import NOT_YET, OFFERED, Request
@@ -34,12 +38,11 @@ from dicom_file_service.errors import (
     ServiceError,
 )
 from dicom_file_service.service.context import ServiceContext
-from dicom_file_service.service.deidentify import deid_key, deidentify_file
-from dicom_file_service.service.ingest import ingest_staged
+from dicom_file_service.service.deidentify import deid_key, deidentify_to
+from dicom_file_service.service.ingest import ingest_path
 from dicom_file_service.service.jobs import Job, Outcome, Progress, create_job, register_kind
 from dicom_file_service.service.records import InstanceRecord
 from dicom_file_service.service.retrieve import instance_file, instances_for
-from dicom_file_service.service.staging import StagedUpload
 
 KIND = "deidentify"
 # What became of each instance's copy: the result's keys.
@@ -47,6 +50,7 @@ STORED, PRESENT, EXCLUDED, REFUSED = "stored", "already_stored", "excluded", "re
 FIELDS = ("options", "replace", "pixel_regions")
 MAX_REGIONS = 64
 COPIES_AT_ONCE = 4
+IN_FLIGHT_BYTES = 256 * 1024 * 1024
 REPLACEABLE = ("PatientName", "PatientID")
 # PS3.5: LO (Patient ID) and PN (Patient's Name) hold no backslash or control character; a
 # name's caret-separated components are kept as given.
@@ -173,7 +177,8 @@ def _run(ctx: ServiceContext, params: dict[str, Any], progress: Progress) -> Out
     # A few copies at once: the de-identification and the parse run in the parser processes
     # (every core), and the stores' fsyncs overlap and share group commits.
     with ThreadPoolExecutor(COPIES_AT_ONCE, thread_name_prefix="deidentify") as pool:
-        outcomes = pool.map(lambda r: _copy(ctx, r, request, pseudonyms), records)
+        in_flight = _InFlight()
+        outcomes = pool.map(lambda r: _copy(ctx, r, request, pseudonyms, in_flight), records)
         for done, (record, (outcome, reason)) in enumerate(zip(records, outcomes, strict=True), 1):
             if outcome in counts:
                 counts[outcome] += 1
@@ -189,22 +194,62 @@ def _run(ctx: ServiceContext, params: dict[str, Any], progress: Progress) -> Out
 
 
 def _copy(
-    ctx: ServiceContext, record: InstanceRecord, request: Request, pseudonyms: Pseudonyms
+    ctx: ServiceContext,
+    record: InstanceRecord,
+    request: Request,
+    pseudonyms: Pseudonyms,
+    in_flight: _InFlight,
 ) -> tuple[str, str]:
     """What became of ``record``'s copy (STORED, PRESENT, EXCLUDED, REFUSED), and why. A
     failure of ours (the stored file unreadable, a parse past its time, a store refusing the
     copy) is this instance's, named in the result; the others go on."""
-    try:
-        with instance_file(ctx, record, [record.transfer_syntax_uid]) as path:
-            copy = ctx.parsers.run(deidentify_file, path, request, pseudonyms)
-        if copy.data is None:
-            return EXCLUDED, copy.excluded or ""
-        with StagedUpload(ctx.scratch, ctx.settings.max_upload_bytes) as staged:
-            staged.write(copy.data)
-            result = ingest_staged(ctx, staged, one_of_many=True)
-    except ServiceError as exc:
-        return REFUSED, exc.detail
+    with in_flight.room(record.size):
+        try:
+            with (
+                instance_file(ctx, record, [record.transfer_syntax_uid]) as path,
+                _scratch_file(ctx) as out,
+            ):
+                copy = ctx.parsers.run(deidentify_to, path, out, request, pseudonyms)
+                if copy.excluded is not None:
+                    return EXCLUDED, copy.excluded
+                result = ingest_path(ctx, out, one_of_many=True)
+        except ServiceError as exc:
+            return REFUSED, exc.detail
     return (STORED if result.created else PRESENT), ""
+
+
+@contextlib.contextmanager
+def _scratch_file(ctx: ServiceContext) -> Iterator[Path]:
+    fd, path = ctx.scratch.new_file()
+    os.close(fd)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+class _InFlight:
+    """Copies run at once only while the sizes of their sources add up to at most
+    ``IN_FLIGHT_BYTES``: a large file (read whole by the de-identification) is copied alone,
+    so memory is bounded by the largest file, not by four of them."""
+
+    def __init__(self, limit: int = IN_FLIGHT_BYTES) -> None:
+        self._limit = limit
+        self._bytes = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def room(self, size: int) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: self._bytes == 0 or self._bytes + size <= self._limit)
+            self._bytes += size
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._bytes -= size
+                self._changed.notify_all()
 
 
 register_kind(KIND, _run)

@@ -7,9 +7,11 @@ service, or pseudonyms of one subject would differ between copies.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
 from pydicom.errors import InvalidDicomError
@@ -39,6 +41,17 @@ class Copy:
 
 def deidentify_file(path: Path, request: Request, pseudonyms: Pseudonyms) -> Copy:
     """The de-identified Part 10 bytes of the file at ``path`` (its Pixel Data unchanged)."""
+    out = io.BytesIO()
+    copy = deidentify_to(path, out, request, pseudonyms)
+    return dataclasses.replace(copy, data=out.getvalue()) if copy.excluded is None else copy
+
+
+def deidentify_to(
+    path: Path, out: Path | BinaryIO, request: Request, pseudonyms: Pseudonyms
+) -> Copy:
+    """The de-identified copy of the file at ``path`` written to ``out`` (a path: the bytes
+    never come back whole through memory, whatever the file's size); ``Copy.data`` is
+    None."""
     try:
         ds = pydicom.dcmread(path)
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
@@ -49,6 +62,5 @@ def deidentify_file(path: Path, request: Request, pseudonyms: Pseudonyms) -> Cop
         deidentify(ds, request, pseudonyms, table_e1_1())
     except Excluded as exc:
         return Copy(path, excluded=str(exc))
-    out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
-    return Copy(path, out.getvalue(), str(ds.SOPInstanceUID))
+    return Copy(path, None, str(ds.SOPInstanceUID))

@@ -254,10 +254,13 @@ def _duplicate(sop_instance_uid: str, file_id: str | None) -> DuplicateInstance:
     )
 
 
-def ingest_path(ctx: ServiceContext, path: Path, *, overwrite: bool = False) -> IngestResult:
-    """Ingest a file from the local filesystem (the CLI's bulk import), streaming it."""
+def ingest_path(
+    ctx: ServiceContext, path: Path, *, overwrite: bool = False, one_of_many: bool = False
+) -> IngestResult:
+    """Ingest a file from the local filesystem (the CLI's bulk import, a de-identified copy),
+    streaming it; ``one_of_many`` as for ``ingest_staged``."""
     with StagedUpload(ctx.scratch, ctx.settings.max_upload_bytes) as staged:
         with open(path, "rb") as f:
             while chunk := f.read(1024 * 1024):
                 staged.write(chunk)
-        return ingest_staged(ctx, staged, overwrite=overwrite)
+        return ingest_staged(ctx, staged, overwrite=overwrite, one_of_many=one_of_many)
