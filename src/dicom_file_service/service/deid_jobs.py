@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from dicom_file_service.dicom.deid.engine import NOT_YET, OFFERED, Request
+from dicom_file_service.dicom.deid.engine import OFFERED, Request
 from dicom_file_service.dicom.deid.profile import OPTIONS
 from dicom_file_service.dicom.deid.pseudonyms import Pseudonyms
 from dicom_file_service.dicom.query_retrieve import RetrieveKeys
@@ -100,9 +100,6 @@ def _request(body: Mapping[str, Any]) -> tuple[set[str], dict[str, str], list[li
             "copies in this archive; the command line (dicom-file-service deidentify) offers "
             "it for copies written elsewhere"
         )
-    later = sorted(set(options) & NOT_YET)
-    if later:
-        raise OptionRefused(f"options: {', '.join(later)} is not offered by this archive yet")
     replace = body.get("replace", {})
     if not isinstance(replace, dict):
         raise MalformedBody("replace: must be an object with PatientName and/or PatientID")

@@ -49,6 +49,7 @@ from dicom_file_service.dicom.deid.identifying import identifying_pattern
 from dicom_file_service.dicom.deid.pixels import CannotClean, Region, blank_regions
 from dicom_file_service.dicom.deid.profile import BASIC_PROFILE_CODE, OPTIONS, Profile
 from dicom_file_service.dicom.deid.pseudonyms import Pseudonyms
+from dicom_file_service.dicom.deid.safe_private import safe_private
 from dicom_file_service.dicom.part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 PATIENT_NAME, PATIENT_ID = 0x00100010, 0x00100020
@@ -78,10 +79,9 @@ _BINARY = ("OB", "OW", "OD", "OF", "OL", "OV", "UN")
 _FREE_TEXT = ("LO", "LT", "SH", "ST", "UC", "UT")
 
 
-NOT_YET = frozenset({"retain_safe_private"})
 """Options the engine refuses rather than claim: the safe private attributes (Table E.3.10-1)
 are not yet in the repository, nor is the blanking of pixel regions."""
-OFFERED = frozenset(OPTIONS) - NOT_YET
+OFFERED = frozenset(OPTIONS)
 
 
 class Excluded(Exception):
@@ -116,9 +116,6 @@ def deidentify(ds: Dataset, request: Request, pseudonyms: Pseudonyms, profile: P
     unknown = request.options - OPTIONS.keys()
     if unknown:
         raise ValueError(f"unknown options: {', '.join(sorted(unknown))}")
-    unsupported = request.options & NOT_YET
-    if unsupported:
-        raise ValueError(f"not supported yet: {', '.join(sorted(unsupported))}")
     cleaning = "clean_pixel_data" in request.options
     if cleaning != bool(request.pixel_regions):
         raise ValueError("clean_pixel_data and pixel regions go together")
@@ -154,6 +151,7 @@ class _Run:
         cleans = profile.cleans_text(request.options)
         self.identifying = identifying_pattern(ds) if cleans else None
         self.dates_moved = False
+        self.keep_safe_private = "retain_safe_private" in request.options
 
     # ------------------------------------------------------------------ walking
 
@@ -163,11 +161,42 @@ class _Run:
         dummy) or C (such text is cleaned)."""
         for tag in list(ds.keys()):
             self.element(ds, tag, within)
+        if self.keep_safe_private:
+            _remove_unused_creators(ds)
+
+    def private(self, ds: Dataset, tag: BaseTag, within: str) -> None:
+        """Retain Safe Private: a private attribute Table E.3.10-1 lists for its creator is
+        kept, its UIDs mapped and its sequences' items de-identified like any other; every
+        other is removed. Creators stay while their block keeps something."""
+        if 0x0010 <= tag.element <= 0x00FF:
+            return  # a private creator: judged once its block is (``data_set``)
+        creator = ds.get((tag.group, tag.element >> 8)) if tag.element >= 0x1000 else None
+        name = str(creator.value).strip() if creator is not None else ""
+        vr = safe_private().get((tag.group, name, tag.element & 0xFF))
+        if vr is None:
+            del ds[tag]
+            return
+        element = ds[tag]
+        if vr == "UI" or element.VR == "UI":
+            text = (
+                element.value.decode("ascii", "replace")
+                if isinstance(element.value, bytes)
+                else element.value
+            )
+            element.VR, element.value = "UI", self.uids(str(text).strip("\x00 "))
+        elif element.VR == "SQ":
+            for item in element.value:
+                self.data_set(item, within)
+        elif vr == "SQ":
+            del ds[tag]  # a sequence read as unknown bytes cannot be looked into
 
     def element(self, ds: Dataset, tag: BaseTag, within: str) -> None:
         """One attribute. Decided on its tag and VR as read, so that what is removed, and what
         is kept unchanged (neither a UID nor a sequence), is never decoded: a CT slice's
         hundred private attributes cost a deletion each."""
+        if tag.is_private and self.keep_safe_private and tag.element != 0x0000:
+            self.private(ds, tag, within)
+            return
         if tag.element == 0x0000 or tag.is_private or not _known(int(tag)):
             del ds[tag]  # group lengths, private and unknown attributes
             return
@@ -320,6 +349,17 @@ def _dictionary_vr(tag: int) -> str:
         return str(dictionary_VR(tag))
     except KeyError:  # a repeating group's: its converted element says
         return "UN"
+
+
+def _remove_unused_creators(ds: Dataset) -> None:
+    """Private creators whose block holds nothing any more."""
+    tags = [int(t) for t in ds.keys()]  # noqa: SIM118 - iterating a Dataset decodes
+    for tag in tags:
+        group, element = tag >> 16, tag & 0xFFFF
+        if group % 2 and 0x0010 <= element <= 0x00FF:
+            start = (group << 16) | (element << 8)
+            if not any(start <= t < start + 0x100 for t in tags):
+                del ds[tag]
 
 
 def _known(tag: int) -> bool:

@@ -14,7 +14,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from dicom_file_service.dicom.deid.engine import NOT_YET, Excluded, Request, deidentify
+from dicom_file_service.dicom.deid.engine import Excluded, Request, deidentify
 from dicom_file_service.dicom.deid.profile import OPTIONS, table_e1_1
 from dicom_file_service.dicom.deid.pseudonyms import Pseudonyms
 from tests.datafiles import data_file
@@ -82,7 +82,7 @@ def _written(ds: Dataset) -> bytes:
 
 
 def _option_sets() -> Iterator[frozenset[str]]:
-    usable = sorted(set(OPTIONS) - NOT_YET)
+    usable = sorted(OPTIONS)
     yield frozenset()
     for option in usable:
         yield frozenset({option})
@@ -195,13 +195,9 @@ def test_pixel_data_is_unchanged_and_burned_in_text_is_left_out() -> None:
         deidentify(original, Request(), Pseudonyms(KEY), table_e1_1())
 
 
-def test_unknown_and_not_yet_supported_options_are_refused() -> None:
+def test_unknown_options_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown options: shred"):
         deidentify(_marked(), Request(frozenset({"shred"})), Pseudonyms(KEY), table_e1_1())
-    with pytest.raises(ValueError, match="not supported yet: retain_safe_private"):
-        deidentify(
-            _marked(), Request(frozenset({"retain_safe_private"})), Pseudonyms(KEY), table_e1_1()
-        )
 
 
 FILES = ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "rtstruct.dcm", "rtdose.dcm", "reportsi.dcm"]
