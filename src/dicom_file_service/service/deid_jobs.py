@@ -1,12 +1,12 @@
 """De-identified copies of stored studies, series and instances, as background jobs
 (``service.jobs``, kind ``deidentify``), stored in the archive beside their source.
 
-``start_deidentify`` checks the request and makes the job: ``options`` (PS3.15's names) and
-``replace`` (``PatientName``, ``PatientID``), both optional. An unknown field or option is a
-``MalformedBody``; ``retain_uids`` is an ``OptionRefused``: a copy keeping its source's UIDs
-would be the same instances as the source in this archive (the command line offers it, to
-write files elsewhere). A UID path naming nothing stored is a ``ResourceNotFound``, and no job
-is made.
+``start_deidentify`` checks the request and makes the job: ``options`` (PS3.15's names),
+``replace`` (``PatientName``, ``PatientID``) and ``pixel_regions`` (exactly with
+``clean_pixel_data``), all optional. An unknown field or option is a ``MalformedBody``;
+``retain_uids`` is an ``OptionRefused``: a copy keeping its source's UIDs would be the same
+instances as the source in this archive (the command line offers it, to write files
+elsewhere). A UID path naming nothing stored is a ``ResourceNotFound``, and no job is made.
 
 The job looks the instances up again when it runs, de-identifies each stored file under the
 archive's key (``service.deidentify``) and ingests the copy as any upload is ingested. The
@@ -14,6 +14,7 @@ copy is deterministic to the byte, so a second identical request stores nothing 
 copy is found already stored, which is a success. Its result names the new study's UID (the
 source study's pseudonym), counts what was stored, and lists each instance left out
 (``excluded``: the source's SOP Instance UID and why) and each copy the archive refused.
+Copies are made a few at a time, their memory bounded (``_InFlight``).
 """
 
 from __future__ import annotations
