@@ -3,9 +3,9 @@
 A private attribute is named by its group, its private creator (the value of the block's
 (gggg,00xx) element) and its element's low byte: ``(0019,xx0C)`` of ``SIEMENS MR HEADER`` is
 (0019,100C) when that creator holds block 10, (0019,110C) when it holds block 11. The table
-(``table_e3_10_1.csv``, 130 rows; where it comes from: ``SOURCES.md``) is the standard's sample
-list of attributes "thought to be safe": vendors do not guarantee them. What is kept under
-the option is exactly what it lists, with the creators that define it.
+(``table_e3_10_1.csv``: the 2026d edition's 479 rows; where it comes from: ``SOURCES.md``) is
+the standard's list of attributes "thought to be safe": vendors do not guarantee them. What is
+kept under the option is exactly what it lists, with the creators that define it.
 """
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ def _copy(ds: Dataset, request: Request = SAFE) -> Dataset:
 
 def test_the_table_is_loaded() -> None:
     table = safe_private()
-    assert len(table) == 130
+    assert len(table) == 479
+    assert table[(0x2001, "Philips Imaging DD 001", 0x0A)] == "IS"  # written (2001,xx0a)
     assert table[(0x0019, "SIEMENS MR HEADER", 0x0C)] == "IS"
     assert table[(0x7053, "Philips PET Private Group", 0x00)] == "DS"
     assert (0x0019, "SIEMENS MR HEADER", 0x08) not in table
