@@ -205,7 +205,8 @@ class _Run:
         if action == "K" and vr not in ("UI", "SQ"):
             return  # kept as read
         element = ds[tag]
-        action = self.action(int(tag), element.VR, within)
+        if vr != element.VR:  # an ambiguous or implicit VR, resolved by decoding
+            action = self.action(int(tag), element.VR, within)
         if action == "C" and element.VR in _BINARY:
             action = "X"  # a bitmap or binary value cannot be cleaned, only removed
         if action == "X":
