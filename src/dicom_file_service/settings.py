@@ -203,8 +203,8 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         description="Index connections per process; 0 (default): enough for every ingest and "
-        "render thread at once, plus two (PostgreSQL sees workers x this at most, x2 with "
-        "overflow).",
+        "render thread at once, plus two (PostgreSQL sees up to three times this per "
+        "process: the pool, its overflow and the pool of point reads).",
     )
     db_pool_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Wait for a free index connection before a 503."

@@ -72,6 +72,11 @@ def topology(s3_server: S3Server, tmp_path: Path) -> Iterator[Topology]:
             "DICOM_FS_DATABASE_URL": database_url,
             "DICOM_FS_PRERENDER": "true",
             "DICOM_FS_SIGNING_SECRET": "a-secret-all-instances-share",
+            # Every process may hold three times its pool (pool, overflow, point reads):
+            # at the default 8, two instances of two workers with their DICOM listeners
+            # and the job worker reach PostgreSQL's default max_connections (100) under
+            # the racing uploads, while the rest of the suite holds connections too.
+            "DICOM_FS_DB_POOL_SIZE": "4",
             **s3_server.env(new_bucket_name(), "dicom"),
         }
         topo = Topology(env=env, root=tmp_path, database_url=database_url)

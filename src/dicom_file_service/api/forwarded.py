@@ -220,13 +220,14 @@ def seen_by_proxies(
     headers: Iterable[tuple[bytes, bytes]], peer: str | None, trusted: tuple[Network, ...]
 ) -> Seen | None:
     """What the proxies say, if the direct ``peer`` is trusted; None if it is not."""
-    if not peer or not _peer_trusted(peer, trusted):
-        return None
     lines: dict[str, list[str]] = {}
     for name, raw in headers:
-        key = name.decode("latin-1").lower()
-        if key == "forwarded" or key.startswith("x-forwarded-"):
-            lines.setdefault(key, []).append(raw.decode("latin-1"))
+        if name[:1] in b"fFxX":  # most requests have neither family: this is all they cost
+            key = name.decode("latin-1").lower()
+            if key == "forwarded" or key.startswith("x-forwarded-"):
+                lines.setdefault(key, []).append(raw.decode("latin-1"))
+    if not lines or not peer or not _peer_trusted(peer, trusted):
+        return None  # nothing said, or nobody we listen to said it
 
     forwarded = parse_forwarded(", ".join(lines["forwarded"])) if "forwarded" in lines else None
     chosen: dict[str, str] = {}
