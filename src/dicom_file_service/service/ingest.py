@@ -161,16 +161,16 @@ def _index(
     if not overwrite:
         # The common case is one INSERT: the unique constraint, not a prior read inside the
         # transaction, settles a race with a concurrent upload of the same instance.
-        def insert(conn: Connection) -> int:
+        def insert(conn: Connection) -> tuple[int, bool]:
             seq = repo.insert_instance(conn, values, keys, extra)
-            enqueue_prerender(ctx, conn, file_id)
-            return seq
+            return seq, enqueue_prerender(ctx, conn, file_id)
 
         try:
             with _uncommitted_blob_removed(ctx, blob_key):
                 # Concurrent uploads share one durable COMMIT; each is answered after it.
-                seq = ctx.index.commit_grouped(insert)
-            ctx.jobs.committed()
+                seq, enqueued = ctx.index.commit_grouped(insert)
+            if enqueued:
+                ctx.jobs.committed()
         except DuplicateKey as exc:
             with ctx.index.read() as conn:
                 current = repo.get_by_sop_instance_uid(conn, parsed.sop_instance_uid)
@@ -180,6 +180,7 @@ def _index(
         return IngestResult(record=_record(seq, values), created=True)
 
     replaced: repo.InstanceRecord | None = None
+    enqueued = False
     try:
         with _uncommitted_blob_removed(ctx, blob_key), ctx.index.transaction() as conn:
             current = repo.get_by_sop_instance_uid(conn, parsed.sop_instance_uid)
@@ -192,10 +193,11 @@ def _index(
                 seq = repo.insert_instance(conn, values, keys, extra)
             except DuplicateKey as exc:  # a concurrent writer on another database session
                 raise _duplicate(parsed.sop_instance_uid, None) from exc
-            enqueue_prerender(ctx, conn, file_id)
+            enqueued = enqueue_prerender(ctx, conn, file_id)
     except _Identical as found:  # nothing written; the new blob was removed
         return IngestResult(record=found.record, created=False)
-    ctx.jobs.committed()
+    if enqueued:
+        ctx.jobs.committed()
     if replaced is not None:  # committed: the old bytes go, best effort
         remove_instance_bytes(ctx, replaced.file_id, replaced.blob_key)
         log.info("instance replaced", extra={"file_id": file_id, "replaced": replaced.file_id})

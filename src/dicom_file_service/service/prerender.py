@@ -28,10 +28,15 @@ def prerendered_options(ctx: ServiceContext) -> list[RenderOptions]:
     return [RenderOptions(), thumbnail_options(ctx.settings)]
 
 
-def enqueue_prerender(ctx: ServiceContext, conn: Connection, file_id: str) -> None:
-    """In the caller's transaction: the job exists if and only if the row does."""
+def enqueue_prerender(ctx: ServiceContext, conn: Connection, file_id: str) -> bool:
+    """In the caller's transaction: the job exists if and only if the row does. Whether a
+    job was enqueued: only then is the queue told of the commit (``jobs.committed``), which
+    wakes its runners to claim it; an upload that enqueued nothing must not cost them a
+    write transaction each."""
     if ctx.settings.prerender:
         ctx.jobs.enqueue(conn, file_id)
+        return True
+    return False
 
 
 def prerender(ctx: ServiceContext, file_id: str) -> None:

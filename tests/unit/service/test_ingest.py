@@ -184,3 +184,26 @@ def test_a_commit_of_unknown_outcome_keeps_the_blob_for_sweep(
     monkeypatch.undo()
     assert sweep(ctx, older_than_seconds=0).orphans_removed == 1  # no row did
     assert _objects(ctx) == []
+
+
+@pytest.mark.parametrize("prerender", [False, True])
+def test_the_job_queue_is_woken_only_by_a_commit_that_enqueued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prerender: bool
+) -> None:
+    """A wake-up makes the queue's runners claim in a write transaction of their own: an
+    upload that enqueued nothing must not cost one (with prerendering, each upload does)."""
+    settings = Settings(data_dir=tmp_path / "data", prerender=prerender)
+    context = ServiceContext.create(settings)
+    try:
+        wakes: list[None] = []
+        monkeypatch.setattr(context.jobs, "committed", lambda: wakes.append(None))
+        for i in range(3):
+            data = copy_with_new_uid(data_file("CT_small.dcm"))
+            ingest_path(context, _file(tmp_path, data, f"{i}.dcm"))
+        overwrite = changed_content(data, PatientID="AGAIN")
+        ingest_path(context, _file(tmp_path, overwrite, "again.dcm"), overwrite=True)
+        assert len(wakes) == (4 if prerender else 0)
+        listed = files_service.list_files(context, limit=10, cursor=None, filters={})
+        assert len(listed.items) == 3  # the overwrite replaced the last
+    finally:
+        context.close()
