@@ -9,12 +9,13 @@ S3 (a fresh schema of the local server, SeaweedFS on loopback); Orthanc from Deb
 (``constant_app.py``) under uvicorn with our worker count. Measured in interleaved rounds
 (each measure taken of every peer in turn, every round), medians reported:
 
-- uploads/s: distinct CT_small copies, 8 concurrent clients on kept-alive connections
-  (ours: the original contract's multipart form; Orthanc: ``POST /instances``);
+- uploads/s: distinct CT_small copies, 8 concurrent clients on kept-alive connections, and
+  one client alone (ours: the original contract's multipart form; Orthanc:
+  ``POST /instances``);
 - tag lookups/s and p99 with wrk (2 threads, 8 connections, random stored ids), the ceiling
   under the same load;
 - cold PNG (each file's first request) for CT_small, MR2_J2KR, US1_UNCR and RG1_UNCR
-  (Orthanc: ``/preview``), warm for ours;
+  (Orthanc: ``/preview``), and warm: the same URL asked again;
 - cold PNG of frames near 1, 500 and 1000 of a 1,000-frame 256x256 file (a frame not asked
   for before, each round);
 - a 1 GB upload streamed from disk, against the disk's own sequential write bandwidth
@@ -354,14 +355,13 @@ def timed_get(conn: http.client.HTTPConnection, path: str) -> float:
     return elapsed
 
 
-def png_times(peer: Peer, name: str, runs: int) -> tuple[float, float | None]:
-    """(median cold ms, median warm ms or None for a peer that does not cache)."""
+def png_times(peer: Peer, name: str, runs: int) -> tuple[float, float]:
+    """(median cold ms, median warm ms: the first file's URL asked 10 times more)."""
     conn = http.client.HTTPConnection("127.0.0.1", peer.port, timeout=120)
     ids = [peer.upload(conn, body) for body in copies(name, runs)]
     cold = [timed_get(conn, peer.png_path(i)) for i in ids]
     warm = [timed_get(conn, peer.png_path(ids[0])) for _ in range(10)]
-    if peer.name == "Orthanc":  # /preview renders every time: it has no warm figure
-        return statistics.median(cold), None  # cold: each file's first request, as ours
+    # Orthanc's /preview renders every time: its warm figure is the same request again.
     return statistics.median(cold), statistics.median(warm)
 
 
@@ -556,26 +556,32 @@ def report(results: dict[str, Any]) -> str:
 
     r = ours["uploads_per_s"] / theirs["uploads_per_s"]
     row("uploads/s (8 clients, multipart)", "uploads_per_s", "/s", r, "≥ 1.0× Orthanc", r >= 1)
+    if "uploads_1_per_s" in ours:
+        r = ours["uploads_1_per_s"] / theirs["uploads_1_per_s"]
+        row("uploads/s (1 client)", "uploads_1_per_s", "/s", r, "≥ 1.0× Orthanc", r >= 1)
+    r = ours["tags_per_s"] / theirs["tags_per_s"]
+    row("tag lookups/s (wrk 2t/8c)", "tags_per_s", "/s", r, "≥ 1.0× Orthanc", r >= 1)
     r = ours["tags_per_s"] / ceiling["tags_per_s"]
     row(
-        f"tag lookups/s (wrk 2t/8c; ceiling {ceiling['tags_per_s']:,.0f}/s)",
+        f"tag lookups/s against the ceiling ({ceiling['tags_per_s']:,.0f}/s)",
         "tags_per_s",
         "/s",
         r,
-        "≥ 0.9× ceiling",
-        r >= 0.9,
+        "(informative)",
+        True,
     )
-    r = ours["tags_per_s"] / theirs["tags_per_s"]
-    row("tag lookups/s against Orthanc's", "tags_per_s", "/s", r, "(informative)", True)
     r = theirs["tags_p99_ms"] / ours["tags_p99_ms"]
     row("tag lookup p99", "tags_p99_ms", "ms", r, "≤ Orthanc's", r >= 1)
     for name in PNG_FILES:
         key = f"png_cold_{name}"
         r = theirs[key] / ours[key]
         row(f"cold PNG {name} (Orthanc /preview)", key, "ms", r, "≤ Orthanc", r >= 1)
-    key = "png_warm_CT_small.dcm"
-    r = ours["png_cold_CT_small.dcm"] / ours[key]
-    row("warm PNG CT_small.dcm (cached)", key, "ms", r, "(informative)", True)
+    for name in PNG_FILES:
+        key = f"png_warm_{name}"
+        if key not in theirs:
+            continue
+        r = ours[key] / theirs[key]  # a time ratio: lower is better
+        row(f"warm PNG {name} (the same URL again)", key, "ms", r, "≤ 0.2× Orthanc", r <= 0.2)
     frames = results["frames"]
     first = f"frame_{frames[0]}_ms"
     for n in frames:
@@ -596,7 +602,7 @@ def report(results: dict[str, Any]) -> str:
             f"| {results['large_mb']:,} MB upload, streamed and fsynced | "
             f"{fmt(ours['large_mb_s'], 'MB/s')} | {fmt(remote.get('large_mb_s'), 'MB/s')} | "
             f"{fmt(theirs.get('large_mb_s'), 'MB/s')} | {r:.2f}× of the disk's "
-            f"{disk:,.0f} MB/s | ≥ 0.5× disk | {'PASS' if r >= 0.5 else 'MISS'} |"
+            f"{disk:,.0f} MB/s | ≥ 0.8× disk | {'PASS' if r >= 0.8 else 'MISS'} |"
         )
     peak = max(results["peak_rss_mb"]["ours"].values())
     theirs_peak = max(results["peak_rss_mb"]["orthanc"].values())
@@ -607,13 +613,16 @@ def report(results: dict[str, Any]) -> str:
     )
     if remote:
         rows += ["", "| PostgreSQL + S3 against embedded | ratio | target | |", "|---|---|---|---|"]
-        for label, key, higher in (
-            ("uploads/s", "uploads_per_s", True),
+        compared = [
+            ("uploads/s (8 clients)", "uploads_per_s", True),
+            ("uploads/s (1 client)", "uploads_1_per_s", True),
             ("tag lookups/s", "tags_per_s", True),
-            ("cold PNG CT_small.dcm", "png_cold_CT_small.dcm", False),
-            ("cold PNG RG1_UNCR.dcm", "png_cold_RG1_UNCR.dcm", False),
+            ("tag lookup p99", "tags_p99_ms", False),
+            *((f"cold PNG {n}", f"png_cold_{n}", False) for n in PNG_FILES),
+            *((f"warm PNG {n}", f"png_warm_{n}", False) for n in PNG_FILES),
             ("large upload MB/s", "large_mb_s", True),
-        ):
+        ]
+        for label, key, higher in compared:
             if key not in remote or key not in ours:
                 continue
             r = remote[key] / ours[key] if higher else ours[key] / remote[key]
@@ -691,6 +700,9 @@ def main() -> None:
                 bodies = copies("CT_small.dcm", per_round)
                 for peer in storing:
                     add(peer, "uploads_per_s", uploads_per_second(peer, bodies))
+                lone = copies("CT_small.dcm", max(50, per_round // 4))
+                for peer in storing:
+                    add(peer, "uploads_1_per_s", uploads_per_second(peer, lone, clients=1))
                 ceiling.ids = storing[0].ids
                 for peer in [*storing, ceiling]:
                     rps, p99 = wrk_tags(peer, args.seconds, workdir)
@@ -700,8 +712,7 @@ def main() -> None:
                     for peer in storing:
                         cold, warm = png_times(peer, name, 2)
                         add(peer, f"png_cold_{name}", cold)
-                        if warm is not None:
-                            add(peer, f"png_warm_{name}", warm)
+                        add(peer, f"png_warm_{name}", warm)
                 # Frames of the 1,000-frame file, each asked for the first time: a different
                 # frame near each of 1, 500 and 1000 every round.
                 asked = [1 + rnd, 500 + rnd, 1000 - rnd]
