@@ -19,6 +19,41 @@ from dicom_file_service.errors import InvalidDicom
 DEFAULT_MAX_INFLATED = 64 * 1024 * 1024
 
 
+_META_SCAN_BYTES = 4096
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"})
+
+
+def _may_name_deflated(head: bytes) -> bool:
+    """Whether the file meta group at the start of ``head`` may name the deflated syntax.
+
+    The group is walked as pydicom reads it (explicit VR little endian, up to the first
+    element of another group); its Transfer Syntax UID, if found, decides. Anything this
+    short walk does not follow (a group longer than ``head``, an undefined length) answers
+    True: the full read decides then."""
+    pos = 0
+    while pos + 8 <= len(head):
+        group, element = int.from_bytes(head[pos : pos + 2], "little"), head[pos + 2 : pos + 4]
+        if group != 0x0002:
+            return False  # the group ended without naming the deflated syntax
+        vr = head[pos + 4 : pos + 6]
+        if not (vr.isalpha() and vr.isupper()):
+            return True  # not explicit VR (a broken meta group): the full read decides
+        if vr in _LONG_VRS:
+            if pos + 12 > len(head):
+                return True
+            length = int.from_bytes(head[pos + 8 : pos + 12], "little")
+            value_at = pos + 12
+        else:
+            length = int.from_bytes(head[pos + 6 : pos + 8], "little")
+            value_at = pos + 8
+        if length == 0xFFFFFFFF or value_at + length > len(head):
+            return True
+        if element == b"\x10\x00":  # (0002,0010) Transfer Syntax UID
+            return head[value_at : value_at + length].rstrip(b"\x00 ") == DEFLATED.encode()
+        pos = value_at + length
+    return pos < len(head) or len(head) == _META_SCAN_BYTES
+
+
 def refuse_deflate_bombs(f: BinaryIO, size: int, limit: int) -> None:
     """Raise InvalidDicom when the deflated data set of ``f`` (``size`` bytes) inflates past
     ``limit`` bytes; a file that is not deflated passes. ``f`` is left at its start."""
@@ -26,6 +61,10 @@ def refuse_deflate_bombs(f: BinaryIO, size: int, limit: int) -> None:
     if size < 132 or f.read(4) != b"DICM":
         f.seek(0)
         return
+    if not _may_name_deflated(f.read(_META_SCAN_BYTES)):
+        f.seek(0)  # the syntax is not deflated: no need to read the meta group (60 us)
+        return
+    f.seek(132)
     try:
         meta = _read_file_meta_info(f)
     except Exception:  # a broken meta group: the header read reports it precisely
