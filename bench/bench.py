@@ -1,6 +1,6 @@
 """Benchmark dicom-file-service against Orthanc and the Python ceiling, in one run.
 
-    uv run python bench/bench.py [--quick] [--rounds 3] [--uploads 2400] [--seconds 8]
+    uv run python bench/bench.py [--quick] [--rounds 3] [--uploads 2400] [--seconds 8] [--dimse]
 
 Every server runs at its shipped defaults on loopback, each on a fresh temporary store: ours
 (``serve``, no flags: one worker per core) on the embedded default and again on PostgreSQL +
@@ -647,6 +647,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8, help="wrk per peer and round")
     parser.add_argument("--large-mb", type=int, default=1024, help="0: no large upload")
     parser.add_argument("--no-remote", action="store_true", help="skip PostgreSQL + S3")
+    parser.add_argument(
+        "--dimse",
+        action="store_true",
+        help="then the DICOM network's figures too (bench/dimse.py, needs root): every speed "
+        "goal of the archive from one command",
+    )
     args = parser.parse_args()
     if args.quick:
         args.uploads, args.rounds, args.seconds, args.large_mb = 300, 2, 2, 64
@@ -741,6 +747,10 @@ def main() -> None:
             for cleanup in cleanups:
                 cleanup()
     publish("latest", results, report(results))
+    if args.dimse:
+        print("\nthe DICOM network ...", flush=True)
+        dimse = [sys.executable, str(ROOT / "bench" / "dimse.py")]
+        subprocess.run([*dimse, *(["--quick"] if args.quick else [])], check=True)
 
 
 def publish(name: str, results: dict[str, Any], table: str) -> None:

@@ -36,7 +36,7 @@ def _settings_for(data_dir: Path | None) -> Settings:
 
 def _migrate(settings: Settings) -> None:
     """Apply migrations once, here, so that workers starting together never race."""
-    from dicom_file_service.service.context import upgrade_schema
+    from dicom_file_service.service.schema import upgrade_schema
 
     upgrade_schema(settings)
 

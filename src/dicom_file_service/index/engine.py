@@ -16,16 +16,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.pool import QueuePool
 
 from dicom_file_service.errors import IndexUnavailable, InsufficientStorage, InvalidParameter
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x44434D46  # "DCMF"
@@ -180,6 +181,8 @@ WRITE_OPTIONS: dict[str, Any] = {"sqlite_begin": "IMMEDIATE"}
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config  # migrations run once, in serve's parent: not in workers
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     cfg.attributes["engine"] = engine
@@ -192,6 +195,8 @@ def upgrade(engine: Engine) -> None:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
         try:
+            from alembic import command
+
             cfg = alembic_config(engine)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")

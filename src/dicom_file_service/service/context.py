@@ -28,18 +28,6 @@ from dicom_file_service.storage import (
 T = TypeVar("T")
 
 
-def upgrade_schema(settings: Settings) -> None:
-    """Apply the migrations (the index's and the job queue's) once, before the workers start,
-    so that workers starting together never race on the schema."""
-    url = settings.resolved_database_url()
-    index = IndexDatabase(url)
-    try:
-        index.upgrade()
-        open_prerender_queue(url, index).prepare()
-    finally:
-        index.close()
-
-
 @dataclass
 class ServiceContext:
     """Settings, index, blob store, scratch area, render cache, background-rendering queue
