@@ -297,6 +297,12 @@ class Settings(BaseSettings):
         description="An association (or a PDU half received) idle this long is closed; also "
         "ARTIM's and the connect timeout.",
     )
+    dicom_listener_address: str = Field(
+        default="",
+        description="host:port of a DICOM listener each HTTP worker waits for (at most a "
+        "minute) before it answers anything; serve sets it to its own listener's, so that a "
+        "service that answers has both doors open. Empty: no wait.",
+    )
     modalities: str = Field(
         default="",
         description='Remote AEs as a JSON object {"name": {"ae_title", "host", "port", '

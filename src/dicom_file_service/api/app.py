@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -50,6 +52,50 @@ async def _flush_request_metrics() -> None:
         metrics.REQUEST_TALLY.flush()
 
 
+LISTENER_WAIT_SECONDS = 60.0
+
+
+async def _listening(address: str) -> None:
+    """Return once ``address`` (host:port, serve's DICOM listener) accepts connections, which
+    it does seconds after the workers begin starting (both import what they serve with at
+    once); after ``LISTENER_WAIT_SECONDS`` go on without it (serve stops when it fails)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    # A SIGTERM meanwhile (serve stopping: its listener failed, or it is being stopped) ends
+    # the wait; uvicorn's own handler, which it reaches too, then stops this worker.
+    stopping = False
+    uvicorns = signal.getsignal(signal.SIGTERM)
+    # One that came before this wait began: uvicorn's handler is its server's method, which
+    # noted it in the server's ``should_exit``.
+    server = getattr(uvicorns, "__self__", None)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        if callable(uvicorns):
+            uvicorns(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        deadline = asyncio.get_running_loop().time() + LISTENER_WAIT_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            if stopping or getattr(server, "should_exit", False):
+                stopping = True
+                break
+            try:
+                connecting = asyncio.open_connection(host, int(port))
+                _, writer = await asyncio.wait_for(connecting, 1)
+            except (OSError, TimeoutError):
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
+    finally:
+        signal.signal(signal.SIGTERM, uvicorns)
+    if not stopping:
+        log.warning("the DICOM listener at %s is not listening; HTTP starts without it", address)
+
+
 def create_app(settings: Settings | None = None) -> ASGIApp:
     """Build the app; the service context is created at start-up and closed at shutdown."""
     settings = settings or Settings()
@@ -75,6 +121,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         jobs.start_in_process(ctx)
         # The parser processes start beside the service; the first upload may wait for them.
         asyncio.get_running_loop().run_in_executor(ctx.ingest_pool, ctx.parsers.start)
+        if settings.dicom_listener_address:
+            await _listening(settings.dicom_listener_address)
         app.state.ctx = ctx
         flushing = asyncio.create_task(_flush_request_metrics())
         log.info("service started", extra={"data_dir": str(settings.data_dir)})

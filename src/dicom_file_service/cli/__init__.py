@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -93,6 +95,8 @@ def serve(
     counts.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(counts)
     _migrate(settings)
+
+    served = _stop_reaches_uvicorn()
     listener = start_listener_process(settings, host)
     try:
         uvicorn.run(
@@ -109,9 +113,29 @@ def serve(
             timeout_graceful_shutdown=int(settings.shutdown_grace_seconds + 0.999),
         )
     finally:
+        served.set()
         stop_listener_process(listener)
-    if not given:
-        shutil.rmtree(counts, ignore_errors=True)
+        if not given:
+            shutil.rmtree(counts, ignore_errors=True)
+    if listener is not None and listener.failure is not None:
+        raise click.ClickException(listener.failure)
+
+
+def _stop_reaches_uvicorn() -> threading.Event:
+    """A SIGTERM that comes while uvicorn starts (the DICOM listener failed, or serve is being
+    stopped) must stop it as one that comes later does, by uvicorn's own graceful shutdown:
+    until uvicorn has taken the signal over it is noted here and sent again every half
+    second, until serve's uvicorn has returned (set the event returned)."""
+    asked, served = threading.Event(), threading.Event()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: asked.set())
+
+    def send_again() -> None:
+        asked.wait()
+        while not served.wait(0.5):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=send_again, daemon=True, name="stop-until-served").start()
+    return served
 
 
 def _import_worker_init() -> None:

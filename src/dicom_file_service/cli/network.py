@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -86,11 +87,28 @@ def _watch_parent(pid: int, stop: threading.Event) -> None:
             stop.set()
 
 
-def start_listener_process(settings: Settings, host: str) -> subprocess.Popen[bytes] | None:
-    """Start ``dimse`` beside ``serve`` (None when no DICOM port is configured) and wait until
-    it accepts connections; a listener that cannot start stops ``serve`` with its reason."""
+@dataclass
+class Listener:
+    """``serve``'s DICOM listener process, and why it failed to start (None: it did not)."""
+
+    process: subprocess.Popen[bytes]
+    address: str  # host:port to connect to, as the HTTP workers wait for it
+    failure: str | None = None
+
+
+def start_listener_process(settings: Settings, host: str) -> Listener | None:
+    """Start ``dimse`` beside ``serve`` (None when no DICOM port is configured), without
+    waiting for it: the HTTP workers start meanwhile (both take seconds to import what they
+    serve with) and each waits until the listener accepts connections before it answers
+    (``DICOM_FS_DICOM_LISTENER_ADDRESS``), so a service that answers has both doors open. A
+    listener that cannot start stops ``serve`` with its reason (``Listener.failure``, and a
+    SIGTERM to this process)."""
     if not settings.dicom_port:
         return None
+    probe = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    bracketed = f"[{probe}]" if ":" in probe else probe
+    address = f"{bracketed}:{settings.dicom_port}"
+    os.environ["DICOM_FS_DICOM_LISTENER_ADDRESS"] = address
     process = subprocess.Popen(
         [
             sys.executable,
@@ -105,26 +123,37 @@ def start_listener_process(settings: Settings, host: str) -> subprocess.Popen[by
         ],
         env=os.environ.copy(),
     )
-    probe = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    listener = Listener(process, address)
+    threading.Thread(
+        target=_watch_start, args=(listener, probe, settings.dicom_port), daemon=True
+    ).start()
+    return listener
+
+
+def _watch_start(listener: Listener, probe: str, port: int) -> None:
+    process = listener.process
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise click.ClickException(
+            listener.failure = (
                 f"the DICOM listener exited (code {process.returncode}) before listening on "
-                f"port {settings.dicom_port}"
+                f"port {port}"
             )
+            break
         try:
-            with socket.create_connection((probe, settings.dicom_port), timeout=1):
-                return process
+            with socket.create_connection((probe, port), timeout=1):
+                return
         except OSError:
             time.sleep(0.05)
-    stop_listener_process(process)
-    raise click.ClickException(f"the DICOM listener did not listen on {settings.dicom_port}")
+    else:
+        listener.failure = f"the DICOM listener did not listen on {port}"
+    os.kill(os.getpid(), signal.SIGTERM)  # serve stops, and reports the failure
 
 
-def stop_listener_process(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
+def stop_listener_process(listener: Listener | None) -> None:
+    if listener is None or listener.process.poll() is not None:
         return
+    process = listener.process
     process.terminate()
     try:
         process.wait(timeout=15)
