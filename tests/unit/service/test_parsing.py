@@ -64,7 +64,11 @@ def test_a_parse_past_its_time_is_refused_and_its_process_stopped() -> None:
             parsers.parse(path)
         deadline = time.monotonic() + 10
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            if "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except FileNotFoundError:
+                break  # reaped between the two looks: stopped
+            if "Z" in stat.rsplit(")", 1)[1].split()[0]:
                 break  # a zombie: stopped, not yet reaped
             time.sleep(0.05)
         else:
