@@ -92,7 +92,6 @@ class Listener:
     """``serve``'s DICOM listener process, and why it failed to start (None: it did not)."""
 
     process: subprocess.Popen[bytes]
-    address: str  # host:port to connect to, as the HTTP workers wait for it
     failure: str | None = None
 
 
@@ -107,8 +106,7 @@ def start_listener_process(settings: Settings, host: str) -> Listener | None:
         return None
     probe = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
     bracketed = f"[{probe}]" if ":" in probe else probe
-    address = f"{bracketed}:{settings.dicom_port}"
-    os.environ["DICOM_FS_DICOM_LISTENER_ADDRESS"] = address
+    os.environ["DICOM_FS_DICOM_LISTENER_ADDRESS"] = f"{bracketed}:{settings.dicom_port}"
     process = subprocess.Popen(
         [
             sys.executable,
@@ -123,7 +121,7 @@ def start_listener_process(settings: Settings, host: str) -> Listener | None:
         ],
         env=os.environ.copy(),
     )
-    listener = Listener(process, address)
+    listener = Listener(process)
     threading.Thread(
         target=_watch_start, args=(listener, probe, settings.dicom_port), daemon=True
     ).start()
