@@ -107,6 +107,22 @@ def test_other_bytes_under_a_stored_uid_are_a_conflict(client: httpx.Client) -> 
     assert_problem(client.get(f"/dicom-image/{first['file_id']}"), 404, "file_not_found")
 
 
+def test_refused_uploads_leave_no_blob_behind(server: Server, client: httpx.Client) -> None:
+    """On S3 an upload's bytes go up while it is parsed: a file the parse or the index then
+    refuses has its blob removed before the answer (on local disk it was never written)."""
+    stored = copy_with_new_uid(CT)
+    assert post_form(client, stored).status_code == 201
+    blobs = server.stored_keys("instances/")
+    data = copy_with_new_uid(CT)
+    assert_problem(post_raw(client, bytes(range(256)) * 64), 422, "invalid_dicom")
+    assert_problem(post_form(client, data[: len(data) // 2]), 422, "invalid_dicom")
+    assert_problem(post_form(client, without(CT, "SOPInstanceUID")), 422, "missing_identity")
+    other = changed_content(stored, PatientName="Other^Name")
+    assert_problem(post_form(client, other), 409, "duplicate_sop_instance")
+    assert server.stored_keys("instances/") == blobs
+    assert server.scratch_files() == []
+
+
 def test_empty_body_is_rejected(client: httpx.Client) -> None:
     assert_problem(post_raw(client, b""), 400, "empty_upload")
     assert_problem(post_form(client, b""), 400, "empty_upload")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -57,6 +58,25 @@ def test_put_file_stores_the_file_under_the_key(store: BlobStore, tmp_path: Path
     with store.open_reader("instances/ab/abcdef") as f:
         assert f.read() == b"DICM" * 1000
     assert store.size("instances/ab/abcdef") == 4000
+
+
+def test_a_put_that_overlaps_reads_leaves_its_source_readable_meanwhile(
+    store: BlobStore, tmp_path: Path
+) -> None:
+    """Where ``put_overlaps_reads`` (the service parses the file while it goes up), the source
+    is read while it is sent and is still whole afterwards; elsewhere it may be consumed."""
+    data = bytes(range(256)) * (12 * 1024 * 4)  # 12 MiB: sent in parts on S3
+    source = _file(tmp_path, data)
+    if not store.put_overlaps_reads:
+        store.put_file("instances/ov/overlap", source)
+        assert store.size("instances/ov/overlap") == len(data)
+        return
+    with ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(store.put_file, "instances/ov/overlap", source)
+        assert source.read_bytes() == data  # read while it is sent
+        sending.result()
+    assert source.read_bytes() == data
+    assert b"".join(store.iter_range("instances/ov/overlap")) == data
 
 
 def test_a_large_file_goes_up_whole(store: BlobStore, tmp_path: Path) -> None:

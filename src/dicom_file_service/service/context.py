@@ -42,6 +42,8 @@ class ServiceContext:
     cpu_pool: ThreadPoolExecutor = field(repr=False)
     cache_writer: ThreadPoolExecutor = field(repr=False)
     ingest_pool: ThreadPoolExecutor = field(repr=False)
+    # Puts to a remote store, each beside the parse of the same upload (service.ingest).
+    store_pool: ThreadPoolExecutor = field(repr=False)
     parsers: Parsers = field(repr=False)
 
     @classmethod
@@ -75,6 +77,9 @@ class ServiceContext:
             cache_writer=ThreadPoolExecutor(max_workers=2, thread_name_prefix="cache-writer"),
             ingest_pool=ThreadPoolExecutor(
                 max_workers=settings.ingest_workers, thread_name_prefix="ingest"
+            ),
+            store_pool=ThreadPoolExecutor(
+                max_workers=settings.ingest_workers, thread_name_prefix="store-put"
             ),
             parsers=Parsers(
                 settings.parse_processes,
@@ -123,5 +128,6 @@ class ServiceContext:
         self.cpu_pool.shutdown(wait=False, cancel_futures=True)
         self.cache_writer.shutdown(wait=True)  # a few small writes: let them land
         self.ingest_pool.shutdown(wait=True)  # an acknowledged-to-be upload finishes
+        self.store_pool.shutdown(wait=True)  # its put with it
         self.parsers.close()
         self.index.close()

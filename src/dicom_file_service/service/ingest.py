@@ -2,17 +2,20 @@
 
 Order (docs/architecture.md, "Writes"): parse and validate the staged file; write the blob
 atomically and durably under a fresh key; insert the index row in one transaction; only then
-acknowledge. A crash before the insert leaves at most an unreferenced blob (swept), never an
-index row without its bytes. The unique constraint on SOP Instance UID settles races between
-concurrent uploads of the same instance.
+acknowledge. Where the store's put waits on a network (S3), the blob is written while the file
+is parsed, and removed again if the file is refused. A crash before the insert leaves at most
+an unreferenced blob (swept), never an index row without its bytes. The unique constraint on
+SOP Instance UID settles races between concurrent uploads of the same instance.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -83,46 +86,69 @@ def _ingest(
     if staged.size == 0:
         raise EmptyUpload("the upload is empty: send the DICOM file's bytes")
     file_id = ids.new_file_id()
-    prepared = ctx.parsers.parse(staged.path, one_of_many=one_of_many)
-    parsed = prepared.parsed
-    if sop_instance_uid is not None and parsed.sop_instance_uid != sop_instance_uid:
-        exc = InvalidDicom(
-            f"the data set's SOP Instance UID {parsed.sop_instance_uid} is not the request's "
-            f"Affected SOP Instance UID {sop_instance_uid}: not stored"
-        )
-        exc.about(parsed.sop_class_uid, parsed.sop_instance_uid)
-        raise exc
+    # A fresh key: nothing stored is touched however this upload ends.
+    blob_key = ids.instance_key(file_id)
+    sending = _send_while_parsing(ctx, staged, blob_key)
     try:
-        result = _store_parsed(
-            ctx, staged, prepared, file_id, sha256, overwrite, study_instance_uid
-        )
+        prepared = ctx.parsers.parse(staged.path, one_of_many=one_of_many)
+        parsed = prepared.parsed
+        if sop_instance_uid is not None and parsed.sop_instance_uid != sop_instance_uid:
+            refused: ServiceError = InvalidDicom(
+                f"the data set's SOP Instance UID {parsed.sop_instance_uid} is not the "
+                f"request's Affected SOP Instance UID {sop_instance_uid}: not stored"
+            )
+            refused.about(parsed.sop_class_uid, parsed.sop_instance_uid)
+            raise refused
+        if study_instance_uid is not None and parsed.study_instance_uid != study_instance_uid:
+            refused = StudyMismatch(
+                f"the instance belongs to study {parsed.study_instance_uid}, not to "
+                f"{study_instance_uid} named by the request"
+            )
+            refused.about(parsed.sop_class_uid, parsed.sop_instance_uid)  # STOW-RS names it
+            raise refused
+        # No read first: the insert's unique constraint finds a stored instance (then the new
+        # blob goes, and the stored one is compared), so a new upload costs one transaction.
+        try:
+            if sending is None:
+                ctx.store.put_file(blob_key, staged.path)
+            else:
+                sending.result()
+        except ServiceError as exc:
+            exc.about(parsed.sop_class_uid, parsed.sop_instance_uid)
+            raise
+    except BaseException:
+        if sending is not None:
+            _unsent(ctx, sending, blob_key)
+        raise
+    try:
+        result = _index(ctx, prepared, file_id, blob_key, sha256, staged.size, overwrite)
     except ServiceError as exc:
         exc.about(parsed.sop_class_uid, parsed.sop_instance_uid)  # STOW-RS names it
         raise
     return dataclasses.replace(result, warnings=parsed.warnings) if parsed.warnings else result
 
 
-def _store_parsed(
-    ctx: ServiceContext,
-    staged: StagedUpload,
-    prepared: PreparedUpload,
-    file_id: str,
-    sha256: str,
-    overwrite: bool,
-    study_instance_uid: str | None,
-) -> IngestResult:
-    parsed = prepared.parsed
-    if study_instance_uid is not None and parsed.study_instance_uid != study_instance_uid:
-        raise StudyMismatch(
-            f"the instance belongs to study {parsed.study_instance_uid}, not to "
-            f"{study_instance_uid} named by the request"
-        )
+def _send_while_parsing(
+    ctx: ServiceContext, staged: StagedUpload, blob_key: str
+) -> Future[None] | None:
+    """Start storing the bytes now where the store's put waits on a network and leaves the
+    staged file for the parser (S3): the upload then costs the longer of the two, not their
+    sum. None where the put moves the file into place (local disk): it follows the parse."""
+    if not ctx.store.put_overlaps_reads:
+        return None
+    return ctx.store_pool.submit(ctx.store.put_file, blob_key, staged.path)
 
-    # No read first: the insert's unique constraint finds a stored instance (then the new
-    # blob goes, and the stored one is compared), so a new upload costs one transaction.
-    blob_key = ids.instance_key(file_id)
-    ctx.store.put_file(blob_key, staged.path)
-    return _index(ctx, prepared, file_id, blob_key, sha256, staged.size, overwrite)
+
+def _unsent(ctx: ServiceContext, sending: Future[None], blob_key: str) -> None:
+    """The upload is refused (or failed) after its bytes began to go up: let the put end,
+    then remove what it stored. Nothing refers to the key yet; sweep removes it if this
+    cannot."""
+    with contextlib.suppress(Exception):  # the refusal is the answer, not the put's fate
+        sending.result()
+    try:
+        ctx.store.delete(blob_key)
+    except Exception:
+        log.warning("could not remove a refused upload's blob", exc_info=True)
 
 
 def _index(

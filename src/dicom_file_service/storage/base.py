@@ -22,6 +22,11 @@ __all__ = ["BlobNotFound", "BlobStore"]
 class BlobStore(Protocol):
     """What the service needs of a place to keep bytes."""
 
+    # ``put_file`` leaves its source file in place and spends its time waiting on a network:
+    # the service may send an upload's bytes while it parses them (and removes them if the
+    # file is then refused). False where ``put_file`` moves the file into place.
+    put_overlaps_reads: bool
+
     def put_file(self, key: str, path: Path) -> None:
         """Store the local file at ``path`` under ``key``, durably. The file may be consumed
         (moved into place); the caller never uses it again."""

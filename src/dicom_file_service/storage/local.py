@@ -37,6 +37,8 @@ def _fsync_dir(path: Path) -> None:
 class LocalBlobStore:
     """A ``BlobStore`` whose objects are files below ``root``."""
 
+    put_overlaps_reads = False  # put_file renames the staged file into place
+
     def __init__(
         self, root: Path, *, prefixes: list[str] | None = None, fsync: bool = True
     ) -> None:

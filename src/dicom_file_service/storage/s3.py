@@ -79,6 +79,8 @@ def _converted(key: str, exc: BaseException) -> Exception:
 class S3BlobStore:
     """A ``BlobStore`` whose objects live in one bucket, under one key prefix."""
 
+    put_overlaps_reads = True  # put_file reads the source and waits on the object store
+
     def __init__(self, config: S3Config) -> None:
         self.config = config
         self._store = self._make_store(config, config.endpoint_url)
