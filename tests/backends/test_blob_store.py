@@ -206,6 +206,7 @@ def test_the_render_cache_gets_puts_and_deletes_a_files_renderings(store: BlobSt
     cache.put("AbCdEfGhIjKlMnOpQrStUv", "r1-f1-file-128x128-8", b"\x89PNG two")
     cache.put("AbCdEfGhIjKlMnOpQrStUw", "r1-f1-file-8", b"\x89PNG other file")
     assert cache.get("AbCdEfGhIjKlMnOpQrStUv", "r1-f1-file-8") == b"\x89PNG one"
+    assert cache.recall("AbCdEfGhIjKlMnOpQrStUv", "r1-f1-file-8") is None  # only by a read
     cache.delete_all("AbCdEfGhIjKlMnOpQrStUv")
     assert cache.get("AbCdEfGhIjKlMnOpQrStUv", "r1-f1-file-8") is None
     assert cache.get("AbCdEfGhIjKlMnOpQrStUv", "r1-f1-file-128x128-8") is None
@@ -292,6 +293,8 @@ def test_the_memory_layer_is_bounded_and_forgets_what_is_deleted(store: BlobStor
     assert cache.get("file000000000000000000xxxx", "k") == bytes([0]) * 900  # ... not the store
     store.delete_prefix("renderings")  # gone from the store: memory still answers
     assert cache.get("file000000000000000019xxxx", "k") == bytes([19]) * 900
+    assert cache.recall("file000000000000000019xxxx", "k") == bytes([19]) * 900
+    assert cache.recall("file000000000000000001xxxx", "k") is None  # evicted, and not read
     cache.delete_all("file000000000000000019xxxx")
     assert cache.get("file000000000000000019xxxx", "k") is None
     cache.put("file000000000000000001xxxx", "big", b"x" * 2000)  # over an eighth: store only

@@ -249,6 +249,11 @@ def test_concurrent_async_reads_each_get_their_own_row(database_url: str) -> Non
             ids = [f"file{n:018d}" for n in (1, 2, 2, 3, 9, 4, 5, 1)]  # 9 is absent
             headers = await asyncio.gather(*(index.headers.read_async(i) for i in ids))
             exists = await asyncio.gather(*(index.headers.exists_async(i) for i in ids))
+            located = await asyncio.gather(*(index.headers.location_async(i) for i in ids))
+            assert located == [index.headers.blob_location(i) for i in ids]
+            assert [loc.blob_key if loc else None for loc in located] == [
+                None if i.endswith("9") else _values(int(i[4:]))["blob_key"] for i in ids
+            ]
             await index.headers.aclose()
             return [h.json if h else None for h in headers] + list(exists)
 

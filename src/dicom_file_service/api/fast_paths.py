@@ -29,11 +29,7 @@ from dicom_file_service.dicom.render import RenderOptions
 from dicom_file_service.errors import ServiceError
 from dicom_file_service.service import files as files_service
 from dicom_file_service.service.context import ServiceContext
-from dicom_file_service.service.rendering import (
-    cached_rendering_async,
-    render_blocking,
-    rendering_etag,
-)
+from dicom_file_service.service.rendering import rendering_async, rendering_etag
 
 log = logging.getLogger(__name__)
 
@@ -117,18 +113,13 @@ class FastPaths:
 
     async def _png(self, file_id: str, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer a PNG request whose parameters are all clean: from the render cache, or
-        rendered now (the cache was just asked: the service does not ask it again)."""
+        rendered now."""
         options = _render_options(scope["query_string"])
         if options is None:
             return False
         ctx: ServiceContext = self.state.ctx
         try:
-            body = await cached_rendering_async(ctx, file_id, options)
-            if body is None:
-                rendering = await ctx.run_cpu(
-                    lambda: render_blocking(ctx, file_id, options, cache_checked=True)
-                )
-                body = rendering.data
+            body = await rendering_async(ctx, file_id, options)
         except ServiceError as exc:
             await service_error_response(exc)(scope, receive, send)
             return True

@@ -50,6 +50,14 @@ class StoredLocation(NamedTuple):
     frame_table: bytes | None  # dicom.parse.frame_table, for encapsulated multi-frame data
 
 
+def _location(row: Any) -> StoredLocation | None:
+    """A (blob_key, size, frame_table) row as a location; None for no row."""
+    if row is None:
+        return None
+    table = bytes(row[2]) if row[2] is not None else None
+    return StoredLocation(str(row[0]), int(row[1]), table)
+
+
 class HeaderReader:
     """``read(file_id)`` → the stored header (JSON, span index, bulk lengths) or None;
     ``blob_key(file_id)`` → where its bytes are, or None (the file does not exist)."""
@@ -96,11 +104,20 @@ class HeaderReader:
                 instances.c.bulk_lengths,
             ).where(by_ids)
             existing = select(instances.c.file_id, instances.c.size).where(by_ids)
+            located = select(
+                instances.c.file_id,
+                instances.c.blob_key,
+                instances.c.size,
+                instances.c.frame_table,
+            ).where(by_ids)
             self._headers_many = CoalescedReads(
                 self._async, str(headers.compile(dialect=engine.dialect))
             )
             self._exists_many = CoalescedReads(
                 self._async, str(existing.compile(dialect=engine.dialect))
+            )
+            self._locations_many = CoalescedReads(
+                self._async, str(located.compile(dialect=engine.dialect))
             )
 
     def _take(self) -> Any:
@@ -174,17 +191,21 @@ class HeaderReader:
             return await self._exists_many.get(file_id) is not None
         return await anyio.to_thread.run_sync(self._fetch, self._blob_sql, file_id) is not None
 
+    async def location_async(self, file_id: str) -> StoredLocation | None:
+        """``blob_location`` for the event loop (like ``read_async``)."""
+        if self._inline and self._idle:
+            return self.blob_location(file_id)
+        if self._async is not None:
+            return _location(await self._locations_many.get(file_id))
+        return await anyio.to_thread.run_sync(self.blob_location, file_id)
+
     def blob_key(self, file_id: str) -> str | None:
         found = self.blob_location(file_id)
         return found.blob_key if found is not None else None
 
     def blob_location(self, file_id: str) -> StoredLocation | None:
         """Where the file's bytes are and where its frames lie in them."""
-        row = self._fetch(self._blob_sql, file_id)
-        if row is None:
-            return None
-        table = bytes(row[2]) if row[2] is not None else None
-        return StoredLocation(str(row[0]), int(row[1]), table)
+        return _location(self._fetch(self._blob_sql, file_id))
 
     def _fetch(self, sql: str, file_id: str) -> Any:
         params: Any = (file_id,) if self._positional else {"file_id": file_id}

@@ -8,6 +8,7 @@ one frame it shows, never the whole object.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from dicom_file_service import metrics
 from dicom_file_service.dicom.render import RenderOptions, render_png
 from dicom_file_service.errors import FileNotFound
+from dicom_file_service.index.hot_reads import StoredLocation
 from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.files import not_found
@@ -33,17 +35,36 @@ def rendering_etag(file_id: str, options: RenderOptions) -> str:
     return f'"{file_id}-{options.cache_key()}"'
 
 
-async def cached_rendering_async(
-    ctx: ServiceContext, file_id: str, options: RenderOptions
-) -> bytes | None:
-    """The cached PNG if there is one, for the event loop (the fast path), for a file the
-    index still has: a rendering never outlives its file, whichever instance or cache
-    holds it."""
-    if not ids.is_valid_file_id(file_id) or not await ctx.index.headers.exists_async(file_id):
-        return None
-    found = await ctx.renders.get_async(file_id, options.cache_key())
-    metrics.RENDER_CACHE.labels("hit" if found is not None else "miss").inc()
-    return found
+async def rendering_async(ctx: ServiceContext, file_id: str, options: RenderOptions) -> bytes:
+    """The PNG, for the event loop (the fast path): from the render cache for a file the index
+    still has (a rendering never outlives its file, whichever instance or cache holds it),
+    else rendered in the pool.
+
+    A rendering in this process's memory costs one existence check. Otherwise the index's
+    answer (where the file's bytes are) and the cache's (a remote store's GET, a 404 when the
+    file was never rendered) are awaited together, and the render starts from that location
+    without asking the index again.
+    """
+    if not ids.is_valid_file_id(file_id):
+        raise not_found(file_id)
+    key = options.cache_key()
+    at_hand = ctx.renders.recall(file_id, key)
+    if at_hand is not None:
+        if not await ctx.index.headers.exists_async(file_id):
+            raise not_found(file_id)
+        metrics.RENDER_CACHE.labels("hit").inc()
+        return at_hand
+    found, cached = await asyncio.gather(
+        ctx.index.headers.location_async(file_id), ctx.renders.get_async(file_id, key)
+    )
+    if found is None:
+        raise not_found(file_id)
+    metrics.RENDER_CACHE.labels("hit" if cached is not None else "miss").inc()
+    if cached is not None:
+        return cached
+    located = found
+    rendering = await ctx.run_cpu(lambda: _render_at(ctx, file_id, located, options))
+    return rendering.data
 
 
 def render_blocking(
@@ -52,24 +73,31 @@ def render_blocking(
     options: RenderOptions,
     *,
     cache_later: bool = True,
-    cache_checked: bool = False,
 ) -> Rendering:
     """Return the cached rendering or make, cache and return it (blocking; run in the pool).
 
     With ``cache_later`` the new rendering is written to the cache after the answer, by the
     cache writer (an object PUT need not delay the response); otherwise before returning.
-    ``cache_checked``: the caller has just missed the cache; do not ask it again.
     """
     found = ctx.index.headers.blob_location(file_id) if ids.is_valid_file_id(file_id) else None
     if found is None:
         raise not_found(file_id)
-    etag = rendering_etag(file_id, options)
-    key = options.cache_key()
-    cached = None if cache_checked else ctx.renders.get(file_id, key)
-    if not cache_checked:
-        metrics.RENDER_CACHE.labels("hit" if cached is not None else "miss").inc()
+    cached = ctx.renders.get(file_id, options.cache_key())
+    metrics.RENDER_CACHE.labels("hit" if cached is not None else "miss").inc()
     if cached is not None:
-        return Rendering(etag=etag, data=cached)
+        return Rendering(etag=rendering_etag(file_id, options), data=cached)
+    return _render_at(ctx, file_id, found, options, cache_later=cache_later)
+
+
+def _render_at(
+    ctx: ServiceContext,
+    file_id: str,
+    found: StoredLocation,
+    options: RenderOptions,
+    *,
+    cache_later: bool = True,
+) -> Rendering:
+    """Render the file whose bytes are at ``found`` and cache the rendering (see above)."""
     try:
         with (
             ctx.store.open_reader(found.blob_key, found.size) as source,
@@ -86,12 +114,13 @@ def render_blocking(
         raise not_found(file_id) from exc
     if ctx.index.headers.blob_key(file_id) is None:  # deleted while rendering
         raise not_found(file_id)
+    key = options.cache_key()
     if not cache_later:
         _cache(ctx, file_id, key, png)
     else:
         with contextlib.suppress(RuntimeError):  # shutting down: the cache can wait
             ctx.cache_writer.submit(_cache, ctx, file_id, key, png)
-    return Rendering(etag=etag, data=png)
+    return Rendering(etag=rendering_etag(file_id, options), data=png)
 
 
 def _cache(ctx: ServiceContext, file_id: str, key: str, png: bytes) -> None:

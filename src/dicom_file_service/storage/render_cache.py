@@ -24,6 +24,10 @@ class RenderCache(Protocol):
         """``get`` for the event loop (the fast path of cached renderings)."""
         ...
 
+    def recall(self, file_id: str, key: str) -> bytes | None:
+        """The rendering if it is at hand without I/O (in memory), else None."""
+        ...
+
     def put(self, file_id: str, key: str, png: bytes) -> None: ...
 
     def delete(self, file_id: str, key: str) -> None: ...
@@ -58,6 +62,9 @@ class BlobRenderCache:
         except BlobNotFound:
             return None
 
+    def recall(self, file_id: str, key: str) -> bytes | None:
+        return None  # every answer is a read of the store
+
     def put(self, file_id: str, key: str, png: bytes) -> None:
         self._store.put_bytes(self._key(file_id, key), png, durable=False)
 
@@ -84,7 +91,7 @@ class MemoryRenderCache:
         self._size = 0
         self._lock = threading.Lock()
 
-    def _recall(self, file_id: str, key: str) -> bytes | None:
+    def recall(self, file_id: str, key: str) -> bytes | None:
         with self._lock:
             png = self._entries.get((file_id, key))
             if png is not None:
@@ -109,7 +116,7 @@ class MemoryRenderCache:
                 self._size -= len(self._entries.pop(k))
 
     def get(self, file_id: str, key: str) -> bytes | None:
-        png = self._recall(file_id, key)
+        png = self.recall(file_id, key)
         if png is None:
             png = self._inner.get(file_id, key)
             if png is not None:
@@ -117,7 +124,7 @@ class MemoryRenderCache:
         return png
 
     async def get_async(self, file_id: str, key: str) -> bytes | None:
-        png = self._recall(file_id, key)
+        png = self.recall(file_id, key)
         if png is None:
             png = await self._inner.get_async(file_id, key)
             if png is not None:
