@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -20,6 +21,7 @@ from dicom_file_service.storage import (
     MemoryRenderCache,
     open_blob_store,
 )
+from dicom_file_service.storage.ranged_reader import BLOCK, RangedReader
 from tests.conftest import new_bucket_name
 from tests.s3server import S3Server
 from tests.tcp_proxy import TcpProxy
@@ -63,11 +65,11 @@ def test_put_file_stores_the_file_under_the_key(store: BlobStore, tmp_path: Path
 def test_a_put_that_overlaps_reads_leaves_its_source_readable_meanwhile(
     store: BlobStore, tmp_path: Path
 ) -> None:
-    """Where ``put_overlaps_reads`` (the service parses the file while it goes up), the source
+    """Where ``remote`` (the service parses the file while it goes up), the source
     is read while it is sent and is still whole afterwards; elsewhere it may be consumed."""
     data = bytes(range(256)) * (12 * 1024 * 4)  # 12 MiB: sent in parts on S3
     source = _file(tmp_path, data)
-    if not store.put_overlaps_reads:
+    if not store.remote:
         store.put_file("instances/ov/overlap", source)
         assert store.size("instances/ov/overlap") == len(data)
         return
@@ -107,6 +109,45 @@ def test_the_reader_seeks_and_reads_only_what_it_is_asked(store: BlobStore) -> N
         f.seek(-5, 2)
         assert f.read() == data[-5:]
         assert f.tell() == len(data)
+
+
+def test_async_ranges_are_the_ranges(store: BlobStore) -> None:
+    data = bytes(range(256)) * 4096
+    store.put_bytes("instances/as/async", data)
+
+    async def ranges() -> list[bytes]:
+        return [
+            await store.read_range_async("instances/as/async", start, end)
+            for start, end in [
+                (0, BLOCK),
+                (1000, 1010),
+                (len(data) - 5, len(data) + 100),
+                (len(data), len(data) + 10),
+                (10, 10),
+            ]
+        ]
+
+    assert asyncio.run(ranges()) == [data[:BLOCK], data[1000:1010], data[-5:], b"", b""]
+
+    async def missing() -> bytes:
+        return await store.read_range_async("instances/no/none", 0, 10)
+
+    with pytest.raises(BlobNotFound):
+        asyncio.run(missing())
+
+
+def test_a_reader_given_the_head_reads_on_from_it(store: BlobStore) -> None:
+    data = bytes(range(256)) * 4096
+    store.put_bytes("instances/hd/head", data)
+    with store.open_reader("instances/hd/head", len(data), head=data[:BLOCK]) as f:
+        assert f.read(100) == data[:100]
+        ranged = isinstance(f, RangedReader)  # reads are ranged: the head is not read again
+        assert not ranged or f.requests == 0
+        f.seek(BLOCK - 10)
+        assert f.read(20) == data[BLOCK - 10 : BLOCK + 10]
+        assert not ranged or f.bytes_fetched == BLOCK  # the second block alone
+        f.seek(0)
+        assert f.read() == data
 
 
 def test_missing_objects_are_reported(store: BlobStore) -> None:

@@ -134,7 +134,7 @@ def _send_while_parsing(
     """Start storing the bytes now where the store's put waits on a network and leaves the
     staged file for the parser (S3): the upload then costs the longer of the two, not their
     sum. None where the put moves the file into place (local disk): it follows the parse."""
-    if not ctx.store.put_overlaps_reads:
+    if not ctx.store.remote:
         return None
     return ctx.store_pool.submit(ctx.store.put_file, blob_key, staged.path)
 

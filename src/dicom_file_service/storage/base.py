@@ -22,10 +22,11 @@ __all__ = ["BlobNotFound", "BlobStore"]
 class BlobStore(Protocol):
     """What the service needs of a place to keep bytes."""
 
-    # ``put_file`` leaves its source file in place and spends its time waiting on a network:
-    # the service may send an upload's bytes while it parses them (and removes them if the
-    # file is then refused). False where ``put_file`` moves the file into place.
-    put_overlaps_reads: bool
+    # Each call waits on a network (an object store): the service overlaps calls with other
+    # work (an upload's put with its parse, for which ``put_file`` leaves its source in place;
+    # a rendering's first read with the render cache's answer). False: the local disk, where
+    # ``put_file`` moves the file into place and a read costs less than the overlap.
+    remote: bool
 
     def put_file(self, key: str, path: Path) -> None:
         """Store the local file at ``path`` under ``key``, durably. The file may be consumed
@@ -49,6 +50,10 @@ class BlobStore(Protocol):
         """Bytes ``start`` to ``end`` (exclusive), shorter at the end of the object."""
         ...
 
+    async def read_range_async(self, key: str, start: int, end: int) -> bytes:
+        """``read_range`` for the event loop, without a worker thread where the backend can."""
+        ...
+
     def iter_range(
         self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 256 * 1024
     ) -> Iterator[bytes]:
@@ -56,10 +61,12 @@ class BlobStore(Protocol):
         Raises BlobNotFound before the first chunk when the object is absent."""
         ...
 
-    def open_reader(self, key: str, size: int | None = None) -> BinaryIO:
+    def open_reader(self, key: str, size: int | None = None, head: bytes = b"") -> BinaryIO:
         """A seekable reader that fetches only the bytes it is asked for (ranged reads on a
-        remote store). ``size``, when the caller knows it, saves asking the store. Raises
-        BlobNotFound (on a remote store, possibly only at the first read)."""
+        remote store). ``size``, when the caller knows it, saves asking the store; ``head``,
+        the object's first bytes already read (``read_range_async``), saves reading them
+        again where reads are ranged. Raises BlobNotFound (on a remote store, possibly only
+        at the first read)."""
         ...
 
     def size(self, key: str) -> int:

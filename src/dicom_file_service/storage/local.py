@@ -37,7 +37,7 @@ def _fsync_dir(path: Path) -> None:
 class LocalBlobStore:
     """A ``BlobStore`` whose objects are files below ``root``."""
 
-    put_overlaps_reads = False  # put_file renames the staged file into place
+    remote = False  # put_file renames the staged file into place
 
     def __init__(
         self, root: Path, *, prefixes: list[str] | None = None, fsync: bool = True
@@ -141,7 +141,7 @@ class LocalBlobStore:
         if durable:
             _fsync_dir(target.parent)
 
-    def open_reader(self, key: str, size: int | None = None) -> BinaryIO:
+    def open_reader(self, key: str, size: int | None = None, head: bytes = b"") -> BinaryIO:
         try:
             return open(self._path(key), "rb")
         except FileNotFoundError as exc:
@@ -161,6 +161,10 @@ class LocalBlobStore:
         with self.open_reader(key) as f:
             f.seek(start)
             return f.read(max(0, end - start))
+
+    async def read_range_async(self, key: str, start: int, end: int) -> bytes:
+        """A local read: inline, as ``get_bytes_async``."""
+        return self.read_range(key, start, end)
 
     def presign(self, method: Literal["GET", "PUT"], key: str, expires_in: timedelta) -> str | None:
         return None  # no server of its own: the service signs URLs to itself

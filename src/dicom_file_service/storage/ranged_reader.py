@@ -20,9 +20,12 @@ _CACHED_BLOCKS = 8
 
 
 class RangedReader(io.RawIOBase):
-    """``fetch(start, end)`` returns bytes ``start..end`` of an object of ``size`` bytes."""
+    """``fetch(start, end)`` returns bytes ``start..end`` of an object of ``size`` bytes;
+    ``head``, its first bytes if they were read already (a whole first block is kept as one)."""
 
-    def __init__(self, fetch: Callable[[int, int], bytes], size: int, name: str = "") -> None:
+    def __init__(
+        self, fetch: Callable[[int, int], bytes], size: int, name: str = "", head: bytes = b""
+    ) -> None:
         super().__init__()
         self.name = name  # pydicom names its source in messages
         self._fetch = fetch
@@ -31,6 +34,8 @@ class RangedReader(io.RawIOBase):
         self._blocks: OrderedDict[int, bytes] = OrderedDict()
         self.bytes_fetched = 0  # what the reader cost, for tests and metrics
         self.requests = 0
+        if head and len(head) == min(BLOCK, size):
+            self._blocks[0] = head
 
     def readable(self) -> bool:
         return True

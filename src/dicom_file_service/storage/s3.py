@@ -79,7 +79,7 @@ def _converted(key: str, exc: BaseException) -> Exception:
 class S3BlobStore:
     """A ``BlobStore`` whose objects live in one bucket, under one key prefix."""
 
-    put_overlaps_reads = True  # put_file reads the source and waits on the object store
+    remote = True  # put_file reads its source in place and waits on the object store
 
     def __init__(self, config: S3Config) -> None:
         self.config = config
@@ -149,6 +149,24 @@ class S3BlobStore:
         except _FAILURES as exc:
             raise _converted(key, exc) from exc
 
+    async def read_range_async(self, key: str, start: int, end: int) -> bytes:
+        if end <= start:
+            return b""
+        try:
+            return bytes(await obstore.get_range_async(self._store, key, start=start, end=end))
+        except _FAILURES as exc:
+            converted = _converted(key, exc)
+            # Past the end: empty, as read_range.
+            if isinstance(converted, StorageUnavailable) and start >= await self._size_async(key):
+                return b""
+            raise converted from exc
+
+    async def _size_async(self, key: str) -> int:
+        try:
+            return int((await obstore.head_async(self._store, key))["size"])
+        except _FAILURES as exc:
+            raise _converted(key, exc) from exc
+
     def read_range(self, key: str, start: int, end: int) -> bytes:
         if end <= start:
             return b""
@@ -189,10 +207,11 @@ class S3BlobStore:
             yield data
             pos += n
 
-    def open_reader(self, key: str, size: int | None = None) -> BinaryIO:
+    def open_reader(self, key: str, size: int | None = None, head: bytes = b"") -> BinaryIO:
         if size is None:
             size = self.size(key)
-        return RangedReader(lambda start, end: self._read_existing(key, start, end), size)  # type: ignore[return-value]
+        fetch = lambda start, end: self._read_existing(key, start, end)  # noqa: E731
+        return RangedReader(fetch, size, head=head)  # type: ignore[return-value]
 
     def _read_existing(self, key: str, start: int, end: int) -> bytes:
         """A read of an object the index says exists: its absence is the file's (a 404)."""
