@@ -10,7 +10,6 @@ SOP Instance UID settles races between concurrent uploads of the same instance.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import time
@@ -141,14 +140,19 @@ def _send_while_parsing(
 
 def _unsent(ctx: ServiceContext, sending: Future[None], blob_key: str) -> None:
     """The upload is refused (or failed) after its bytes began to go up: let the put end,
-    then remove what it stored. Nothing refers to the key yet; sweep removes it if this
-    cannot."""
-    with contextlib.suppress(Exception):  # the refusal is the answer, not the put's fate
+    then remove what it stored. Nothing refers to the key meanwhile; ``sweep`` removes what
+    a failed put left, or what could not be removed here."""
+    try:
         sending.result()
+    except Exception:
+        return  # nothing stored; the failure is the upload's answer if nothing came first
     try:
         ctx.store.delete(blob_key)
-    except Exception:
-        log.warning("could not remove a refused upload's blob", exc_info=True)
+    except Exception as exc:
+        log.warning(
+            "could not remove a refused upload's blob; sweep will",
+            extra={"key": blob_key, "error": type(exc).__name__},
+        )
 
 
 def _index(
