@@ -105,7 +105,6 @@ def serve(
             host=host,
             port=port,
             workers=workers,
-            # httptools, each response's small writes joined into one (api.coalesced_writes).
             http="dicom_file_service.api.coalesced_writes:CoalescingHttpToolsProtocol",
             log_level=log_level,
             access_log=False,
