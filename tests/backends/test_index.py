@@ -15,6 +15,7 @@ from dicom_file_service.dicom.query_keys import QueryKeys
 from dicom_file_service.index import repository as repo
 from dicom_file_service.index.engine import WRITE_OPTIONS, create_index_engine, upgrade
 from dicom_file_service.index.hot_reads import HeaderReader
+from tests.conftest import postgres_schema, require_postgres
 
 
 @pytest.fixture
@@ -416,3 +417,70 @@ def test_the_migration_takes_routes_out_of_stored_headers(database_url: str) -> 
         assert found["00100010"]["Value"] == [{"Alphabetic": "CompressedSamples^CT1"}]
     finally:
         eng.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema (coalesced reads are PostgreSQL's alone)."""
+    require_postgres()
+    with postgres_schema() as url:
+        yield url
+
+
+def _coalesced(database_url: str, straggler_seconds: float) -> Any:
+    """Coalesced reads of a query that answers each id with the size of its batch, after
+    sleeping as long as an id ``sleep<seconds>`` asks."""
+    from sqlalchemy import make_url
+
+    from dicom_file_service.index.async_reads import AsyncPointReads, CoalescedReads
+
+    conninfo = make_url(database_url).set(drivername="postgresql")
+    reads = AsyncPointReads(conninfo.render_as_string(hide_password=False), max_size=4, timeout=5)
+    sql = (
+        "SELECT x, cardinality(%(ids)s::text[]), pg_sleep(COALESCE(MAX(CASE WHEN x LIKE "
+        "'sleep%%' THEN substr(x, 6)::float END) OVER (), 0)) FROM unnest(%(ids)s::text[]) AS x"
+    )
+    return reads, CoalescedReads(reads, sql, straggler_seconds=straggler_seconds)
+
+
+def test_reads_arriving_while_a_batch_is_out_go_together_after_it(postgres_url: str) -> None:
+    import asyncio
+
+    reads, coalesced = _coalesced(postgres_url, straggler_seconds=10)
+
+    async def scenario() -> list[Any]:
+        first = asyncio.ensure_future(coalesced.get("sleep0.3"))
+        await asyncio.sleep(0.1)  # the first batch is out
+        later = []
+        for name in ("b", "c", "d"):  # in three turns of the loop
+            later.append(asyncio.ensure_future(coalesced.get(name)))
+            await asyncio.sleep(0)
+        answers = await asyncio.gather(first, *later)
+        await reads.close()
+        return [row[0] for row in answers]
+
+    assert asyncio.run(scenario()) == [1, 3, 3, 3]  # one query for the three, after the first
+
+
+def test_a_slow_batch_does_not_hold_the_next_back_for_longer_than_the_bound(
+    postgres_url: str,
+) -> None:
+    import asyncio
+    import time
+
+    reads, coalesced = _coalesced(postgres_url, straggler_seconds=0.05)
+
+    async def scenario() -> tuple[float, bool]:
+        slow = asyncio.ensure_future(coalesced.get("sleep3"))
+        await asyncio.sleep(0.1)  # out, and already a straggler
+        started = time.monotonic()
+        answer = await coalesced.get("fast")
+        waited = time.monotonic() - started
+        still_out = not slow.done()
+        await slow
+        await reads.close()
+        assert answer[0] == 1
+        return waited, still_out
+
+    waited, still_out = asyncio.run(scenario())
+    assert still_out and waited < 1.5

@@ -119,6 +119,9 @@ class AsyncPointReads:
 
 
 _MAX_BATCH = 256  # ids in one query: bounded memory and latency per batch
+# A batch out longer than this no longer holds the next one back (a slow or stuck query must
+# not stall every read of the process).
+_STRAGGLER_SECONDS = 0.005
 
 
 class CoalescedReads:
@@ -126,36 +129,74 @@ class CoalescedReads:
 
     Under load many requests wait on the database at once; one ``WHERE file_id = ANY(...)``
     for all of them costs one round trip and one statement on both sides instead of one each
-    (measured: 32-38 µs a read instead of 70 µs, eight in flight). Nothing is cached: every
-    answer comes from a query sent after its request arrived.
+    (measured: 32-38 µs a read instead of 70 µs, eight in flight). While a batch is out,
+    reads that arrive wait for it to return and then go together as the next one (for up to
+    ``straggler_seconds``), rather than each turn sending its own: under load, fewer and
+    larger queries (PostgreSQL + S3 tag lookups: p99 a third to two thirds of before, the
+    rate unchanged to 9 % higher, in three A/B runs on two cores shared with the database).
+    Nothing is cached: every answer comes from a query sent after its request arrived.
     """
 
-    def __init__(self, reads: AsyncPointReads, sql: str) -> None:
+    def __init__(
+        self, reads: AsyncPointReads, sql: str, straggler_seconds: float = _STRAGGLER_SECONDS
+    ) -> None:
         self._reads = reads
+        self._straggler = straggler_seconds
         self._sql = sql  # selects the file id first, then the wanted columns, for ``ids``
         self._pending: dict[str, list[asyncio.Future[Any]]] = {}
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sent_at = 0.0  # loop time the last batch went out
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def get(self, file_id: str) -> Any:
         """The row's columns after the file id, or None."""
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # A server process has one loop; a test may run several in turn, and what a
+            # closed loop left (its batches, its timer) must not hold this one's reads back.
+            self._loop, self._pending, self._tasks = loop, {}, set()
+            self._scheduled, self._timer = False, None
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.setdefault(file_id, []).append(future)
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._start, loop)
+        self._schedule(loop)
         return await future
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Send what is pending at the end of this turn, unless a recent batch is still out
+        (then when it returns, or when it becomes a straggler)."""
+        if self._scheduled or not self._pending:
+            return
+        if self._tasks and loop.time() - self._sent_at < self._straggler:
+            if self._timer is None:
+                self._timer = loop.call_at(self._sent_at + self._straggler, self._kick, loop)
+            return
+        self._scheduled = True
+        loop.call_soon(self._start, loop)
+
+    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        self._schedule(loop)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.get_loop() is self._loop and not self._loop.is_closed():
+            self._schedule(self._loop)
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         pending, self._pending = self._pending, {}
         self._scheduled = False
+        self._sent_at = loop.time()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         ids = list(pending)
         for start in range(0, len(ids), _MAX_BATCH):
             batch = {i: pending[i] for i in ids[start : start + _MAX_BATCH]}
             task = loop.create_task(self._flush(batch))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._done)
 
     async def _flush(self, batch: dict[str, list[asyncio.Future[Any]]]) -> None:
         try:
