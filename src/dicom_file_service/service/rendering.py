@@ -61,33 +61,26 @@ async def rendering_async(ctx: ServiceContext, file_id: str, options: RenderOpti
         metrics.RENDER_CACHE.labels("hit").inc()
         return at_hand
     asked = _soon(ctx.renders.get_async(file_id, key))
+    reading: asyncio.Task[bytes] | None = None
     try:
         found = await ctx.index.headers.location_async(file_id)
-    except BaseException:
-        asked.cancel()
-        raise
-    if found is None:
-        asked.cancel()
-        raise not_found(file_id)
-    reading = None
-    if ctx.store.remote and not asked.done():
-        first = min(found.size, BLOCK)
-        reading = _soon(ctx.store.read_range_async(found.blob_key, 0, first))
-    try:
+        if found is None:
+            raise not_found(file_id)
+        if ctx.store.remote and not asked.done():
+            first = min(found.size, BLOCK)
+            reading = _soon(ctx.store.read_range_async(found.blob_key, 0, first))
         cached = await asked
-    except BaseException:
+        metrics.RENDER_CACHE.labels("hit" if cached is not None else "miss").inc()
+        if cached is not None:
+            return cached
+        head = b""
         if reading is not None:
-            reading.cancel()
-        raise
-    metrics.RENDER_CACHE.labels("hit" if cached is not None else "miss").inc()
-    if cached is not None:
-        if reading is not None:
-            reading.cancel()
-        return cached
-    head = b""
-    if reading is not None:
-        with contextlib.suppress(Exception):  # the render reads it again, and names a failure
-            head = await reading
+            with contextlib.suppress(Exception):  # the render reads it again, names a failure
+                head = await reading
+    finally:  # whatever ended this, nothing is left running for nobody
+        for task in (asked, reading):
+            if task is not None and not task.done():
+                task.cancel()
     located = found
     rendering = await ctx.run_cpu(lambda: _render_at(ctx, file_id, located, options, head=head))
     return rendering.data
