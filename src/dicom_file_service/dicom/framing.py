@@ -13,6 +13,7 @@ kept as sent, and the fault is returned in words for the ingest policy's warning
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -23,9 +24,7 @@ from dicom_file_service.dicom.elements import (
     PIXEL_DATA,
     PIXEL_TAGS,
     UNDEFINED,
-    encoding,
     photometric,
-    pixel_vr,
     read_element_header,
     walk_encapsulated,
 )
@@ -88,11 +87,10 @@ def check_dataset_end(f: BinaryIO, ds: Dataset, size: int) -> str | None:
     return padding_fault(f, end, size)
 
 
-def check_trailing_elements(f: BinaryIO, ds: Dataset, size: int) -> str | None:
+def check_trailing_elements(f: BinaryIO, size: int, implicit: bool, endian: str) -> str | None:
     """Elements after the pixel data (padding, signatures) must lie wholly inside the file;
     returns the fault of zero padding after the last one, if any."""
     pos = f.tell()
-    implicit, endian = encoding(ds)
     while pos < size:
         if size - pos < _HEADER:
             return padding_fault(f, pos, size)
@@ -128,17 +126,81 @@ def check_deferred_values(ds: Dataset, size: int) -> None:
             )
 
 
-def check_pixel_element(f: BinaryIO, ds: Dataset, size: int) -> PixelElement | None:
+@dataclass(frozen=True)
+class ImageAttributes:
+    """What the length of native pixel data is checked against (PS3.3 C.7.6.3)."""
+
+    rows: int
+    columns: int
+    bits_allocated: int
+    samples_per_pixel: int
+    frames: int
+    photometric: str
+
+
+def image_attributes(ds: Dataset) -> ImageAttributes | None:
+    """The image attributes as pydicom reads them; None when one cannot be read as a number
+    (without them the image is not renderable anyway; the renderer says so)."""
+    try:
+        return ImageAttributes(
+            int(ds.Rows),
+            int(ds.Columns),
+            int(ds.BitsAllocated),
+            int(ds.get("SamplesPerPixel", 1) or 1),
+            int(ds.get("NumberOfFrames", 1) or 1),
+            photometric(ds),
+        )
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def header_image_attributes(header: dict[str, Any]) -> ImageAttributes | None:
+    """``image_attributes`` read from a DICOM JSON header, as pydicom would give each value:
+    absent, empty or multi-valued where a number is needed is None, as it is there."""
+
+    def value(key: str, default: Any = None) -> Any:
+        element = header.get(key)
+        if element is None:
+            return default
+        values = element.get("Value")
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else values
+
+    try:
+        photometric = str(value("00280004") or "").strip().upper()
+        return ImageAttributes(
+            int(value("00280010", ())),
+            int(value("00280011", ())),
+            int(value("00280100", ())),
+            int(value("00280002", 1) or 1),
+            int(value("00280008", 1) or 1),
+            photometric,
+        )
+    except (TypeError, ValueError):
+        return None
+
+
+def check_pixel_element(
+    f: BinaryIO,
+    size: int,
+    *,
+    implicit: bool,
+    endian: str,
+    implicit_vr: Callable[[], str],
+    image: Callable[[], ImageAttributes | None],
+) -> PixelElement | None:
     """Walk the framing of the pixel data element at ``f``'s position, leaving ``f`` after
-    it; None (``f`` unmoved) when the element there is not pixel data."""
+    it; None (``f`` unmoved) when the element there is not pixel data. ``implicit_vr`` gives
+    Pixel Data's VR where the encoding has none, ``image`` what native pixel data's length is
+    checked against."""
     start = f.tell()
-    implicit, endian = encoding(ds)
     head = read_element_header(f, start, implicit, endian)
     if head.tag not in PIXEL_TAGS:
         f.seek(start)
         return None
     tag, length, value_at = head.tag, head.length, head.value_at
-    vr = head.vr or (pixel_vr(ds) if tag == PIXEL_DATA else dictionary_VR(tag))
+    vr = head.vr or (implicit_vr() if tag == PIXEL_DATA else dictionary_VR(tag))
     if length != UNDEFINED:
         if value_at + length > size:
             raise InvalidDicom(
@@ -146,27 +208,23 @@ def check_pixel_element(f: BinaryIO, ds: Dataset, size: int) -> PixelElement | N
                 f"{size - value_at} remain"
             )
         f.seek(value_at + length)
-        return PixelElement(tag, vr, length, fault=_pixel_size_fault(ds, length))
+        return PixelElement(tag, vr, length, fault=_pixel_size_fault(image(), length))
     items: list[tuple[int, int]] = []
     walked = walk_encapsulated(f, value_at, size, endian, items)
     f.seek(value_at + walked + 8)
     return PixelElement(tag, vr, walked, items)
 
 
-def _pixel_size_fault(ds: Dataset, length: int) -> str | None:
+def _pixel_size_fault(image: ImageAttributes | None, length: int) -> str | None:
     """Why native pixel data of ``length`` bytes disagrees with its attributes, None if not.
 
     A shorter value leaves frames that cannot be decoded (rendering them says so); a longer
     one has bytes no frame uses. Both are kept as sent."""
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        bits = int(ds.BitsAllocated)
-        spp = int(ds.get("SamplesPerPixel", 1) or 1)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-    except (AttributeError, TypeError, ValueError):
-        return None  # without these the image is not renderable anyway; the renderer says so
-    expected_bits = rows * cols * spp * frames * bits
-    if spp == 3 and photometric(ds) in ("YBR_FULL_422", "YBR_PARTIAL_422"):
+    if image is None:
+        return None
+    spp = image.samples_per_pixel
+    expected_bits = image.rows * image.columns * spp * image.frames * image.bits_allocated
+    if spp == 3 and image.photometric in ("YBR_FULL_422", "YBR_PARTIAL_422"):
         # Native 4:2:2: two luminance and one pair of chrominance samples per two pixels,
         # so two thirds of three samples per pixel (PS3.3 C.7.6.3.1.2).
         expected_bits = expected_bits // 3 * 2

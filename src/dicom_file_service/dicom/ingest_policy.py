@@ -19,10 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from dicom_file_service.dicom.elements import inferred_syntax
 from dicom_file_service.dicom.pixel_defaults import defaults_for_json
 from dicom_file_service.errors import (
     InvalidDicom,
@@ -77,15 +75,17 @@ class Verdict:
 
 
 def judge(
-    ds: Dataset,
     header: dict[str, Any],
     bulk_lengths: dict[str, int],
     *,
     has_pixels: bool,
+    read_as: str,
     faults: tuple[str, ...] = (),
 ) -> Verdict:
-    """The verdict on the file read as ``ds``, whose header is ``header`` (DICOM JSON);
-    ``faults`` are what the framing found odd but complete, kept as warnings."""
+    """The verdict on the file whose header is ``header`` (DICOM JSON), its data set read in
+    the transfer syntax ``read_as`` (what its meta group names, else the encoding its bytes
+    were found in); ``faults`` are what the framing found odd but complete, kept as
+    warnings."""
     missing = [
         name
         for name, key in (
@@ -125,7 +125,7 @@ def judge(
         uids.append(value)
     sop, study, series = uids
     sop_class = _first(header, "00080016") or _first(header, "00020002") or ""
-    ts = _first(header, "00020010") or inferred_syntax(ds)
+    ts = _first(header, "00020010") or read_as
     refusal = _class_refusal(header, str(sop_class).strip(), str(ts).strip())
     if refusal is not None:
         refusal.about(str(sop_class).strip()[:64], sop)

@@ -18,26 +18,38 @@ import dataclasses
 import io
 import os
 import struct
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pydicom
 from pydicom import config as pydicom_config
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_file_service.dicom.deflate_guard import DEFAULT_MAX_INFLATED as DEFAULT_MAX_INFLATED
 from dicom_file_service.dicom.deflate_guard import refuse_deflate_bombs
 from dicom_file_service.dicom.dicom_json import BULK_THRESHOLD, bulk_data_uri, dataset_to_json
-from dicom_file_service.dicom.elements import DEFLATED, PIXEL_TAGS, reason
+from dicom_file_service.dicom.elements import (
+    DEFLATED,
+    PIXEL_TAGS,
+    encoding,
+    inferred_syntax,
+    pixel_vr,
+    reason,
+)
 from dicom_file_service.dicom.framing import (
     PixelElement,
     check_dataset_end,
     check_deferred_values,
     check_pixel_element,
     check_trailing_elements,
+    header_image_attributes,
+    image_attributes,
     image_without_pixels,
+    padding_fault,
 )
+from dicom_file_service.dicom.header_scan import ScannedHeader, scan_header
 from dicom_file_service.dicom.ingest_policy import ParsedInstance as ParsedInstance
 from dicom_file_service.dicom.ingest_policy import judge
 from dicom_file_service.errors import InvalidDicom, ServiceError
@@ -94,26 +106,17 @@ def _parse(
     with open(path, "rb") as on_disk:
         # pydicom asks its file for its position at every element, and a file's ``tell`` is
         # a system call (a quarter of a CT slice's parse); a small file is parsed from memory.
-        f: BinaryIO = io.BytesIO(on_disk.read()) if size <= IN_MEMORY_BYTES else on_disk
+        data = on_disk.read() if size <= IN_MEMORY_BYTES else None
+        f: BinaryIO = io.BytesIO(data) if data is not None else on_disk
         refuse_deflate_bombs(f, size, max_inflated_bytes)
-        ds = _read_header(f, size)
-        pixel: PixelElement | None
-        padding: str | None = None
-        if _is_deflated(ds):
-            ds, pixel = _read_deflated(f)
-        elif f.tell() < size:
-            pixel = check_pixel_element(f, ds, size)
-            padding = check_trailing_elements(f, ds, size)
+        scanned = scan_header(data, bulk_data_uri_prefix) if data is not None else None
+        if scanned is not None:
+            header, bulk_lengths, pixel, padding = _framing_of_scanned(f, scanned, size)
+            read_as = str(ExplicitVRLittleEndian)
         else:
-            pixel = None
-            padding = check_dataset_end(f, ds, size)
-        check_deferred_values(ds, size)
-        try:
-            header, bulk_lengths = dataset_to_json(ds, bulk_data_uri_prefix)
-        except InvalidDicom:
-            raise
-        except Exception as exc:  # a value pydicom read but cannot convert
-            raise InvalidDicom(f"the header cannot be read: {reason(exc)}") from exc
+            header, bulk_lengths, pixel, padding, read_as = _read_with_pydicom(
+                f, size, bulk_data_uri_prefix
+            )
     faults = [
         fault
         for fault in (
@@ -129,13 +132,78 @@ def _parse(
         key = f"{pixel.tag:08X}"
         header[key] = {"vr": pixel.vr, "BulkDataURI": bulk_data_uri(bulk_data_uri_prefix, key)}
         bulk_lengths[key] = pixel.length
-    verdict = judge(ds, header, bulk_lengths, has_pixels=pixel is not None, faults=tuple(faults))
+    verdict = judge(
+        header,
+        bulk_lengths,
+        has_pixels=pixel is not None,
+        read_as=read_as,
+        faults=tuple(faults),
+    )
     if verdict.refusal is not None:
         raise verdict.refusal
     assert verdict.instance is not None  # a verdict that refuses nothing keeps the file
     instance = verdict.instance
     table = _frame_table(fragments, instance.number_of_frames)
     return dataclasses.replace(instance, frame_table=table) if table else instance
+
+
+def _read_with_pydicom(
+    f: BinaryIO, size: int, bulk_data_uri_prefix: str
+) -> tuple[dict[str, Any], dict[str, int], PixelElement | None, str | None, str]:
+    """(header, bulk lengths, pixel element, padding fault, encoding read in) of a file the
+    header scanner declined: read by pydicom, its framing checked around that reading."""
+    ds = _read_header(f, size)
+    pixel: PixelElement | None
+    padding: str | None = None
+    implicit, endian = encoding(ds)
+    if _is_deflated(ds):
+        ds, pixel = _read_deflated(f)
+    elif f.tell() < size:
+        pixel = check_pixel_element(
+            f,
+            size,
+            implicit=implicit,
+            endian=endian,
+            implicit_vr=lambda: pixel_vr(ds),
+            image=lambda: image_attributes(ds),
+        )
+        padding = check_trailing_elements(f, size, implicit, endian)
+    else:
+        pixel = None
+        padding = check_dataset_end(f, ds, size)
+    check_deferred_values(ds, size)
+    try:
+        header, bulk_lengths = dataset_to_json(ds, bulk_data_uri_prefix)
+    except InvalidDicom:
+        raise
+    except Exception as exc:  # a value pydicom read but cannot convert
+        raise InvalidDicom(f"the header cannot be read: {reason(exc)}") from exc
+    return header, bulk_lengths, pixel, padding, str(inferred_syntax(ds))
+
+
+def _framing_of_scanned(
+    f: BinaryIO, scanned: ScannedHeader, size: int
+) -> tuple[dict[str, Any], dict[str, int], PixelElement | None, str | None]:
+    """(header, bulk lengths, pixel element, padding fault) of a file the header scanner
+    read: the same checks of what follows the header as for pydicom's reading. (The scanner
+    reads only Explicit VR Little Endian; every value it read lies inside the file.)"""
+    header = scanned.header
+    pixel: PixelElement | None = None
+    padding: str | None = None
+    if size - scanned.end < 8:  # where pydicom, too, stops reading: padding, if anything
+        padding = padding_fault(f, scanned.end, size)
+    elif scanned.at_pixels:
+        f.seek(scanned.end)
+        pixel = check_pixel_element(
+            f,
+            size,
+            implicit=False,
+            endian="<",
+            implicit_vr=lambda: "OB",  # not asked: the VR is explicit
+            image=lambda: header_image_attributes(header),
+        )
+        padding = check_trailing_elements(f, size, False, "<")
+    return header, scanned.bulk_lengths, pixel, padding
 
 
 _MAX_FRAME_TABLE = 1_000_000

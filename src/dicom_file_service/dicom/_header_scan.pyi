@@ -1,0 +1,6 @@
+from typing import Any
+
+def scan(
+    data: bytes, syntaxes: frozenset[str], uri_prefix: str, /
+) -> tuple[dict[str, Any], dict[str, int], int, bool] | None: ...
+def element_spans(json: bytes, /) -> bytes: ...
