@@ -77,6 +77,37 @@ def test_concurrent_writers_share_commits_and_all_are_committed(index: IndexData
     assert set(results.values()) <= seqs
 
 
+def test_a_batch_that_succeeds_takes_no_savepoints(index: IndexDatabase) -> None:
+    """Savepoints are taken only when a batch is run again after a caller's failure."""
+    commits = _commits(index)
+    statements: list[str] = []
+
+    @event.listens_for(index.engine, "before_cursor_execute")
+    def _record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    gate = threading.Event()
+
+    def slow_first(conn: Connection) -> int:
+        gate.wait(5)  # the others queue up behind this batch and form the next one
+        return int(repo.insert_instance(conn, _values(100), _keys(_values(100))))
+
+    threads = [threading.Thread(target=index.commit_grouped, args=(slow_first,))]
+    threads += [
+        threading.Thread(target=index.commit_grouped, args=(_insert(_values(i)),)) for i in range(6)
+    ]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    gate.set()
+    for t in threads:
+        t.join()
+    event.remove(index.engine, "before_cursor_execute", _record)
+    assert _count(index) == 7
+    assert commits[0] < 7  # some shared a COMMIT
+    assert not [s for s in statements if "SAVEPOINT" in s.upper()]
+
+
 def test_a_failing_writer_is_rolled_back_alone(index: IndexDatabase) -> None:
     index.commit_grouped(_insert(_values(1)))
     gate = threading.Event()
