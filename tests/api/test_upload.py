@@ -6,6 +6,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -323,3 +324,33 @@ def test_a_direct_upload_over_the_limit_is_refused_and_removed(
         else:
             assert_problem(put, 413, "payload_too_large")
         assert_problem(c.post(complete), 404, "upload_not_found")
+
+
+def test_an_upload_answered_before_the_framework_answers_as_its_route(
+    client: httpx.Client,
+) -> None:
+    """``POST /dicom-image`` without parameters is answered by the fast path, with the route's
+    parameters by the route (``overwrite=false`` is the default): the same answers."""
+    requests: list[dict[str, Any]] = [
+        {"files": {"file": ("x", b"not dicom at all" * 10)}},
+        {"files": {"other": ("x", b"data")}},
+        {"content": b"", "headers": {"content-type": "application/dicom"}},
+        {"content": b"x", "headers": {"content-type": "text/plain"}},
+        {"content": b"--b\r\n", "headers": {"content-type": "multipart/form-data; boundary=b"}},
+    ]
+    for request in requests:
+        fast = client.post("/dicom-image", **request)
+        routed = client.post("/dicom-image", params={"overwrite": "false"}, **request)
+        assert fast.status_code >= 400
+        assert (fast.status_code, fast.json()) == (routed.status_code, routed.json())
+        assert fast.headers["content-type"] == routed.headers["content-type"]
+    first = post_form(client, copy_with_new_uid(CT))
+    second = post_form(client, copy_with_new_uid(CT), overwrite="false")
+    assert first.status_code == second.status_code == 201
+    assert set(first.json()) == set(second.json()) == UPLOAD_FIELDS
+    for r in (first, second):
+        assert r.headers["location"].endswith(f"/dicom-image/{r.json()['file_id']}")
+    again = client.post("/dicom-image", files={"file": ("IM", CT.read_bytes())})
+    again_routed = post_form(client, CT.read_bytes(), overwrite="false")
+    assert again.json() == again_routed.json()
+    assert again.status_code in (200, 201) and again_routed.status_code == 200

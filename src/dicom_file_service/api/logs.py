@@ -231,4 +231,4 @@ def _fast_template(path: str) -> str:
     """The template of a path answered without the router (the fast paths), or "unmatched"."""
     if _FILE_ROUTE.match(path):
         return "/dicom-image/{file_id}/png" if path.endswith("/png") else "/dicom-image/{file_id}"
-    return "unmatched"
+    return "/dicom-image" if path == "/dicom-image" else "unmatched"
