@@ -94,6 +94,36 @@ static inline uint32_t u32(const uint8_t *p) {
 }
 static inline uint64_t u64(const uint8_t *p) { return (uint64_t)u32(p) | ((uint64_t)u32(p + 4) << 32); }
 
+/* The VR strings, made once each: index (first letter - 'A') * 26 + second - 'A'. */
+static PyObject *vr_names[26 * 26];
+
+static PyObject *vr_name(const uint8_t *v) { /* borrowed; the VR is a known one */
+    PyObject **slot = &vr_names[(v[0] - 'A') * 26 + (v[1] - 'A')];
+    if (*slot == NULL) *slot = PyUnicode_FromStringAndSize((const char *)v, 2);
+    return *slot;
+}
+
+/* Element keys ("00100010") made once each for the tags met most: a direct-mapped table. */
+#define KEY_SLOTS 4096
+static struct { uint32_t tag; PyObject *key; } keys[KEY_SLOTS];
+
+static PyObject *key_of(uint32_t tag) { /* a new reference */
+    size_t slot = (tag * 2654435761u) >> 20 & (KEY_SLOTS - 1);
+    if (keys[slot].key != NULL && keys[slot].tag == tag) {
+        Py_INCREF(keys[slot].key);
+        return keys[slot].key;
+    }
+    char text[9];
+    snprintf(text, sizeof text, "%08X", (unsigned)tag);
+    PyObject *key = PyUnicode_FromStringAndSize(text, 8);
+    if (key == NULL) return NULL;
+    Py_XDECREF(keys[slot].key);
+    keys[slot].tag = tag;
+    keys[slot].key = key;
+    Py_INCREF(key);
+    return key;
+}
+
 typedef struct {
     const uint8_t *b;
     Py_ssize_t n;
@@ -405,9 +435,9 @@ static int walk(Scan *sc, Py_ssize_t *pos, Py_ssize_t end, enum mode mode, int d
             continue; /* group lengths are retired and carry nothing (PS3.5 7.2) */
         }
         snprintf(key, sizeof key, "%08X", (unsigned)tag);
-        vr = PyUnicode_FromStringAndSize((const char *)b + start + 4, 2);
+        vr = vr_name(b + start + 4);
         if (vr == NULL) return FAIL;
-        PyUnicode_InternInPlace(&vr);
+        Py_INCREF(vr);
         if (info.kind == K_BYTES && length > BULK_THRESHOLD) {
             PyObject *where = PyUnicode_FromFormat("%U%s", path, key);
             PyObject *n = PyLong_FromUnsignedLong(length);
@@ -462,7 +492,11 @@ static int walk(Scan *sc, Py_ssize_t *pos, Py_ssize_t end, enum mode mode, int d
             }
             *pos = value_end;
         }
-        if (rc == OK && PyDict_SetItemString(out, key, elem) < 0) rc = FAIL;
+        if (rc == OK) {
+            PyObject *k = key_of(tag);
+            if (k == NULL || PyDict_SetItem(out, k, elem) < 0) rc = FAIL;
+            Py_XDECREF(k);
+        }
         Py_XDECREF(elem);
         Py_DECREF(vr);
         if (rc != OK) return rc;
