@@ -133,7 +133,9 @@ def writer_turns(engine: Engine) -> Callable[[], AbstractContextManager[None]]:
     a lock file beside the database (``flock``, released by the kernel when a process dies)
     and a thread lock within the process (a ``flock`` is per open file, not per thread), so
     BEGIN IMMEDIATE then finds the lock free. A writer waiting for the file asks again within
-    half a millisecond, and gives up after ``WRITER_WAIT_SECONDS`` (a 503), as SQLite would.
+    a tenth of a millisecond (the other process's turn is a few: a longer pause left both
+    processes idle between turns), and gives up after ``WRITER_WAIT_SECONDS`` (a 503), as
+    SQLite would.
     """
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:":
@@ -156,7 +158,7 @@ def writer_turns(engine: Engine) -> Callable[[], AbstractContextManager[None]]:
             if not held or held[0] != os.getpid():
                 held[:] = [os.getpid(), os.open(path, os.O_RDWR | os.O_CREAT, 0o644)]
             fd = held[1]
-            pause = 0.00005
+            pause = 0.00002
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -165,7 +167,7 @@ def writer_turns(engine: Engine) -> Callable[[], AbstractContextManager[None]]:
                     if time.monotonic() > deadline:
                         raise busy() from None
                     time.sleep(pause)
-                    pause = min(pause * 2, 0.0005)
+                    pause = min(pause * 2, 0.0001)
             try:
                 yield
             finally:
