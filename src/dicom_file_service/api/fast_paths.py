@@ -74,6 +74,14 @@ def _render_options(query_string: bytes) -> RenderOptions | None:
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
+def _failure(exc: Exception, what: str) -> Any:
+    """The answer to a request that raised: its problem document, or a logged 500."""
+    if isinstance(exc, ServiceError):
+        return service_error_response(exc)
+    log.exception(what, exc_info=exc)
+    return _internal_error()
+
+
 def _internal_error() -> Any:
     return problem_response(
         500, "internal_error", "Internal error", "an unexpected error occurred; it is logged"
@@ -138,12 +146,8 @@ class FastPaths:
                     staged,
                 )
                 result = await ctx.run_ingest(lambda: ingest_staged(ctx, staged, overwrite=False))
-        except ServiceError as exc:
-            await service_error_response(exc)(scope, receive, send)
-            return
-        except Exception:
-            log.exception("unhandled error")
-            await _internal_error()(scope, receive, send)
+        except Exception as exc:
+            await _failure(exc, "unhandled error")(scope, receive, send)
             return
         logs.note(file_id=result.record.file_id)
         location = urls.file_location(result.record.file_id)
@@ -161,12 +165,8 @@ class FastPaths:
         ctx: ServiceContext = self.state.ctx
         try:
             body = await rendering_async(ctx, file_id, options)
-        except ServiceError as exc:
-            await service_error_response(exc)(scope, receive, send)
-            return True
-        except Exception:
-            log.exception("rendering failed")
-            await _internal_error()(scope, receive, send)
+        except Exception as exc:
+            await _failure(exc, "rendering failed")(scope, receive, send)
             return True
         etag = rendering_etag(file_id, options).encode()
         headers = [(b"etag", etag), (b"cache-control", IMMUTABLE.encode())]
@@ -189,12 +189,8 @@ class FastPaths:
             answers = await files_service.get_attributes_async(
                 ctx, file_id, selectors, urls.file_bulk_data_base(file_id)
             )
-        except ServiceError as exc:
-            await service_error_response(exc)(scope, receive, send)
-            return
-        except Exception:
-            log.exception("tag lookup failed")
-            await _internal_error()(scope, receive, send)
+        except Exception as exc:
+            await _failure(exc, "tag lookup failed")(scope, receive, send)
             return
         body = orjson.dumps(answers[0] if len(answers) == 1 else answers)
         await send(
