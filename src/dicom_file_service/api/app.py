@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 from dicom_file_service import __version__, metrics
 from dicom_file_service.api import logs
 from dicom_file_service.api.content_location import ContentLocation
+from dicom_file_service.api.direct_answers import DirectAnswers
 from dicom_file_service.api.fast_paths import FastPaths
 from dicom_file_service.api.forwarded import ProxiedRequest, trusted_networks
 from dicom_file_service.api.logs import RequestLog
@@ -173,4 +174,6 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             max_age=3600,
         )
     # Outermost: every layer below, and every URL, sees the request as the client made it.
-    return ProxiedRequest(RequestLog(served), trusted, settings.public_base_url)
+    proxied = ProxiedRequest(RequestLog(served), trusted, settings.public_base_url)
+    # The protocol answers tag lookups that need no wait itself (api.direct_answers).
+    return DirectAnswers(proxied, app.state, cors=bool(settings.cors_origins))

@@ -40,6 +40,11 @@ class CoalescingTransport:
         self._kept.append(bytes(data))
         self._kept_size += size
 
+    def write_now(self, data: bytes) -> None:
+        """Write ``data`` at once, after what is kept (a whole response, nothing to join)."""
+        self.flush()
+        self._transport.write(data)
+
     def flush(self) -> None:
         """Write what is kept (once per turn; again at once before a large write or close)."""
         if self._kept:

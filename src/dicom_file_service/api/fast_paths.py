@@ -88,7 +88,7 @@ def _internal_error() -> Any:
     )
 
 
-def _selectors(query_string: bytes) -> list[str]:
+def tag_selectors(query_string: bytes) -> list[str]:
     """The ``dicom_tag`` parameters of a query string."""
     text = query_string.decode("latin-1")
     if "%" not in text and "+" not in text and ";" not in text:
@@ -100,6 +100,11 @@ def _selectors(query_string: bytes) -> list[str]:
             if pair.startswith("dicom_tag=") or pair == "dicom_tag"
         ]
     return [v for k, v in parse_qsl(text, True) if k == "dicom_tag"]
+
+
+def lookup_body(answers: list[dict[str, Any]]) -> bytes:
+    """A tag lookup's JSON: the answer to one selector, or the list of them in order."""
+    return orjson.dumps(answers[0] if len(answers) == 1 else answers)
 
 
 class FastPaths:
@@ -121,7 +126,7 @@ class FastPaths:
             if path.startswith(_PREFIX):
                 rest = path[len(_PREFIX) :]
                 if "/" not in rest and b"dicom_tag=" in scope["query_string"]:
-                    selectors = _selectors(scope["query_string"])
+                    selectors = tag_selectors(scope["query_string"])
                     if selectors:  # not just a look-alike such as ?xdicom_tag=
                         await self._tag_lookup(scope, selectors, receive, send)
                         return
@@ -192,7 +197,7 @@ class FastPaths:
         except Exception as exc:
             await _failure(exc, "tag lookup failed")(scope, receive, send)
             return
-        body = orjson.dumps(answers[0] if len(answers) == 1 else answers)
+        body = lookup_body(answers)
         await send(
             {
                 "type": "http.response.start",

@@ -303,3 +303,11 @@ class ProxiedRequest:
             await self.app(scope, receive, send)
         finally:
             _root_path.reset(token)
+
+    def root_path_for(self, headers: Iterable[tuple[bytes, bytes]], peer: str | None) -> str:
+        """The root path this layer gives a request that has no ``root_path`` of its own
+        (what ``current_root_path`` says while it is answered)."""
+        if self.public_prefix is not None:
+            return self.public_prefix
+        seen = seen_by_proxies(headers, peer, self.trusted)
+        return (seen.prefix if seen is not None else None) or ""

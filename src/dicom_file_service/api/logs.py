@@ -184,9 +184,7 @@ class RequestLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw_id = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
-        given = raw_id.decode("latin-1") if raw_id is not None else None
-        request_id = given if given is not None and _REQUEST_ID.match(given) else _new_request_id()
+        given, request_id = request_id_of(scope["headers"])
         token = request_id_var.set(request_id)
         noted: dict[str, Any] = {}
         noted_token = _noted.set(noted)
@@ -204,27 +202,50 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            seconds = time.perf_counter() - started
             path: str = scope["path"]
             route = scope.get("route")
             template = getattr(route, "path", None) or _fast_template(path)
-            fields: dict[str, Any] = {
-                # A client's own id is its text: masked like any other (ours are hex).
-                "request_id": scrub(request_id) if given is not None else request_id,
-                "method": scope["method"],
-                "route": template,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 2),
-            }
-            match = _FILE_ROUTE.match(path)
-            if match:
-                fields["file_id"] = match.group(1)
-            for key, value in noted.items():
-                fields[key] = scrub(value) if isinstance(value, str) else value
-            request_lines.add(fields)
-            metrics.REQUEST_TALLY.record(scope["method"], template, status, seconds)
+            request_done(given, request_id, scope["method"], path, template, status, started, noted)
             _noted.reset(noted_token)
             request_id_var.reset(token)
+
+
+def request_id_of(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str]:
+    """(the id the client sent, or None; the request's id: the client's if well formed, else
+    a new one)."""
+    raw_id = next((v for k, v in headers if k == b"x-request-id"), None)
+    given = raw_id.decode("latin-1") if raw_id is not None else None
+    return given, given if given is not None and _REQUEST_ID.match(given) else _new_request_id()
+
+
+def request_done(
+    given: str | None,
+    request_id: str,
+    method: str,
+    path: str,
+    template: str,
+    status: int,
+    started: float,
+    noted: dict[str, Any] | None = None,
+) -> None:
+    """The request's log line and its metrics, once its answer is sent (``started``: its
+    ``time.perf_counter()`` when it came)."""
+    seconds = time.perf_counter() - started
+    fields: dict[str, Any] = {
+        # A client's own id is its text: masked like any other (ours are hex).
+        "request_id": scrub(request_id) if given is not None else request_id,
+        "method": method,
+        "route": template,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 2),
+    }
+    match = _FILE_ROUTE.match(path)
+    if match:
+        fields["file_id"] = match.group(1)
+    for key, value in (noted or {}).items():
+        fields[key] = scrub(value) if isinstance(value, str) else value
+    request_lines.add(fields)
+    metrics.REQUEST_TALLY.record(method, template, status, seconds)
 
 
 def _fast_template(path: str) -> str:

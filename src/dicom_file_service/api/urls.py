@@ -45,9 +45,11 @@ def file_location(file_id: str) -> str:
     return rooted(f"{FILES}/{file_id}")
 
 
-def file_bulk_data_base(file_id: str) -> str:
-    """Where the file API serves a file's bulk values (``/bulkdata/<location>``)."""
-    return rooted(f"{FILES}/{file_id}/bulkdata")
+def file_bulk_data_base(file_id: str, root_path: str | None = None) -> str:
+    """Where the file API serves a file's bulk values (``/bulkdata/<location>``), under
+    ``root_path`` if given, else under the current request's."""
+    path = f"{FILES}/{file_id}/bulkdata"
+    return rooted(path) if root_path is None else root_path + path
 
 
 def modality_location(name: str) -> str:

@@ -105,7 +105,7 @@ def serve(
             host=host,
             port=port,
             workers=workers,
-            http="dicom_file_service.api.coalesced_writes:CoalescingHttpToolsProtocol",
+            http="dicom_file_service.api.direct_answers:DirectAnsweringProtocol",
             log_level=log_level,
             access_log=False,
             # The app judges proxy headers itself (api.forwarded, DICOM_FS_TRUSTED_PROXIES);

@@ -172,9 +172,16 @@ class HeaderReader:
             self._cache.put(file_id, header, seen)
         return header
 
+    @property
+    def reads_at_once(self) -> bool:
+        """Whether ``read`` would answer now, without waiting for a pool, a thread or the
+        network (the database is embedded and a kept connection is free): then a caller on
+        the event loop may call it there."""
+        return self._inline and bool(self._idle)
+
     async def read_async(self, file_id: str) -> StoredHeader | None:
         """``read`` for the event loop: inline where it cannot block, else in a thread."""
-        if self._inline and self._idle:  # a kept connection: no wait for the pool
+        if self.reads_at_once:
             return self.read(file_id)
         if self._async is not None:
             row = await self._headers_many.get(file_id)

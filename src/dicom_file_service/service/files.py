@@ -65,6 +65,19 @@ async def get_attributes_async(
     return _answers(await load_header_async(ctx, file_id), paths, bulk_data_base)
 
 
+def get_attributes_now(
+    ctx: ServiceContext, file_id: str, selectors: list[str], bulk_data_base: str
+) -> list[dict[str, Any]] | None:
+    """``get_attributes_async``'s answers when they need no wait (the index reads at once:
+    ``HeaderReader.reads_at_once``), for a caller on the event loop that cannot await; None
+    when they would, and the caller takes the async way."""
+    if not ctx.index.headers.reads_at_once:
+        return None
+    _check_selector_count(ctx, selectors)
+    paths = [parse_selector(s) for s in selectors]
+    return _answers(load_header(ctx, file_id), paths, bulk_data_base)
+
+
 def _check_selector_count(ctx: ServiceContext, selectors: list[str]) -> None:
     if len(selectors) > ctx.settings.max_tags_per_request:
         raise InvalidParameter(

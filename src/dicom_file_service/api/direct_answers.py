@@ -1,0 +1,179 @@
+"""Tag lookups answered by the HTTP protocol itself, before the request becomes ASGI.
+
+On the embedded index a tag lookup is a few microseconds of work: a point read (most often
+from the header cache) and a walk over a few elements. Through ASGI it also pays for a task,
+uvicorn's request-response cycle, the wrapper layers (proxy, request log, Content-Location,
+fast paths) and two send messages, which together cost more than the lookup. The protocol
+here (uvicorn's httptools protocol with coalesced writes) recognises
+``GET /dicom-image/{id}?dicom_tag=...`` as soon as its headers are parsed and, when the
+answer needs no wait (the index reads at once), writes it in the bytes uvicorn would have
+written, with what the layers add: the request id, the proxy's path prefix in bulk data
+URIs, the request's log line and its metrics.
+
+Everything else goes the ASGI way unchanged, so an answer never depends on which way it
+went: any other request, a lookup that fails (its problem document, or its logged 500, is
+the route's), a read that would wait (PostgreSQL), a request with a body, a pipelined request
+behind one still being answered, a client not reading its answers, HTTP/1.0 or a closing
+connection, and, when CORS is configured, any request from another origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from dicom_file_service.api import logs, urls
+from dicom_file_service.api.coalesced_writes import CoalescingHttpToolsProtocol
+from dicom_file_service.api.fast_paths import lookup_body, tag_selectors
+from dicom_file_service.api.forwarded import ProxiedRequest
+from dicom_file_service.service.files import get_attributes_now
+
+_PREFIX = (urls.FILES + "/").encode()
+_TEMPLATE = urls.FILES + "/{file_id}"
+_OK = b"HTTP/1.1 200 OK\r\n"
+
+
+class DirectAnswers:
+    """The served ASGI application, and the answers the protocol may give before it.
+
+    It wraps the outermost layer (``ProxiedRequest``) and passes every ASGI request on; the
+    protocol finds it on the application uvicorn serves and asks ``respond`` first.
+    """
+
+    def __init__(self, app: ProxiedRequest, state: Any, *, cors: bool) -> None:
+        self.app = app
+        self.state = state  # the framework app's state, which holds the service context
+        self.cors = cors
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    def respond(
+        self,
+        method: bytes,
+        url: bytes,
+        headers: list[tuple[bytes, bytes]],
+        peer: str | None,
+        default_headers: list[tuple[bytes, bytes]],
+    ) -> bytes | None:
+        """The whole HTTP response to a tag lookup that can be answered now, or None: the
+        request goes the ASGI way."""
+        if method != b"GET" or not url.startswith(_PREFIX):
+            return None
+        path, _, query = url.partition(b"?")
+        rest = path[len(_PREFIX) :]
+        if b"dicom_tag=" not in query or b"/" in rest or b"%" in rest or b"#" in url:
+            return None
+        ctx = getattr(self.state, "ctx", None)
+        if ctx is None or not _plain(headers, self.cors):
+            return None
+        selectors = tag_selectors(query)
+        if not selectors:
+            return None
+        started = time.perf_counter()
+        try:
+            file_id = rest.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        given, request_id = logs.request_id_of(headers)
+        token = logs.request_id_var.set(request_id)
+        try:
+            base = urls.file_bulk_data_base(file_id, self.app.root_path_for(headers, peer))
+            answers = get_attributes_now(ctx, file_id, selectors, base)
+        except Exception:
+            # The ASGI way answers it again, with the route's problem document or its
+            # logged 500: one place decides how a failure looks.
+            return None
+        finally:
+            logs.request_id_var.reset(token)
+        if answers is None:
+            return None
+        body = lookup_body(answers)
+        response = [_OK]
+        for name, value in default_headers:  # uvicorn's (server, date), as it sends them
+            response += [name, b": ", value, b"\r\n"]
+        response.append(
+            b"content-type: application/json\r\ncontent-length: %d\r\nx-request-id: %s\r\n\r\n"
+            % (len(body), request_id.encode())
+        )
+        response.append(body)
+        logs.request_done(given, request_id, "GET", path.decode(), _TEMPLATE, 200, started)
+        return b"".join(response)
+
+
+def _plain(headers: list[tuple[bytes, bytes]], cors: bool) -> bool:
+    """Whether the request has no body and, with CORS configured, no origin (CORS adds its
+    headers to those on the ASGI way)."""
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return False
+        if cors and name == b"origin":
+            return False
+    return True
+
+
+class _Answered:
+    """What uvicorn finds as the connection's current request once it is answered here:
+    complete, so the next request starts at once and a shutdown closes the connection."""
+
+    response_complete = True
+    disconnected = False
+    message_event = asyncio.Event()  # set on disconnect; nothing waits on it
+
+
+_ANSWERED = _Answered()
+
+
+def _direct_answers_of(app: Any) -> DirectAnswers | None:
+    """The ``DirectAnswers`` layer of what uvicorn serves, if it has one (uvicorn may wrap
+    it in its own layers)."""
+    for _ in range(8):
+        if isinstance(app, DirectAnswers):
+            return app
+        app = getattr(app, "app", None)
+    return None
+
+
+class DirectAnsweringProtocol(CoalescingHttpToolsProtocol):
+    """uvicorn's httptools protocol (writes coalesced) that answers tag lookups itself."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._direct = _direct_answers_of(self.app)
+
+    def on_headers_complete(self) -> None:
+        if self._direct is not None and self._may_answer_now():
+            client = self.client[0] if self.client else None
+            response = self._direct.respond(
+                self.parser.get_method(),
+                self.url,
+                self.headers,
+                client,
+                self.server_state.default_headers,
+            )
+            if response is not None:
+                # Written now: it is whole, and nothing else of this turn could join it.
+                self.transport.write_now(response)  # type: ignore[attr-defined]
+                self.cycle = _ANSWERED  # type: ignore[assignment]
+                self.on_response_complete()
+                return
+        super().on_headers_complete()
+
+    def _may_answer_now(self) -> bool:
+        """Whether an answer written now keeps uvicorn's guarantees: answers in request order,
+        writes held back while the client does not read, keep-alive as the request asks."""
+        cycle = self.cycle
+        parser = self.parser
+        return (
+            (cycle is None or cycle.response_complete)
+            and not self.pipeline
+            and not self.flow.write_paused
+            and self.limit_concurrency is None
+            and not self.root_path
+            and parser.get_http_version() == "1.1"
+            and parser.should_keep_alive()
+            and not parser.should_upgrade()
+        )
