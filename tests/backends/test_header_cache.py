@@ -88,3 +88,44 @@ def test_the_cache_holds_at_most_its_bytes(tmp_path: Path) -> None:
         assert cache is not None and cache._bytes <= 1000
     finally:
         index.close()
+
+
+def test_a_hit_asks_the_database_nothing_until_something_is_committed(
+    two_processes: tuple[IndexDatabase, IndexDatabase], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader, writer = two_processes
+    file_id = _store(writer, 1)
+    cache = reader.headers._cache
+    assert cache is not None
+    asked = []
+    real = cache._data_version
+    monkeypatch.setattr(cache, "_data_version", lambda: asked.append(1) or real())
+    kept = reader.headers.read(file_id)
+    reader.headers.read(file_id)  # the WAL-index header is now known
+    asked.clear()
+    for _ in range(5):
+        assert reader.headers.read(file_id) is kept
+    assert asked == []  # one pread of the -shm file each, no transaction
+    with writer.transaction() as conn:
+        conn.execute(text("UPDATE instances SET header = :h"), {"h": b'{"n":2}'})
+    again = reader.headers.read(file_id)
+    assert again is not None and again.json == b'{"n":2}'
+    assert asked == [1]
+
+
+def test_every_commit_is_seen_through_checkpoints(
+    two_processes: tuple[IndexDatabase, IndexDatabase],
+) -> None:
+    """Commits one after another, the WAL checkpointed and restarted between some: each is
+    seen by the next read (the WAL-index header changes with every one)."""
+    reader, writer = two_processes
+    file_id = _store(writer, 1)
+    for n in range(2, 40):
+        with writer.transaction() as conn:
+            conn.execute(text("UPDATE instances SET header = :h"), {"h": b'{"n":%d}' % n})
+        if n % 7 == 0:
+            with writer.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        seen = reader.headers.read(file_id)
+        assert seen is not None and seen.json == b'{"n":%d}' % n
+        assert reader.headers.read(file_id) is seen  # and kept until the next

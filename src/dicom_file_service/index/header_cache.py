@@ -12,11 +12,22 @@ request asked.
 A header is kept only if no change was seen between the ask that missed and the read that
 filled it (``put`` is given the version ``get`` saw): a read that raced a delete is never
 kept past the delete.
+
+The pragma itself is a read transaction (four ``fcntl`` lock calls and SQLite's work, most of
+a cache hit's cost), so it is asked only when the database may have changed: in WAL mode,
+which the engine sets on every connection, each commit rewrites the WAL-index header at the
+start of the ``-shm`` file (both of its copies, with a change counter; SQLite's "WAL-mode file
+format"), and one ``pread`` of those 96 bytes says whether anything was committed since the
+last pragma. The bytes are read before the pragma they vouch for, so a commit racing it is
+seen at the next ask. The file is opened only while this cache's own connection has it open:
+SQLite deletes or truncates ``-shm`` only when no connection has it, and the database cannot
+leave WAL mode while one is open, so the bytes read are always the live header.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from typing import Any, Generic, TypeVar
 
@@ -34,6 +45,11 @@ class ChangeWatchedCache(Generic[V]):
         self._size_of = size_of
         self._lock = threading.Lock()
         self._conn: Any = None  # a connection of its own, never used to write
+        self._cursor: Any = None  # its driver's cursor
+        database = engine.url.database
+        self._shm_path = f"{database}-shm" if database and database != ":memory:" else None
+        self._shm: int | None = None  # the -shm file, open while self._conn is
+        self._stamp: bytes | None = None  # its WAL-index header before the last pragma
         self._version: int | None = None
         self._entries: dict[str, V] = {}
         self._bytes = 0
@@ -41,11 +57,15 @@ class ChangeWatchedCache(Generic[V]):
     def get(self, file_id: str) -> tuple[int | None, V | None]:
         """(the version seen, the kept value or None). Version None: do not keep."""
         with self._lock:
+            stamp = self._wal_index_header()
+            if stamp is not None and stamp == self._stamp:  # nothing committed since
+                return self._version, self._entries.get(file_id)
             try:
                 version = self._data_version()
             except Exception:  # the database is unwell: read it directly, keep nothing
                 self._drop_connection()
                 return None, None
+            self._stamp = stamp
             if version != self._version:
                 self._entries.clear()
                 self._bytes = 0
@@ -69,16 +89,35 @@ class ChangeWatchedCache(Generic[V]):
             self._bytes += size
 
     def _data_version(self) -> int:
-        if self._conn is None:
+        if self._cursor is None:
             self._conn = self._engine.raw_connection()
-        cursor = self._conn.cursor()
+            # The driver's own cursor, kept: the pool's wrapper and a new cursor per ask
+            # were a fifth of the ask.
+            self._cursor = self._conn.driver_connection.cursor()
+        return int(self._cursor.execute("PRAGMA data_version").fetchone()[0])
+
+    def _wal_index_header(self) -> bytes | None:
+        """Both copies of the WAL-index header, or None: no ``-shm`` file (not WAL, or this
+        cache has no connection yet), or a header being rewritten (the copies differ)."""
+        if self._shm is None:
+            if self._conn is None or self._shm_path is None:
+                return None
+            try:
+                self._shm = os.open(self._shm_path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                self._shm_path = None  # no WAL here: the pragma alone, always
+                return None
         try:
-            cursor.execute("PRAGMA data_version")
-            return int(cursor.fetchone()[0])
-        finally:
-            cursor.close()
+            header = os.pread(self._shm, 96, 0)
+        except OSError:
+            return None
+        if len(header) < 96 or header[:48] != header[48:]:
+            return None
+        return header
 
     def _drop_connection(self) -> None:
+        self._close_shm()
+        self._cursor = None
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
@@ -88,7 +127,16 @@ class ChangeWatchedCache(Generic[V]):
         with self._lock:
             self._entries.clear()
             self._bytes = 0
+            self._close_shm()
+            self._cursor = None
             conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):  # at shutdown: nothing to do
                 conn.close()
+
+    def _close_shm(self) -> None:
+        shm, self._shm = self._shm, None
+        self._stamp = None
+        if shm is not None:
+            with contextlib.suppress(OSError):
+                os.close(shm)
