@@ -105,13 +105,14 @@ def parse_selector(text: str) -> TagPath:
     return TagPath(tuple(steps))
 
 
-def required_keys(path: TagPath) -> list[str]:
+@lru_cache(maxsize=4096)
+def required_keys(path: TagPath) -> tuple[str, ...]:
     """The top-level header keys ``lookup`` needs for ``path`` (with a private creator's)."""
     tag = path.steps[0][0]
     keys = [f"{tag:08X}"]
     if tag >> 16 & 1 and tag & 0xFFFF >= 0x1000 and len(path.steps) == 1:
         keys.append(f"{tag >> 16:04X}00{tag >> 8 & 0xFF:02X}")
-    return keys
+    return tuple(keys)
 
 
 def lookup(
@@ -229,5 +230,6 @@ def _private_name(tag: int, creator: str | None) -> str:
     return "Private tag"
 
 
+@lru_cache(maxsize=8192)
 def _tag_text(tag: int) -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
