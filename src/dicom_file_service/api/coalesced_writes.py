@@ -71,6 +71,9 @@ class CoalescingTransport:
         self._kept_size = 0
         self._transport.abort()
 
+    def is_closing(self) -> bool:  # asked after every response: not through __getattr__
+        return self._transport.is_closing()
+
     def get_write_buffer_size(self) -> int:
         return self._kept_size + self._transport.get_write_buffer_size()
 
