@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import BinaryIO
 
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy import create_engine, text
 
 from dicom_file_service.settings import Settings
@@ -39,6 +41,23 @@ def child_pids(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 out.append(int(entry.name))
     return out
+
+
+@contextmanager
+def uvicorn_in_thread(config: uvicorn.Config, timeout: float = 60) -> Iterator[uvicorn.Server]:
+    """uvicorn serving ``config`` in a thread of this process, started; stopped after."""
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
 
 
 def free_port() -> int:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +18,7 @@ from dicom_file_service.api.coalesced_writes import (
     CoalescingHttpToolsProtocol,
     CoalescingTransport,
 )
-from tests.conftest import free_port
+from tests.conftest import free_port, uvicorn_in_thread
 
 
 class SocketTransport(asyncio.Transport):
@@ -149,16 +147,8 @@ def port() -> Iterator[int]:
     config = uvicorn.Config(
         _app, host="127.0.0.1", port=port, http=CoalescingHttpToolsProtocol, log_level="warning"
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield port
-    server.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_in_thread(config):
+        yield port
 
 
 def test_responses_arrive_whole_and_in_order_on_one_kept_alive_connection(port: int) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from dicom_file_service.api.forwarded import ProxiedRequest
 from dicom_file_service.service.schema import upgrade_schema
 from dicom_file_service.settings import Settings
 from tests.api.dicom_factory import copy_with_new_uid
-from tests.conftest import free_port
+from tests.conftest import free_port, uvicorn_in_thread
 from tests.datafiles import data_file
 
 
@@ -60,15 +59,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         http=DirectAnsweringProtocol,
         log_level="warning",
     )
-    server = uvicorn.Server(config)
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, uvicorn_in_thread(config):
         patch.setattr(DirectAnswers, "respond", counted)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
             stored = c.post(
                 "/dicom-image",
@@ -79,8 +71,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             file_id = stored.json()["file_id"]
             c.get(f"/dicom-image/{file_id}", params={"dicom_tag": "(0010,0010)"})  # warm
         yield Live(port, file_id, answered)
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 def _exchange(port: int, request: bytes, answers: int = 1) -> bytes:
