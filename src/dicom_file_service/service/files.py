@@ -11,7 +11,7 @@ import orjson
 
 from dicom_file_service.dicom.bulk import locate_bulk_value
 from dicom_file_service.dicom.header_index import select_elements, with_bulk_data_base
-from dicom_file_service.dicom.tags import lookup, parse_selector, required_keys
+from dicom_file_service.dicom.tags import TagPath, lookup, parse_selector, required_keys
 from dicom_file_service.errors import FileNotFound, InvalidParameter, TagNotFound
 from dicom_file_service.index import repository as repo
 from dicom_file_service.index.hot_reads import StoredHeader
@@ -60,8 +60,7 @@ async def get_attributes_async(
 ) -> list[dict[str, Any]]:
     """One answer per selector, in request order, bulk values named by a URI under
     ``bulk_data_base``. Reads only the index, never the file: the hot path of tag lookups."""
-    _check_selector_count(ctx, selectors)
-    paths = [parse_selector(s) for s in selectors]
+    paths = _tag_paths(ctx, selectors)
     return _answers(await load_header_async(ctx, file_id), paths, bulk_data_base)
 
 
@@ -73,19 +72,22 @@ def get_attributes_now(
     when they would, and the caller takes the async way."""
     if not ctx.index.headers.reads_at_once:
         return None
-    _check_selector_count(ctx, selectors)
-    paths = [parse_selector(s) for s in selectors]
+    paths = _tag_paths(ctx, selectors)
     return _answers(load_header(ctx, file_id), paths, bulk_data_base)
 
 
-def _check_selector_count(ctx: ServiceContext, selectors: list[str]) -> None:
+def _tag_paths(ctx: ServiceContext, selectors: list[str]) -> list[TagPath]:
+    """The selectors parsed, at most ``max_tags_per_request`` of them (else a 400)."""
     if len(selectors) > ctx.settings.max_tags_per_request:
         raise InvalidParameter(
             f"at most {ctx.settings.max_tags_per_request} dicom_tag parameters per request"
         )
+    return [parse_selector(s) for s in selectors]
 
 
-def _answers(stored: StoredHeader, paths: list[Any], bulk_data_base: str) -> list[dict[str, Any]]:
+def _answers(
+    stored: StoredHeader, paths: list[TagPath], bulk_data_base: str
+) -> list[dict[str, Any]]:
     keys = {key for p in paths for key in required_keys(p)}
     header = select_elements(stored.json, stored.spans, keys)  # parse only what paths need
     bulk = orjson.loads(stored.bulk_lengths)
