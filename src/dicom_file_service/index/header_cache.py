@@ -11,7 +11,8 @@ request asked.
 
 A header is kept only if no change was seen between the ask that missed and the read that
 filled it (``put`` is given the version ``get`` saw): a read that raced a delete is never
-kept past the delete.
+kept past the delete. What is derived from headers alone (a tag lookup's answers) may be kept
+beside them under keys of its own, with the same guarantee.
 
 The pragma itself is a read transaction (four ``fcntl`` lock calls and SQLite's work, most of
 a cache hit's cost), so it is asked only when the database may have changed: in WAL mode,
@@ -29,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine
@@ -37,7 +39,8 @@ V = TypeVar("V")
 
 
 class ChangeWatchedCache(Generic[V]):
-    """Values by file id, dropped whenever the database changes; at most ``max_bytes``."""
+    """Values by key (a file id, or a key derived from one), dropped whenever the database
+    changes; at most ``max_bytes``."""
 
     def __init__(self, engine: Engine, max_bytes: int, size_of: Any) -> None:
         self._engine = engine
@@ -51,15 +54,15 @@ class ChangeWatchedCache(Generic[V]):
         self._shm: int | None = None  # the -shm file, open while self._conn is
         self._stamp: bytes | None = None  # its WAL-index header before the last pragma
         self._version: int | None = None
-        self._entries: dict[str, V] = {}
+        self._entries: dict[Hashable, V] = {}
         self._bytes = 0
 
-    def get(self, file_id: str) -> tuple[int | None, V | None]:
+    def get(self, key: Hashable) -> tuple[int | None, V | None]:
         """(the version seen, the kept value or None). Version None: do not keep."""
         with self._lock:
             stamp = self._wal_index_header()
             if stamp is not None and stamp == self._stamp:  # nothing committed since
-                return self._version, self._entries.get(file_id)
+                return self._version, self._entries.get(key)
             try:
                 version = self._data_version()
             except Exception:  # the database is unwell: read it directly, keep nothing
@@ -71,21 +74,21 @@ class ChangeWatchedCache(Generic[V]):
                 self._bytes = 0
                 self._version = version
                 return version, None
-            return version, self._entries.get(file_id)
+            return version, self._entries.get(key)
 
-    def put(self, file_id: str, value: V, seen: int | None) -> None:
-        """Keep ``value`` if the database has not been seen changing since ``seen``."""
-        size = self._size_of(value)
+    def put(self, key: Hashable, value: V, seen: int | None, size: int | None = None) -> None:
+        """Keep ``value`` if the database has not been seen changing since ``seen``; ``size``:
+        its bytes, if not ``size_of`` it."""
+        size = self._size_of(value) if size is None else size
         with self._lock:
             if seen is None or seen != self._version or size > self._max_bytes:
                 return
             if self._bytes + size > self._max_bytes:
                 self._entries.clear()  # full: start over (a hot set refills in one pass)
                 self._bytes = 0
-            previous = self._entries.get(file_id)
-            if previous is not None:
-                self._bytes -= self._size_of(previous)
-            self._entries[file_id] = value
+            if key in self._entries:  # a racing fill of the same key: both are the same value
+                return
+            self._entries[key] = value
             self._bytes += size
 
     def _data_version(self) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Hashable
 from typing import Any, NamedTuple
 
 import anyio.to_thread
@@ -83,7 +84,7 @@ class HeaderReader:
         self._postgres = engine.dialect.name == "postgresql"
         self._inline = engine.dialect.name == "sqlite"
         # Embedded: headers kept while nothing is committed (index.header_cache).
-        self._cache: ChangeWatchedCache[StoredHeader] | None = (
+        self._cache: ChangeWatchedCache[Any] | None = (
             ChangeWatchedCache(engine, cache_bytes, _header_bytes)
             if self._inline and cache_bytes > 0
             else None
@@ -163,7 +164,7 @@ class HeaderReader:
         if self._cache is not None:
             seen, kept = self._cache.get(file_id)
             if kept is not None:
-                return kept
+                return kept  # type: ignore[no-any-return]  # a file id's key: a header
         row = self._fetch(self._sql, file_id)
         if row is None:
             return None
@@ -171,6 +172,19 @@ class HeaderReader:
         if self._cache is not None:
             self._cache.put(file_id, header, seen)
         return header
+
+    def kept(self, key: tuple[Hashable, ...]) -> tuple[int | None, Any]:
+        """(the version seen, what ``keep`` kept under ``key`` or None): values derived from
+        headers alone, valid as long as the headers they came from (none without a cache)."""
+        if self._cache is None:
+            return None, None
+        return self._cache.get(key)
+
+    def keep(self, key: tuple[Hashable, ...], value: Any, seen: int | None, size: int) -> None:
+        """Keep ``value`` (``size`` bytes), derived from headers read after ``kept(key)``
+        answered ``seen``, until the index next changes."""
+        if self._cache is not None:
+            self._cache.put(key, value, seen, size)
 
     @property
     def reads_at_once(self) -> bool:

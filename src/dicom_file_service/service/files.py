@@ -59,7 +59,12 @@ async def get_attributes_async(
     ctx: ServiceContext, file_id: str, selectors: list[str], bulk_data_base: str
 ) -> list[dict[str, Any]]:
     """One answer per selector, in request order, bulk values named by a URI under
-    ``bulk_data_base``. Reads only the index, never the file: the hot path of tag lookups."""
+    ``bulk_data_base``. Reads only the index, never the file: the hot path of tag lookups.
+    The answers are shared with later lookups (see ``get_attributes_now``): not to be
+    changed."""
+    now = get_attributes_now(ctx, file_id, selectors, bulk_data_base)
+    if now is not None:
+        return now
     paths = _tag_paths(ctx, selectors)
     return _answers(await load_header_async(ctx, file_id), paths, bulk_data_base)
 
@@ -69,11 +74,26 @@ def get_attributes_now(
 ) -> list[dict[str, Any]] | None:
     """``get_attributes_async``'s answers when they need no wait (the index reads at once:
     ``HeaderReader.reads_at_once``), for a caller on the event loop that cannot await; None
-    when they would, and the caller takes the async way."""
-    if not ctx.index.headers.reads_at_once:
+    when they would, and the caller takes the async way.
+
+    The answers are kept beside the header cache's entries, and dropped with them at the
+    index's next change: the same lookup again (a viewer's, a client polling) costs one
+    check that nothing changed instead of parsing the selectors and walking the header.
+    """
+    headers = ctx.index.headers
+    if not headers.reads_at_once:
         return None
+    key = (_ATTRIBUTES, file_id, bulk_data_base, *selectors)
+    seen, kept = headers.kept(key)
+    if kept is not None:
+        return kept  # type: ignore[no-any-return]
     paths = _tag_paths(ctx, selectors)
-    return _answers(load_header(ctx, file_id), paths, bulk_data_base)
+    answers = _answers(load_header(ctx, file_id), paths, bulk_data_base)
+    headers.keep(key, answers, seen, len(orjson.dumps(answers)) + 64 * len(key))
+    return answers
+
+
+_ATTRIBUTES = "attributes"  # the header cache's keys of tag lookups' answers
 
 
 def _tag_paths(ctx: ServiceContext, selectors: list[str]) -> list[TagPath]:
