@@ -154,11 +154,11 @@ def display_8bit(
     """
     arr = _native(arr)
     if _tabulable(arr):
-        codes, values = _domain(arr)
+        low, values = _span(arr)
         x = modality_values(values, gs)
-        voi = _choose_voi(gs, window, minmax, lambda: _used_range(arr, x, gs))
+        voi = _choose_voi(gs, window, minmax, lambda: _used_range(arr, x, low, gs))
         table = _to_uint8(_voi_apply(x, voi), gs.invert)
-        return table[arr.view(codes)]
+        return table[_rows_of(arr, low)]
     x = modality_values(arr.astype(np.float64), gs)
     np.nan_to_num(x, copy=False)
     voi = _choose_voi(gs, window, minmax, lambda: (float(x.min()), float(x.max())))
@@ -175,9 +175,9 @@ def modality_16bit(arr: NDArray[Any], gs: Grayscale) -> NDArray[np.uint16]:
     arr = _native(arr)
     offset = modality_offset_16(gs, arr.dtype)
     if _tabulable(arr):
-        codes, values = _domain(arr)
+        low, values = _span(arr)
         table = _round_to_uint16(modality_values(values, gs), offset)
-        return table[arr.view(codes)]
+        return table[_rows_of(arr, low)]
     return _round_to_uint16(modality_values(arr.astype(np.float64), gs), offset)
 
 
@@ -274,24 +274,33 @@ def _native(arr: NDArray[Any]) -> NDArray[Any]:
 
 
 def _tabulable(arr: NDArray[Any]) -> bool:
+    """Integer frames of up to 16 bits go through a table of their values, computed once per
+    value instead of once per pixel (the formulas are applied elementwise either way, so the
+    results are the same)."""
     return arr.dtype.kind in "iu" and arr.dtype.itemsize <= 2
 
 
-def _domain(arr: NDArray[Any]) -> tuple[type[np.unsignedinteger[Any]], Floats]:
-    """Every value of ``arr``'s dtype, indexed by its unsigned bit pattern."""
-    codes: type[np.unsignedinteger[Any]] = np.uint8 if arr.dtype.itemsize == 1 else np.uint16
-    patterns = np.arange(1 << (8 * arr.dtype.itemsize), dtype=codes)
-    return codes, patterns.view(arr.dtype).astype(np.float64)
+def _span(arr: NDArray[Any]) -> tuple[int, Floats]:
+    """The frame's lowest stored value, and every value from it to its highest, as floats:
+    the table's domain. Only the values in use: a CT's few thousand, not the 65,536 of its
+    type, which for a small frame cost more than the frame itself."""
+    low, high = int(arr.min()), int(arr.max())
+    return low, np.arange(low, high + 1, dtype=np.float64)
 
 
-def _used_range(arr: NDArray[Any], x: Floats, gs: Grayscale) -> tuple[float, float]:
-    """Min and max modality value of the frame (x tabulates them per stored value)."""
-    low, high = arr.min(), arr.max()
+def _rows_of(arr: NDArray[Any], low: int) -> NDArray[np.intp]:
+    """Each pixel's row in the table of ``_span``."""
+    rows: NDArray[np.intp] = np.subtract(arr, low, dtype=np.intp)
+    return rows
+
+
+def _used_range(arr: NDArray[Any], x: Floats, low: int, gs: Grayscale) -> tuple[float, float]:
+    """Min and max modality value of the frame (x tabulates them from its lowest stored value
+    ``low`` up)."""
     if gs.modality_lut is None:  # a rescale is monotonic: the ends map to the ends
-        ends = modality_values(np.array([low, high], dtype=np.float64), gs)
+        ends = modality_values(np.array([low, low + len(x) - 1], dtype=np.float64), gs)
         return float(ends.min()), float(ends.max())
-    codes = np.uint8 if arr.dtype.itemsize == 1 else np.uint16
-    used = np.bincount(arr.view(codes).ravel(), minlength=len(x)) > 0
+    used = np.bincount(_rows_of(arr, low).ravel(), minlength=len(x)) > 0
     mapped = x[used]
     return float(mapped.min()), float(mapped.max())
 
