@@ -1,4 +1,5 @@
-"""The decoder chain on real encoded files: JPEG Extended 12-bit and JPEG Lossless 12/16-bit.
+"""The decoder chain on real encoded files: JPEG Extended 12-bit and JPEG Lossless 12/16-bit,
+and JPEG 2000 decoded by GDCM as by pylibjpeg.
 
 The files are encoded here by DCMTK's ``dcmcjpeg`` (an encoder independent of every decoder
 we use) from native images made here; lossless ones must decode to the original samples
@@ -28,6 +29,8 @@ from pydicom.uid import (
 
 from dicom_file_service.dicom import decoders
 from dicom_file_service.dicom.pixels import decode_frame, read_header
+from dicom_file_service.errors import ServiceError
+from tests.datafiles import all_candidate_files
 
 DCMCJPEG = shutil.which("dcmcjpeg")
 needs_dcmtk = pytest.mark.skipif(
@@ -75,6 +78,60 @@ def test_the_chain_puts_pylibjpeg_first_and_gdcm_last() -> None:
         assert plugins[0] == "pylibjpeg" and plugins[-1] == "gdcm", plugins
     assert list(get_decoder(JPEGExtended12Bit)._available)[-1] == "gdcm-jpeg-extended"
     assert "gdcm" not in get_decoder(JPEGExtended12Bit)._available
+    for syntax in decoders.GDCM_FIRST:
+        plugins = list(get_decoder(syntax)._available)
+        assert plugins[:2] == ["gdcm", "pylibjpeg"], plugins
+
+
+def _jpeg_2000_files() -> list[Path]:
+    found = []
+    for path in all_candidate_files():
+        try:
+            syntax = dcmread(path, stop_before_pixels=True, force=True).file_meta.TransferSyntaxUID
+        except Exception:  # not DICOM, or no file meta: not a JPEG 2000 file either
+            continue
+        if syntax in decoders.GDCM_FIRST:
+            found.append(path)
+    return found
+
+
+def test_gdcm_decodes_every_jpeg_2000_file_as_pylibjpeg_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GDCM decodes JPEG 2000 first for speed: on every JPEG 2000 file there is, each frame it
+    decodes through the service's path must be pylibjpeg's, sample for sample."""
+    files = _jpeg_2000_files()
+    assert len(files) >= 10, files  # pydicom's and pydicom-data's
+    compared = 0
+    for path in files:
+        ours = _frames(path)
+        for syntax in decoders.GDCM_FIRST:
+            decoder = get_decoder(syntax)
+            without = {k: v for k, v in decoder._available.items() if k != "gdcm"}
+            monkeypatch.setattr(decoder, "_available", without)
+        theirs = _frames(path)
+        monkeypatch.undo()
+        assert (ours is None) == (theirs is None), path.name
+        if ours is not None and theirs is not None:
+            assert len(ours) == len(theirs), path.name
+            for a, b in zip(ours, theirs, strict=True):
+                assert a.dtype == b.dtype and a.shape == b.shape, path.name
+                np.testing.assert_array_equal(a, b, err_msg=path.name)
+            compared += 1
+    assert compared >= 15  # all but the few broken streams neither decodes
+
+
+def _frames(path: Path) -> list[np.ndarray] | None:
+    """Up to three frames as the service decodes them, or None: the file is refused."""
+    with open(path, "rb") as f:
+        ds = read_header(f)
+        count = int(ds.get("NumberOfFrames") or 1)
+        try:
+            return [
+                decode_frame(f, ds, n, max_pixels=10**8).pixels for n in range(1, min(count, 3) + 1)
+            ]
+        except ServiceError:
+            return None
 
 
 @needs_dcmtk
