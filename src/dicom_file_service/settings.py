@@ -127,9 +127,9 @@ class Settings(BaseSettings):
     header_cache_bytes: int = Field(
         default=32 * 1024 * 1024,
         ge=0,
-        description="Stored headers each process keeps for tag lookups while the embedded "
-        "index has not changed (any commit drops them all, so a delete is seen at once); "
-        "0: none. PostgreSQL is always read.",
+        description="Stored headers (and tag lookups' answers) each process keeps while the "
+        "embedded index has not changed (any commit drops them all, so a delete is seen at "
+        "once); 0: none. PostgreSQL is always read.",
     )
 
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
