@@ -274,16 +274,14 @@ def _native(arr: NDArray[Any]) -> NDArray[Any]:
 
 
 def _tabulable(arr: NDArray[Any]) -> bool:
-    """Integer frames of up to 16 bits go through a table of their values, computed once per
-    value instead of once per pixel (the formulas are applied elementwise either way, so the
-    results are the same)."""
+    """Integer frames of up to 16 bits go through a table of their values (the same formulas,
+    once per value instead of once per pixel)."""
     return arr.dtype.kind in "iu" and arr.dtype.itemsize <= 2
 
 
 def _span(arr: NDArray[Any]) -> tuple[int, Floats]:
-    """The frame's lowest stored value, and every value from it to its highest, as floats:
-    the table's domain. Only the values in use: a CT's few thousand, not the 65,536 of its
-    type, which for a small frame cost more than the frame itself."""
+    """The frame's lowest stored value, and every value from it to its highest as floats: a
+    CT's few thousand, not its type's 65,536 (which cost more than a small frame itself)."""
     low, high = int(arr.min()), int(arr.max())
     return low, np.arange(low, high + 1, dtype=np.float64)
 
@@ -295,8 +293,7 @@ def _rows_of(arr: NDArray[Any], low: int) -> NDArray[np.intp]:
 
 
 def _used_range(arr: NDArray[Any], x: Floats, low: int, gs: Grayscale) -> tuple[float, float]:
-    """Min and max modality value of the frame (x tabulates them from its lowest stored value
-    ``low`` up)."""
+    """Min and max modality value of the frame (x tabulates them from ``low`` up)."""
     if gs.modality_lut is None:  # a rescale is monotonic: the ends map to the ends
         ends = modality_values(np.array([low, low + len(x) - 1], dtype=np.float64), gs)
         return float(ends.min()), float(ends.max())
