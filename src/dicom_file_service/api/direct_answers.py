@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from dicom_file_service.api import logs, urls
 from dicom_file_service.api.coalesced_writes import CoalescingHttpToolsProtocol
-from dicom_file_service.api.fast_paths import lookup_body, tag_selectors
+from dicom_file_service.api.fast_paths import lookup_body, lookup_selectors
 from dicom_file_service.api.forwarded import ProxiedRequest
 from dicom_file_service.service.files import get_attributes_now
 
@@ -65,19 +65,17 @@ class DirectAnswers:
             return None
         path, _, query = url.partition(b"?")
         rest = path[len(_PREFIX) :]
-        if b"dicom_tag=" not in query or b"/" in rest or b"%" in rest or b"#" in url:
+        if b"%" in rest or b"#" in url:  # the path as sent, not yet decoded as ASGI's is
             return None
-        ctx = getattr(self.state, "ctx", None)
-        if ctx is None or not _plain(headers, self.cors):
-            return None
-        selectors = tag_selectors(query)
-        if not selectors:
-            return None
-        started = time.perf_counter()
         try:
             file_id = rest.decode("ascii")
         except UnicodeDecodeError:
             return None
+        selectors = lookup_selectors(file_id, query)
+        ctx = getattr(self.state, "ctx", None)
+        if not selectors or ctx is None or not _plain(headers, self.cors):
+            return None
+        started = time.perf_counter()
         given, request_id = logs.request_id_of(headers)
         token = logs.request_id_var.set(request_id)
         try:

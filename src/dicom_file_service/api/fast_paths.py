@@ -102,6 +102,15 @@ def tag_selectors(query_string: bytes) -> list[str]:
     return [v for k, v in parse_qsl(text, True) if k == "dicom_tag"]
 
 
+def lookup_selectors(rest: str, query_string: bytes) -> list[str]:
+    """The selectors of a tag lookup, ``GET /dicom-image/{rest}?dicom_tag=...``, or [] when the
+    request is not one (``rest``: the path after the prefix; a look-alike such as
+    ``?xdicom_tag=`` has no selectors)."""
+    if "/" in rest or b"dicom_tag=" not in query_string:
+        return []
+    return tag_selectors(query_string)
+
+
 def lookup_body(answers: list[dict[str, Any]]) -> bytes:
     """A tag lookup's JSON: the answer to one selector, or the list of them in order."""
     return orjson.dumps(answers[0] if len(answers) == 1 else answers)
@@ -125,11 +134,10 @@ class FastPaths:
             path: str = scope["path"]
             if path.startswith(_PREFIX):
                 rest = path[len(_PREFIX) :]
-                if "/" not in rest and b"dicom_tag=" in scope["query_string"]:
-                    selectors = tag_selectors(scope["query_string"])
-                    if selectors:  # not just a look-alike such as ?xdicom_tag=
-                        await self._tag_lookup(scope, selectors, receive, send)
-                        return
+                selectors = lookup_selectors(rest, scope["query_string"])
+                if selectors:
+                    await self._tag_lookup(scope, selectors, receive, send)
+                    return
                 if rest.endswith(_PNG) and await self._png(
                     rest[: -len(_PNG)], scope, receive, send
                 ):

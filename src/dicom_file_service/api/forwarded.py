@@ -282,7 +282,7 @@ class ProxiedRequest:
             return
         peer = scope.get("client")
         seen = seen_by_proxies(scope["headers"], peer[0] if peer else None, self.trusted)
-        prefix = self.public_prefix
+        prefix = self._prefix(seen)
         if seen is not None:
             scope = dict(scope)
             if seen.scheme is not None:
@@ -293,8 +293,6 @@ class ProxiedRequest:
                 scope["headers"] = [(b"host", host), *others]
             if seen.client is not None:
                 scope["client"] = (seen.client, 0)
-            if prefix is None:
-                prefix = seen.prefix
         if prefix:
             scope = dict(scope)
             scope["root_path"] = prefix + scope.get("root_path", "")
@@ -307,7 +305,13 @@ class ProxiedRequest:
     def root_path_for(self, headers: Iterable[tuple[bytes, bytes]], peer: str | None) -> str:
         """The root path this layer gives a request that has no ``root_path`` of its own
         (what ``current_root_path`` says while it is answered)."""
+        if self.public_prefix is not None:  # what proxies say cannot change it
+            return self.public_prefix
+        return self._prefix(seen_by_proxies(headers, peer, self.trusted)) or ""
+
+    def _prefix(self, seen: Seen | None) -> str | None:
+        """The path prefix of the service's URLs: the configured public URL's, else the one
+        trusted proxies say."""
         if self.public_prefix is not None:
             return self.public_prefix
-        seen = seen_by_proxies(headers, peer, self.trusted)
-        return (seen.prefix if seen is not None else None) or ""
+        return seen.prefix if seen is not None else None

@@ -155,10 +155,11 @@ def display_8bit(
     arr = _native(arr)
     if _tabulable(arr):
         low, values = _span(arr)
+        rows = _rows_of(arr, low)
         x = modality_values(values, gs)
-        voi = _choose_voi(gs, window, minmax, lambda: _used_range(arr, x, low, gs))
+        voi = _choose_voi(gs, window, minmax, lambda: _used_range(rows, x, gs))
         table = _to_uint8(_voi_apply(x, voi), gs.invert)
-        return table[_rows_of(arr, low)]
+        return table[rows]
     x = modality_values(arr.astype(np.float64), gs)
     np.nan_to_num(x, copy=False)
     voi = _choose_voi(gs, window, minmax, lambda: (float(x.min()), float(x.max())))
@@ -292,12 +293,11 @@ def _rows_of(arr: NDArray[Any], low: int) -> NDArray[np.intp]:
     return rows
 
 
-def _used_range(arr: NDArray[Any], x: Floats, low: int, gs: Grayscale) -> tuple[float, float]:
-    """Min and max modality value of the frame (x tabulates them from ``low`` up)."""
+def _used_range(rows: NDArray[np.intp], x: Floats, gs: Grayscale) -> tuple[float, float]:
+    """Min and max modality value of the frame (``x`` tabulates them, ``rows`` indexes it)."""
     if gs.modality_lut is None:  # a rescale is monotonic: the ends map to the ends
-        ends = modality_values(np.array([low, low + len(x) - 1], dtype=np.float64), gs)
-        return float(ends.min()), float(ends.max())
-    used = np.bincount(_rows_of(arr, low).ravel(), minlength=len(x)) > 0
+        return float(x[[0, -1]].min()), float(x[[0, -1]].max())
+    used = np.bincount(rows.ravel(), minlength=len(x)) > 0
     mapped = x[used]
     return float(mapped.min()), float(mapped.max())
 

@@ -119,9 +119,7 @@ class ChangeWatchedCache(Generic[V]):
         return header
 
     def _drop_connection(self) -> None:
-        self._close_shm()
-        self._cursor = None
-        conn, self._conn = self._conn, None
+        conn = self._let_go()
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.invalidate()
@@ -130,16 +128,19 @@ class ChangeWatchedCache(Generic[V]):
         with self._lock:
             self._entries.clear()
             self._bytes = 0
-            self._close_shm()
-            self._cursor = None
-            conn, self._conn = self._conn, None
+            conn = self._let_go()
         if conn is not None:
             with contextlib.suppress(Exception):  # at shutdown: nothing to do
                 conn.close()
 
-    def _close_shm(self) -> None:
+    def _let_go(self) -> Any:
+        """Forget the connection, its cursor and its ``-shm`` file; the connection (or None),
+        for the caller to close or invalidate."""
         shm, self._shm = self._shm, None
+        self._cursor = None
+        conn, self._conn = self._conn, None
         self._stamp = None
         if shm is not None:
             with contextlib.suppress(OSError):
                 os.close(shm)
+        return conn

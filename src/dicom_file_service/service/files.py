@@ -55,6 +55,9 @@ async def load_header_async(ctx: ServiceContext, file_id: str) -> StoredHeader:
     return found
 
 
+_ATTRIBUTES = "attributes"  # the header cache's keys of tag lookups' answers
+
+
 async def get_attributes_async(
     ctx: ServiceContext, file_id: str, selectors: list[str], bulk_data_base: str
 ) -> list[dict[str, Any]]:
@@ -91,9 +94,6 @@ def get_attributes_now(
     answers = _answers(load_header(ctx, file_id), paths, bulk_data_base)
     headers.keep(key, answers, seen, len(orjson.dumps(answers)) + 64 * len(key))
     return answers
-
-
-_ATTRIBUTES = "attributes"  # the header cache's keys of tag lookups' answers
 
 
 def _tag_paths(ctx: ServiceContext, selectors: list[str]) -> list[TagPath]:
