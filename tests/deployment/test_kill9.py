@@ -55,7 +55,7 @@ def test_three_kills_during_uploads_lose_nothing_acknowledged(tmp_path: Path) ->
         threads = [threading.Thread(target=upload) for _ in range(UPLOADERS)]
         for t in threads:
             t.start()
-        time.sleep(2.0)
+        time.sleep(1.0)
         _kill_9(server)
         stop.set()
         for t in threads:
