@@ -31,6 +31,7 @@ from dicom_file_service.dicom.elements import (
     ts_name,
 )
 from dicom_file_service.dicom.pixel_defaults import apply_defaults
+from dicom_file_service.dicom.pixel_header import read_pixel_header
 from dicom_file_service.dicom.stored import vanished
 from dicom_file_service.errors import (
     FrameOutOfRange,
@@ -61,7 +62,17 @@ class Frame:
 
 
 def read_header(f: BinaryIO) -> Dataset:
-    """Everything before the pixel data; ``f`` is left at the pixel data element's tag."""
+    """The header's pixel description (``pixel_header``: the file meta and groups (0028)
+    on; else everything) up to the pixel data; ``f`` is left at the pixel data element's
+    tag."""
+    start = f.tell()
+    try:
+        described = read_pixel_header(f)
+    except ServiceError:  # the store failed beneath the reader: not the file's fault
+        raise
+    if described is not None:
+        return described
+    f.seek(start)
     try:
         # Large values stay deferred: read only if the pipeline asks for them (LUT data),
         # so a header carrying a huge private value costs nothing to render.
