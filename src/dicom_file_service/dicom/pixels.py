@@ -1,6 +1,7 @@
 """Read a file's header and decode exactly one frame of its pixel data.
 
-The header is read up to the pixel data element with ``dcmread(stop_before_pixels=True)``,
+The header's pixel description is read up to the pixel data element (``pixel_header``: the
+file meta and groups (0028) on; else the whole header with ``dcmread(stop_before_pixels=True)``),
 which leaves the file positioned at that element's tag; pydicom's decoder is then handed
 the file itself, so that only the requested frame is read and decoded, never the whole
 multi-frame pixel data (PS3.5 A.4 for encapsulated frames, 8.2 for native ones).
