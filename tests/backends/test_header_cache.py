@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +44,23 @@ def test_a_kept_header_is_dropped_by_a_delete_in_another_process(
     with writer.transaction() as conn:
         repo.delete_by_file_id(conn, file_id)
     assert reader.headers.read(file_id) is None  # seen at once
+
+
+def test_a_kept_location_is_dropped_by_a_delete_in_another_process(
+    two_processes: tuple[IndexDatabase, IndexDatabase],
+) -> None:
+    """Where a file's bytes are is kept too (a rendering asks it three times), and goes
+    with any commit: a deleted file is neither located nor said to exist."""
+    reader, writer = two_processes
+    file_id = _store(writer, 1)
+    first = reader.headers.blob_location(file_id)
+    assert first is not None
+    assert reader.headers.blob_location(file_id) is first  # kept, not read again
+    assert asyncio.run(reader.headers.exists_async(file_id))
+    with writer.transaction() as conn:
+        repo.delete_by_file_id(conn, file_id)
+    assert reader.headers.blob_location(file_id) is None  # seen at once
+    assert not asyncio.run(reader.headers.exists_async(file_id))
 
 
 def test_any_commit_drops_what_is_kept(

@@ -45,6 +45,9 @@ def _header_bytes(header: StoredHeader) -> int:
     return len(header.json) + len(header.spans) + len(header.bulk_lengths) + 200
 
 
+_LOCATION = "location"  # the header cache's key of a location: (_LOCATION, file id)
+
+
 class StoredLocation(NamedTuple):
     blob_key: str
     size: int
@@ -207,7 +210,7 @@ class HeaderReader:
     async def exists_async(self, file_id: str) -> bool:
         """Whether the file is stored (for the event loop, like ``read_async``)."""
         if self._inline and self._idle:
-            return self._fetch(self._blob_sql, file_id) is not None
+            return self.blob_location(file_id) is not None
         if self._async is not None:
             return await self._exists_many.get(file_id) is not None
         return await anyio.to_thread.run_sync(self._fetch, self._blob_sql, file_id) is not None
@@ -225,8 +228,18 @@ class HeaderReader:
         return found.blob_key if found is not None else None
 
     def blob_location(self, file_id: str) -> StoredLocation | None:
-        """Where the file's bytes are and where its frames lie in them."""
-        return _location(self._fetch(self._blob_sql, file_id))
+        """Where the file's bytes are and where its frames lie in them (kept with the
+        headers on the embedded index: a rendering asks it before, after, and once cached)."""
+        seen: int | None = None
+        if self._cache is not None:
+            seen, kept = self._cache.get((_LOCATION, file_id))
+            if kept is not None:
+                return kept  # type: ignore[no-any-return]  # this key's value: a location
+        found = _location(self._fetch(self._blob_sql, file_id))
+        if found is not None and self._cache is not None:
+            size = len(found.blob_key) + len(found.frame_table or b"") + 150
+            self._cache.put((_LOCATION, file_id), found, seen, size)
+        return found
 
     def _fetch(self, sql: str, file_id: str) -> Any:
         params: Any = (file_id,) if self._positional else {"file_id": file_id}
