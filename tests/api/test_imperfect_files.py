@@ -194,7 +194,10 @@ def test_every_bundled_file_is_kept_or_refused_for_a_reason_named(client: httpx.
             assert answer.headers["content-type"].startswith("application/problem+json")
             refused[path.name] = answer.json()["detail"]
             continue
-        _check_round_trip(client, data, _decodes(path), answer)
+        ours = answer.status_code == 201  # else the same bytes were stored already
+        if not ours:
+            client.delete(f"/dicom-image/{answer.json()['file_id']}")
+        _check_round_trip(client, data, _decodes(path), answer if ours else None)
         stored += 1
     assert set(refused) == set(REFUSED), sorted(set(refused) ^ set(REFUSED))
     assert stored >= 150
