@@ -82,7 +82,13 @@ async def rendering_async(ctx: ServiceContext, file_id: str, options: RenderOpti
             if task is not None and not task.done():
                 task.cancel()
     located = found
-    rendering = await ctx.run_cpu(lambda: _render_at(ctx, file_id, located, options, head=head))
+    rendering = await ctx.run_cpu(
+        lambda: _render_at(ctx, file_id, located, options, head=head, cache_later=None)
+    )
+    # Cached once the answer is on its way (the caller sends it in this same step of the
+    # event loop): the cache writer's thread, woken at once, took the GIL from the loop the
+    # answer waited for (the hand-back from the render thread 0.14 -> 0.05 ms).
+    asyncio.get_running_loop().call_soon(_cache_later, ctx, file_id, key, rendering.data)
     return rendering.data
 
 
@@ -121,11 +127,11 @@ def _render_at(
     found: StoredLocation,
     options: RenderOptions,
     *,
-    cache_later: bool = True,
+    cache_later: bool | None = True,
     head: bytes = b"",
 ) -> Rendering:
     """Render the file whose bytes are at ``found`` (``head``: its first bytes, if read
-    already) and cache the rendering (see above)."""
+    already) and cache the rendering (see above; ``cache_later=None``: the caller does)."""
     try:
         with (
             ctx.store.open_reader(found.blob_key, found.size, head=head) as source,
@@ -142,13 +148,17 @@ def _render_at(
         raise not_found(file_id) from exc
     if ctx.index.headers.blob_key(file_id) is None:  # deleted while rendering
         raise not_found(file_id)
-    key = options.cache_key()
-    if not cache_later:
-        _cache(ctx, file_id, key, png)
-    else:
-        with contextlib.suppress(RuntimeError):  # shutting down: the cache can wait
-            ctx.cache_writer.submit(_cache, ctx, file_id, key, png)
+    if cache_later is False:
+        _cache(ctx, file_id, options.cache_key(), png)
+    elif cache_later:
+        _cache_later(ctx, file_id, options.cache_key(), png)
     return Rendering(etag=rendering_etag(file_id, options), data=png)
+
+
+def _cache_later(ctx: ServiceContext, file_id: str, key: str, png: bytes) -> None:
+    """Keep a rendering, by the cache writer (an object PUT need not delay an answer)."""
+    with contextlib.suppress(RuntimeError):  # shutting down: the cache can wait
+        ctx.cache_writer.submit(_cache, ctx, file_id, key, png)
 
 
 def _cache(ctx: ServiceContext, file_id: str, key: str, png: bytes) -> None:
