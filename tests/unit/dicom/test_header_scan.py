@@ -6,8 +6,6 @@ construction; the tests also check that it declines little, so that they can fai
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from dicom_file_service.dicom.header_index import _encode_each, encode_header
 from dicom_file_service.dicom.header_scan import AVAILABLE, scan_header
 from dicom_file_service.dicom.parse import IN_MEMORY_BYTES, parse_file
 from dicom_file_service.errors import ServiceError
+from tests.damaged import damaged_copies
 from tests.datafiles import all_candidate_files, data_file
 from tests.imperfect_files import IMPERFECT
 
@@ -68,24 +67,6 @@ def test_imperfect_files_read_the_same(
     _agrees(path, monkeypatch)
 
 
-def _damaged(data: bytes, seed: int, count: int) -> Iterator[bytes]:
-    """Copies cut short, with bytes changed, and with bytes after the end."""
-    rng = random.Random(seed)
-    for _ in range(count):
-        what = rng.randrange(4)
-        if what == 0:
-            yield data[: rng.randrange(132, len(data))]
-        elif what == 1:
-            at = rng.randrange(132, min(len(data), 4096))
-            yield data[:at] + bytes([rng.randrange(256)]) + data[at + 1 :]
-        elif what == 2:
-            at = rng.randrange(132, min(len(data), 4096))
-            value = rng.choice([0, 0xFF, 0x80, ord("\\"), ord("="), ord(" ")])
-            yield data[:at] + bytes([value]) * rng.randrange(1, 5) + data[at + 4 :]
-        else:
-            yield data + bytes(rng.randrange(1, 10)) if rng.random() < 0.5 else data + b"\x01"
-
-
 @pytest.mark.parametrize(
     "name", ["CT_small.dcm", "MR_small.dcm", "US1_UNCR.dcm", "SC_rgb.dcm", "liver_1frame.dcm"]
 )
@@ -94,7 +75,7 @@ def test_damaged_copies_read_the_same(
 ) -> None:
     original = data_file(name).read_bytes()
     scanned = 0
-    for i, data in enumerate(_damaged(original, seed=len(name), count=300)):
+    for i, data in enumerate(damaged_copies(original, seed=len(name), count=300)):
         path = tmp_path / f"{i}.dcm"
         path.write_bytes(data)
         scanned += _agrees(path, monkeypatch)

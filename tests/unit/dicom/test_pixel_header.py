@@ -8,9 +8,7 @@ little, so that they can fail."""
 from __future__ import annotations
 
 import io
-import random
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from dicom_file_service.dicom import pixels
 from dicom_file_service.dicom.pixel_header import read_pixel_header
 from dicom_file_service.dicom.render import RenderOptions, render_png
 from dicom_file_service.errors import ServiceError
+from tests.damaged import damaged_copies
 from tests.datafiles import all_candidate_files, data_file
 
 MAX_PIXELS = 64_000_000
@@ -136,21 +135,6 @@ def test_nesting_deeper_than_any_iod_is_left_to_pydicom() -> None:
     assert read_pixel_header(io.BytesIO(_with_undefined_lengths(70))) is None
 
 
-def _damaged(data: bytes, seed: int, count: int) -> Iterator[bytes]:
-    """Copies cut short, with bytes changed in the header, and with bytes removed."""
-    rng = random.Random(seed)
-    for _ in range(count):
-        what = rng.randrange(3)
-        if what == 0:
-            yield data[: rng.randrange(132, len(data))]
-        elif what == 1:
-            at = rng.randrange(132, min(len(data), 4096))
-            yield data[:at] + bytes([rng.randrange(256)]) + data[at + 1 :]
-        else:
-            at = rng.randrange(132, min(len(data), 4096))
-            yield data[:at] + data[at + rng.randrange(1, 9) :]
-
-
 _PIXEL_MODULE = ("Rows", "Columns", "BitsAllocated", "PixelRepresentation", "SamplesPerPixel")
 
 
@@ -165,7 +149,7 @@ def test_damaged_copies_describe_the_same_pixels(name: str, tmp_path: Path) -> N
         _with_undefined_lengths(3) if name == "undefined lengths" else data_file(name).read_bytes()
     )
     taken = 0
-    for i, copy in enumerate(_damaged(data, seed=len(name), count=150)):
+    for i, copy in enumerate(damaged_copies(data, seed=len(name), count=150)):
         fast = read_pixel_header(io.BytesIO(copy))
         if fast is None:
             continue
