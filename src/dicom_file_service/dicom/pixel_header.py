@@ -8,7 +8,8 @@ elements) describes nothing a pixel pipeline reads, and pydicom spends about 1.7
 element reading it (CT_small: 190 of its 258 elements, a fifth of its first PNG's time).
 
 For a data set encoded as Explicit VR Little Endian (the native syntax and every compressed
-one) those elements are skipped by a scan of their headers alone, sequences of undefined
+one; the syntax is read off the file meta's bytes first, since pydicom inflates a deflated
+data set whole as it reads the meta) those elements are skipped by a scan of their headers alone, sequences of undefined
 length walked item by item, and pydicom reads the rest as ``dcmread`` would, up to the pixel
 data. Whatever the scan cannot skip with certainty (another encoding, a value of undefined
 length that is not a sequence, lengths past the end, nesting deeper than any IOD uses) makes
@@ -24,8 +25,11 @@ from pydicom.dataset import FileDataset
 from pydicom.filereader import read_dataset, read_partial
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from dicom_file_service.dicom.header_scan import EXPLICIT_LITTLE_SYNTAXES
+
 _FIRST_GROUP = 0x0028
 _CHUNK = 4 * 1024  # most headers in one or two reads; never much of the pixel data
+_META_PEEK = 1024  # the preamble and a file meta of common size
 _MAX_LEVELS = 2 * 64  # a sequence and its item a level, 64 deep: ingest refuses deeper
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
@@ -78,6 +82,11 @@ class _Cursor:
 def read_pixel_header(f: BinaryIO) -> FileDataset | None:
     """The file meta and the data set from group (0028) to the pixel data, ``f`` left at the
     pixel data element's tag; or None, ``f`` anywhere: read the whole header instead."""
+    start = f.tell()
+    declared = _declared_syntax(f.read(_META_PEEK))
+    if declared not in EXPLICIT_LITTLE_SYNTAXES:  # pydicom would inflate a deflated one here
+        return None
+    f.seek(start)
     try:
         meta_only = read_partial(f, _first_element, force=True)
     except Exception:  # the caller's whole read names what is wrong
@@ -104,6 +113,26 @@ def read_pixel_header(f: BinaryIO) -> FileDataset | None:
     ds = FileDataset(f, data_set, meta_only.preamble, meta_only.file_meta, False, True)
     ds.set_original_encoding(False, True, data_set._character_set)
     return ds
+
+
+def _declared_syntax(head: bytes) -> str | None:
+    """The Transfer Syntax UID a Part 10 file's meta declares, read off its first bytes (the
+    meta is always Explicit VR Little Endian); None where there is none to read there."""
+    if head[128:132] != b"DICM":
+        return None
+    at = 132
+    while at + 12 <= len(head):
+        group, element, vr, short = _ELEMENT.unpack_from(head, at)
+        if group != 0x0002:
+            return None
+        length, value_at = short, at + 8
+        if vr in _LONG_VRS:
+            (length,) = _LENGTH.unpack_from(head, at + 8)
+            value_at = at + 12
+        if element == 0x0010:
+            return head[value_at : value_at + length].rstrip(b"\0 ").decode("ascii", "replace")
+        at = value_at + length
+    return None
 
 
 def _skip_to_first_group(cursor: _Cursor) -> None:

@@ -165,3 +165,22 @@ def test_damaged_copies_describe_the_same_pixels(name: str, tmp_path: Path) -> N
         outcome = _outcome(path, True, pytest.MonkeyPatch())
         assert isinstance(outcome, (bytes, tuple)), i
     assert taken >= 20, taken
+
+
+class _Counting(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.bytes_read = 0
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        out = super().read(size)
+        self.bytes_read += len(out)
+        return out
+
+
+def test_a_deflated_file_is_left_to_pydicom_before_anything_is_inflated() -> None:
+    """pydicom inflates the whole data set as it reads the file meta: the syntax is read
+    off the first bytes instead, so the whole read that follows inflates it only once."""
+    f = _Counting(data_file("image_dfl.dcm").read_bytes())
+    assert read_pixel_header(f) is None
+    assert f.bytes_read <= 1024
