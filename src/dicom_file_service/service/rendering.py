@@ -44,12 +44,14 @@ async def rendering_async(ctx: ServiceContext, file_id: str, options: RenderOpti
     still has (a rendering never outlives its file, whichever instance or cache holds it),
     else rendered in the pool.
 
-    A rendering in this process's memory costs one existence check. Otherwise the index's
-    answer (where the file's bytes are) and the cache's (a remote store's GET, a 404 when the
-    file was never rendered) are awaited together, and the render starts from that location
-    without asking the index again. On a remote store the file's first block (its header, and
-    the whole of a small file) is fetched while the cache's answer is still awaited: a miss
-    then costs the longer of the two GETs, not their sum, and a hit one ranged GET unused.
+    A rendering in this process's memory costs one existence check. Otherwise the index
+    says where the file's bytes are and the cache answers (on a remote store a GET, a 404
+    when the file was never rendered, asked at the same time as the index; locally a file
+    read, after it), and the render starts from that location without asking the index
+    again. On a remote store the file's first
+    block (its header, and the whole of a small file) is fetched while the cache's answer is
+    still awaited: a miss then costs the longer of the two GETs, not their sum, and a hit one
+    ranged GET unused.
     """
     if not ids.is_valid_file_id(file_id):
         raise not_found(file_id)
@@ -60,16 +62,17 @@ async def rendering_async(ctx: ServiceContext, file_id: str, options: RenderOpti
             raise not_found(file_id)
         metrics.RENDER_CACHE.labels("hit").inc()
         return at_hand
-    asked = _soon(ctx.renders.get_async(file_id, key))
+    # A local store's answer is a file read, inline: not worth a task and a turn of the loop.
+    asked = _soon(ctx.renders.get_async(file_id, key)) if ctx.store.remote else None
     reading: asyncio.Task[bytes] | None = None
     try:
         found = await ctx.index.headers.location_async(file_id)
         if found is None:
             raise not_found(file_id)
-        if ctx.store.remote and not asked.done():
+        if asked is not None and not asked.done():
             first = min(found.size, BLOCK)
             reading = _soon(ctx.store.read_range_async(found.blob_key, 0, first))
-        cached = await asked
+        cached = await (asked if asked is not None else ctx.renders.get_async(file_id, key))
         metrics.RENDER_CACHE.labels("hit" if cached is not None else "miss").inc()
         if cached is not None:
             return cached
