@@ -9,11 +9,12 @@ element reading it (CT_small: 190 of its 258 elements, a fifth of its first PNG'
 
 For a data set encoded as Explicit VR Little Endian (the native syntax and every compressed
 one; the syntax is read off the file meta's bytes first, since pydicom inflates a deflated
-data set whole as it reads the meta) those elements are skipped by a scan of their headers alone, sequences of undefined
-length walked item by item, and pydicom reads the rest as ``dcmread`` would, up to the pixel
-data. Whatever the scan cannot skip with certainty (another encoding, a value of undefined
-length that is not a sequence, lengths past the end, nesting deeper than any IOD uses) makes
-it give up, and the caller reads the whole header through pydicom.
+data set whole as it reads the meta) those elements are skipped by a scan of their headers
+alone, sequences of undefined length walked item by item, and pydicom reads the rest as
+``dcmread`` would, up to the pixel data. Whatever the scan cannot skip with certainty
+(another encoding, a value of undefined length that is not a sequence, lengths past the end,
+nesting deeper than any IOD uses) makes it give up, and the caller reads the whole header
+through pydicom.
 """
 
 from __future__ import annotations
