@@ -56,7 +56,9 @@ def test_a_parse_past_its_time_is_refused_and_its_process_stopped() -> None:
     """Ingest's own bound: the upload is refused before anything is stored, the busy parser
     process is stopped, and the next upload gets a fresh one."""
     path = data_file("CT_small.dcm")
-    parsers = Parsers(1, timeout_seconds=0.0001)
+    # 0: the answer is looked at once, never waited for; another process cannot have
+    # parsed the file by then (a 0.1 ms wait overslept a loaded machine's whole parse).
+    parsers = Parsers(1, timeout_seconds=0)
     try:
         parsers.start()
         (pid,) = list(parsers._current()._processes)  # type: ignore[union-attr]
