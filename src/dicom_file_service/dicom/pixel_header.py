@@ -24,7 +24,6 @@ from typing import BinaryIO
 
 from pydicom.dataset import FileDataset
 from pydicom.filereader import read_dataset, read_partial
-from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from dicom_file_service.dicom.header_scan import EXPLICIT_LITTLE_SYNTAXES
 
@@ -92,13 +91,11 @@ def read_pixel_header(f: BinaryIO) -> FileDataset | None:
         meta_only = read_partial(f, _first_element, force=True)
     except Exception:  # the caller's whole read names what is wrong
         return None
-    syntax = meta_only.file_meta.get("TransferSyntaxUID")
     if (
-        meta_only.is_implicit_VR is not False
+        meta_only.file_meta.get("TransferSyntaxUID") != declared  # pydicom read another meta
+        or meta_only.is_implicit_VR is not False
         or meta_only.is_little_endian is not True
-        or syntax is None
-        or syntax == DeflatedExplicitVRLittleEndian
-        or len(meta_only) != 0
+        or len(meta_only) != 0  # a command set
     ):
         return None
     cursor = _Cursor(f)

@@ -48,10 +48,9 @@ async def rendering_async(ctx: ServiceContext, file_id: str, options: RenderOpti
     says where the file's bytes are and the cache answers (on a remote store a GET, a 404
     when the file was never rendered, asked at the same time as the index; locally a file
     read, after it), and the render starts from that location without asking the index
-    again. On a remote store the file's first
-    block (its header, and the whole of a small file) is fetched while the cache's answer is
-    still awaited: a miss then costs the longer of the two GETs, not their sum, and a hit one
-    ranged GET unused.
+    again. On a remote store the file's first block (its header, and the whole of a small
+    file) is fetched while the cache's answer is still awaited: a miss then costs the longer
+    of the two GETs, not their sum, and a hit one ranged GET unused.
     """
     if not ids.is_valid_file_id(file_id):
         raise not_found(file_id)
@@ -85,9 +84,7 @@ async def rendering_async(ctx: ServiceContext, file_id: str, options: RenderOpti
             if task is not None and not task.done():
                 task.cancel()
     located = found
-    rendering = await ctx.run_cpu(
-        lambda: _render_at(ctx, file_id, located, options, head=head, cache_later=None)
-    )
+    rendering = await ctx.run_cpu(lambda: _render_at(ctx, file_id, located, options, head=head))
     # Cached once the answer is on its way (the caller sends it in this same step of the
     # event loop): the cache writer's thread, woken at once, took the GIL from the loop the
     # answer waited for (the hand-back from the render thread 0.14 -> 0.05 ms).
@@ -117,11 +114,14 @@ def render_blocking(
     found = ctx.index.headers.blob_location(file_id) if ids.is_valid_file_id(file_id) else None
     if found is None:
         raise not_found(file_id)
-    cached = ctx.renders.get(file_id, options.cache_key())
+    key = options.cache_key()
+    cached = ctx.renders.get(file_id, key)
     metrics.RENDER_CACHE.labels("hit" if cached is not None else "miss").inc()
     if cached is not None:
         return Rendering(etag=rendering_etag(file_id, options), data=cached)
-    return _render_at(ctx, file_id, found, options, cache_later=cache_later)
+    rendering = _render_at(ctx, file_id, found, options)
+    (_cache_later if cache_later else _cache)(ctx, file_id, key, rendering.data)
+    return rendering
 
 
 def _render_at(
@@ -130,11 +130,10 @@ def _render_at(
     found: StoredLocation,
     options: RenderOptions,
     *,
-    cache_later: bool | None = True,
     head: bytes = b"",
 ) -> Rendering:
     """Render the file whose bytes are at ``found`` (``head``: its first bytes, if read
-    already) and cache the rendering (see above; ``cache_later=None``: the caller does)."""
+    already); the caller caches it."""
     try:
         with (
             ctx.store.open_reader(found.blob_key, found.size, head=head) as source,
@@ -151,10 +150,6 @@ def _render_at(
         raise not_found(file_id) from exc
     if ctx.index.headers.blob_key(file_id) is None:  # deleted while rendering
         raise not_found(file_id)
-    if cache_later is False:
-        _cache(ctx, file_id, options.cache_key(), png)
-    elif cache_later:
-        _cache_later(ctx, file_id, options.cache_key(), png)
     return Rendering(etag=rendering_etag(file_id, options), data=png)
 
 
