@@ -69,6 +69,8 @@ def read_header(f: BinaryIO) -> Dataset:
     start = f.tell()
     try:
         described = read_pixel_header(f)
+    except OSError as exc:  # pydicom looks an open file up by its name (its mtime)
+        raise vanished(exc, InvalidDicom(f"cannot read the DICOM header: {exc}")) from exc
     except ServiceError:  # the store failed beneath the reader: not the file's fault
         raise
     if described is not None:

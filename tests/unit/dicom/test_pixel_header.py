@@ -8,6 +8,7 @@ little, so that they can fail."""
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from pydicom.uid import generate_uid
 from dicom_file_service.dicom import pixels
 from dicom_file_service.dicom.pixel_header import read_pixel_header
 from dicom_file_service.dicom.render import RenderOptions, render_png
-from dicom_file_service.errors import ServiceError
+from dicom_file_service.errors import FileNotFound, ServiceError
 from tests.damaged import damaged_copies
 from tests.datafiles import all_candidate_files, data_file
 
@@ -184,3 +185,35 @@ def test_a_deflated_file_is_left_to_pydicom_before_anything_is_inflated() -> Non
     f = _Counting(data_file("image_dfl.dcm").read_bytes())
     assert read_pixel_header(f) is None
     assert f.bytes_read <= 1024
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "image_dfl.dcm"])  # fast read; whole read
+@pytest.mark.parametrize("look", [1, 2, 3])
+def test_a_file_deleted_while_pydicom_looks_it_up_is_read_or_not_found(
+    name: str, look: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pydicom looks an open file up by its name (whether it exists, then its modification
+    time) each time it makes a data set of it: a delete between the two, racing a
+    rendering, leaves the header read from the open file or a file not found (404), never
+    an unexpected error."""
+    path = tmp_path / name
+    path.write_bytes(data_file(name).read_bytes())
+    exists = os.path.exists
+    looks = 0
+
+    def deleted_after_a_look(p: Any) -> bool:
+        nonlocal looks
+        found = exists(p)
+        if str(p) == str(path):
+            looks += 1
+            if looks == look:
+                path.unlink()
+        return found
+
+    with path.open("rb") as f:
+        monkeypatch.setattr(pydicom.dataset.os.path, "exists", deleted_after_a_look)
+        try:
+            ds = pixels.read_header(f)
+        except FileNotFound:
+            return
+    assert ds.Rows > 0
