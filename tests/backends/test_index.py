@@ -484,3 +484,31 @@ def test_a_slow_batch_does_not_hold_the_next_back_for_longer_than_the_bound(
 
     waited, still_out = asyncio.run(scenario())
     assert still_out and waited < 1.5
+
+
+def test_ids_of_any_characters_reach_the_database_as_they_are(postgres_url: str) -> None:
+    """Ids go to PostgreSQL as a quoted array literal: quotes, backslashes, commas, braces,
+    spaces and NULL-looking words come back unchanged, each once."""
+    import asyncio
+
+    from sqlalchemy import make_url
+
+    from dicom_file_service.index.async_reads import AsyncPointReads
+
+    conninfo = make_url(postgres_url).set(drivername="postgresql")
+    reads = AsyncPointReads(conninfo.render_as_string(hide_password=False), max_size=2, timeout=5)
+    ids = ['a"b', "c\\d", "e,f", "{g}", " h ", "NULL", "", "100%"]
+    sql = "SELECT x, length(x), x LIKE '%%\\%%' FROM unnest(%(ids)s::text[]) AS x"
+
+    async def scenario() -> list[tuple[object, ...]]:
+        try:
+            first = await reads.fetch_by_ids(sql, ids)
+            again = await reads.fetch_by_ids(sql, ids[:2])  # the prepared statement, reused
+        finally:
+            await reads.close()
+        return first + again
+
+    rows = asyncio.run(scenario())
+    assert [r[0] for r in rows] == ids + ids[:2]
+    assert [r[1] for r in rows] == [len(i) for i in ids + ids[:2]]
+    assert [r[2] for r in rows] == [i.endswith("%") for i in ids + ids[:2]]

@@ -5,7 +5,8 @@ and a GIL handoff each way); an async read does not, and several requests' reads
 the database while the loop serves others. Measured on this machine with eight reads in
 flight: 228 µs a read through a thread; 85-113 µs on psycopg_pool's async pool in text
 format; 55 µs on a plain free list of connections in binary format (bytea columns are not
-hex-decoded), which is what this module keeps.
+hex-decoded), which is what this module keeps; its statements go to libpq directly, prepared
+once per connection, without psycopg's cursor (``_execute``).
 
 Connections are made on first use, on the running loop (one per server process), at most
 ``max_size`` at a time; a read waits up to ``timeout`` for one. Every failure arrives as
@@ -17,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from typing import Any
 
 import psycopg
+from psycopg import generators, pq
+from psycopg.adapt import Transformer
 
 from dicom_file_service.errors import IndexUnavailable
 
@@ -70,21 +74,15 @@ class AsyncPointReads:
         assert self._slots is not None
         self._slots.release()
 
-    async def fetch_one(self, sql: str, params: dict[str, Any]) -> Any:
-        return await self._run(sql, params, many=False)
-
-    async def fetch_all(self, sql: str, params: dict[str, Any]) -> list[Any]:
-        rows: list[Any] = await self._run(sql, params, many=True)
-        return rows
-
-    async def _run(self, sql: str, params: dict[str, Any], *, many: bool) -> Any:
+    async def fetch_by_ids(self, sql: str, ids: list[str]) -> list[tuple[Any, ...]]:
+        """The rows of ``sql``, a statement whose one parameter is ``%(ids)s``, a text array
+        (``%%`` for a literal ``%``, as psycopg writes it)."""
         for attempt in (1, 2):
             conn: psycopg.AsyncConnection[Any] | None = await self._acquire()
             done = False
             try:
                 assert conn is not None
-                cursor = await conn.execute(sql, params, binary=True)
-                result = await (cursor.fetchall() if many else cursor.fetchone())
+                result = await _execute(conn, sql, _text_array(ids))
                 done = True
                 return result
             except psycopg.Error as exc:
@@ -109,13 +107,60 @@ class AsyncPointReads:
                             await asyncio.shield(conn.close())
                 finally:
                     self._release(conn if done else None)
-        return None  # pragma: no cover - the loop returns or raises
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:
             with contextlib.suppress(Exception):  # at shutdown: nothing to do about it
                 await conn.close()
+
+
+_TEXT, _BINARY = pq.Format.TEXT, pq.Format.BINARY
+_PREPARED: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], dict[str, bytes]] = (
+    weakref.WeakKeyDictionary()
+)  # each connection's prepared statements: SQL → name
+
+
+async def _execute(
+    conn: psycopg.AsyncConnection[Any], sql: str, ids: bytes
+) -> list[tuple[Any, ...]]:
+    """``sql`` run with ``ids`` on libpq directly, as a statement prepared on the connection
+    the first time, its rows in binary format loaded by psycopg's loaders.
+
+    psycopg's cursor spends about 75 µs of Python a query on its machinery (a cursor, the
+    query's conversion, the parameters' dumping, its prepare bookkeeping) for what is here
+    one libpq call each way (measured one query at a time: 205 µs through ``execute``,
+    130 µs so). The connection is this read's alone, from the free list, in autocommit.
+    """
+    pgconn = conn.pgconn
+    names = _PREPARED.setdefault(conn, {})
+    name = names.get(sql)
+    if name is None:
+        name = f"dfs_read_{len(names)}".encode()
+        statement = sql.replace("%(ids)s", "$1").replace("%%", "%")
+        pgconn.send_prepare(name, statement.encode())
+        _check(conn, await conn.wait(generators.execute(pgconn)))
+        names[sql] = name
+    pgconn.send_query_prepared(name, [ids], param_formats=[_TEXT], result_format=_BINARY)
+    result = _check(conn, await conn.wait(generators.execute(pgconn)))
+    loader = Transformer(conn)
+    loader.set_pgresult(result, format=_BINARY)
+    return loader.load_rows(0, result.ntuples, tuple)
+
+
+def _check(conn: psycopg.AsyncConnection[Any], results: list[Any]) -> Any:
+    """The last result of a command, or its error raised as psycopg raises it."""
+    result = results[-1]
+    if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+        raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+    return result
+
+
+def _text_array(ids: list[str]) -> bytes:
+    """``ids`` as a PostgreSQL array literal (text format), each element quoted."""
+    quoted = (i.replace("\\", "\\\\").replace('"', '\\"') for i in ids)
+    return ("{" + ",".join(f'"{q}"' for q in quoted) + "}").encode()
 
 
 _MAX_BATCH = 256  # ids in one query: bounded memory and latency per batch
@@ -200,7 +245,7 @@ class CoalescedReads:
 
     async def _flush(self, batch: dict[str, list[asyncio.Future[Any]]]) -> None:
         try:
-            rows = await self._reads.fetch_all(self._sql, {"ids": list(batch)})
+            rows = await self._reads.fetch_by_ids(self._sql, list(batch))
         except IndexUnavailable as exc:
             for futures in batch.values():
                 for future in futures:
