@@ -8,6 +8,7 @@ would prove nothing.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import socket
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +29,7 @@ from dicom_file_service.api.forwarded import ProxiedRequest
 from dicom_file_service.service.schema import upgrade_schema
 from dicom_file_service.settings import Settings
 from tests.api.dicom_factory import copy_with_new_uid
-from tests.conftest import free_port, uvicorn_in_thread
+from tests.conftest import free_port, postgres_schema, require_postgres, uvicorn_in_thread
 from tests.datafiles import data_file
 
 
@@ -36,20 +38,28 @@ class Live:
     port: int
     file_id: str
     answered: list[bytes]  # the responses the protocol wrote itself
+    awaited: list[bytes]  # the bodies answered as ASGI, past the layers (reads that wait)
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("direct"), dicom_port=0)
+@contextlib.contextmanager
+def _serving(settings: Settings) -> Iterator[Live]:
+    """The service on ``settings``, in this process, counting the answers given each way."""
     upgrade_schema(settings)
     answered: list[bytes] = []
-    respond = DirectAnswers.respond
+    awaited: list[bytes] = []
+    respond, answer = DirectAnswers.respond, DirectAnswers._answer
 
     def counted(self: DirectAnswers, *args: object, **kwargs: object) -> bytes | None:
         response = respond(self, *args, **kwargs)  # type: ignore[arg-type]
         if response is not None:
             answered.append(response)
         return response
+
+    async def counted_later(self: DirectAnswers, *args: object) -> Any:
+        given = await answer(self, *args)  # type: ignore[arg-type]
+        if given is not None:
+            awaited.append(given.body)
+        return given
 
     port = free_port()
     config = uvicorn.Config(
@@ -61,6 +71,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     )
     with pytest.MonkeyPatch.context() as patch, uvicorn_in_thread(config):
         patch.setattr(DirectAnswers, "respond", counted)
+        patch.setattr(DirectAnswers, "_answer", counted_later)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
             stored = c.post(
                 "/dicom-image",
@@ -70,7 +81,23 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             assert stored.status_code == 201
             file_id = stored.json()["file_id"]
             c.get(f"/dicom-image/{file_id}", params={"dicom_tag": "(0010,0010)"})  # warm
-        yield Live(port, file_id, answered)
+        yield Live(port, file_id, answered, awaited)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    with _serving(Settings(data_dir=tmp_path_factory.mktemp("direct"), dicom_port=0)) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def live_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """On PostgreSQL, where every lookup's read waits: answered as ASGI, past the layers."""
+    require_postgres()
+    with postgres_schema() as url:
+        directory = tmp_path_factory.mktemp("direct-pg")
+        with _serving(Settings(data_dir=directory, dicom_port=0, database_url=url)) as served:
+            yield served
 
 
 def _exchange(port: int, request: bytes, answers: int = 1) -> bytes:
@@ -254,3 +281,67 @@ def test_requests_it_must_not_answer_are_left_to_the_asgi_way() -> None:
         is None
     )
     assert direct_answers._direct_answers_of(SimpleNamespace(app=direct)) is direct
+
+
+@pytest.mark.parametrize("query", LOOKUPS)
+@pytest.mark.parametrize("headers", [(), ("X-Request-ID: lookup-2", "X-Forwarded-Prefix: /pacs")])
+def test_a_lookup_whose_read_waits_is_answered_as_the_layers_would(
+    live_pg: Live, query: str, headers: tuple[str, ...]
+) -> None:
+    """On PostgreSQL the protocol cannot answer (the read waits): the lookup is answered as
+    ASGI without the layers, in the bytes the layers and the route give a chunked request."""
+    path = f"/dicom-image/{live_pg.file_id}{query}"
+    before = len(live_pg.awaited)
+    direct = _exchange(live_pg.port, _get(path, *headers))
+    assert len(live_pg.awaited) == before + 1, "not answered past the layers"
+    assert not live_pg.answered, "the protocol answered a read that waits"
+    routed = _exchange(
+        live_pg.port, _get(path, *headers, "Transfer-Encoding: chunked")[:-2] + b"\r\n0\r\n\r\n"
+    )
+    assert len(live_pg.awaited) == before + 1, "the chunked request did not go through them"
+    assert direct.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert _comparable(direct) == _comparable(routed)
+    if headers:
+        assert b"x-request-id: lookup-2\r\n" in direct
+    if "7FE0" in query and headers:
+        assert b'"bulk_data_uri":"/pacs/dicom-image/' in direct
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/dicom-image/AAAAAAAAAAAAAAAAAAAAAA?dicom_tag=(0010,0010)", b"404"),
+        ("/dicom-image/{id}?dicom_tag=(0011,0011)", b"404"),
+        ("/dicom-image/{id}?dicom_tag=NotAKeyword", b"400"),
+    ],
+)
+def test_a_failing_lookup_whose_read_waits_gets_the_routes_problem_document(
+    live_pg: Live, path: str, status: bytes
+) -> None:
+    before = len(live_pg.awaited)
+    response = _exchange(live_pg.port, _get(path.replace("{id}", live_pg.file_id)))
+    assert response.startswith(b"HTTP/1.1 " + status)
+    assert b"content-type: application/problem+json" in response
+    assert len(live_pg.awaited) == before
+
+
+def test_lookups_whose_read_waits_keep_their_order_and_are_counted(live_pg: Live) -> None:
+    """Pipelined behind the framework's route and each other, in order; each in the
+    metrics as the request log layer counts it."""
+    first = f"/dicom-image/{live_pg.file_id}/metadata"
+    lookups = [f"/dicom-image/{live_pg.file_id}?dicom_tag={t}" for t in ("(0010,0010)", "Rows")]
+    before = len(live_pg.awaited)
+    received = _exchange(live_pg.port, b"".join(_get(p) for p in [first, *lookups]), answers=3)
+    parts = received.split(b"HTTP/1.1 200 OK")[1:]
+    assert len(parts) == 3
+    assert b'"00100010"' in parts[0]
+    assert b'"keyword":"PatientName"' in parts[1]
+    assert b'"keyword":"Rows"' in parts[2]
+    assert len(live_pg.awaited) == before + 2
+    with httpx.Client(base_url=f"http://127.0.0.1:{live_pg.port}", timeout=30) as c:
+        metrics = c.get("/metrics").text
+    assert re.search(
+        r'dicom_fs_requests_total\{method="GET",route="/dicom-image/\{file_id\}",'
+        r'status="200"\} ([0-9.e+]+)',
+        metrics,
+    )

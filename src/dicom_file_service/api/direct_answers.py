@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.types import Receive, Scope, Send
 
@@ -29,7 +29,7 @@ from dicom_file_service.api import logs, urls
 from dicom_file_service.api.coalesced_writes import CoalescingHttpToolsProtocol
 from dicom_file_service.api.fast_paths import lookup_body, lookup_selectors
 from dicom_file_service.api.forwarded import ProxiedRequest
-from dicom_file_service.service.files import get_attributes_now
+from dicom_file_service.service.files import get_attributes_async, get_attributes_now
 
 _PREFIX = (urls.FILES + "/").encode()
 _TEMPLATE = urls.FILES + "/{file_id}"
@@ -39,8 +39,12 @@ _OK = b"HTTP/1.1 200 OK\r\n"
 class DirectAnswers:
     """The served ASGI application, and the answers the protocol may give before it.
 
-    It wraps the outermost layer (``ProxiedRequest``) and passes every ASGI request on; the
-    protocol finds it on the application uvicorn serves and asks ``respond`` first.
+    It wraps the outermost layer (``ProxiedRequest``): the protocol finds it on the
+    application uvicorn serves and asks ``respond`` first. A tag lookup whose answer must
+    wait (the index is PostgreSQL) comes here as ASGI and is answered here the same way,
+    awaiting its read, past the layers it does not need (uvicorn's request cycle still
+    orders answers, keeps the connection and sees disconnects); any other request, and a
+    lookup that fails, goes through every layer to its route.
     """
 
     def __init__(self, app: ProxiedRequest, state: Any, *, cors: bool) -> None:
@@ -49,6 +53,20 @@ class DirectAnswers:
         self.cors = cors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            url = scope.get("raw_path") or b""
+            client = scope.get("client")
+            lookup = self._lookup(scope["method"].encode(), url, scope["query_string"])
+            if lookup is not None and _plain(scope["headers"], self.cors):
+                started = time.perf_counter()
+                peer = client[0] if client else None
+                answered = await self._answer(lookup, scope["headers"], peer, started)
+                if answered is not None:
+                    start = {"type": "http.response.start", "status": 200, "headers": answered.head}
+                    await send(start)
+                    await send({"type": "http.response.body", "body": answered.body})
+                    _done(lookup, answered, started)
+                    return
         await self.app(scope, receive, send)
 
     def respond(
@@ -64,42 +82,102 @@ class DirectAnswers:
         if method != b"GET" or not url.startswith(_PREFIX):
             return None
         path, _, query = url.partition(b"?")
+        lookup = self._lookup(method, path, query)
+        if lookup is None or not _plain(headers, self.cors):
+            return None
+        ctx = getattr(self.state, "ctx", None)
+        if ctx is None or not ctx.index.headers.reads_at_once:
+            return None  # the answer would wait (PostgreSQL): no request id made for nothing
+        started = time.perf_counter()
+        answered = self._answer_now(lookup, headers, peer, ctx)
+        if answered is None:
+            return None
+        response = [_OK]
+        for name, value in [*default_headers, *answered.head]:  # uvicorn's (server, date) first
+            response += [name, b": ", value, b"\r\n"]
+        response += [b"\r\n", answered.body]
+        _done(lookup, answered, started)
+        return b"".join(response)
+
+    def _lookup(self, method: bytes, path: bytes, query: bytes) -> _Lookup | None:
+        """The tag lookup a request is (``path`` as sent, without its query), or None."""
+        if method != b"GET" or not path.startswith(_PREFIX):
+            return None
         rest = path[len(_PREFIX) :]
-        if b"%" in rest or b"#" in url:  # the path as sent, not yet decoded as ASGI's is
+        if b"%" in rest or b"#" in path or b"#" in query:  # the path as sent, not decoded
             return None
         try:
             file_id = rest.decode("ascii")
         except UnicodeDecodeError:
             return None
         selectors = lookup_selectors(file_id, query)
-        ctx = getattr(self.state, "ctx", None)
-        if not selectors or ctx is None or not _plain(headers, self.cors):
-            return None
-        started = time.perf_counter()
+        return _Lookup(file_id, path.decode("ascii"), selectors) if selectors else None
+
+    def _answer_now(
+        self, lookup: _Lookup, headers: list[tuple[bytes, bytes]], peer: str | None, ctx: Any
+    ) -> _Answer | None:
+        """The answer's headers and body if it can be given without a wait, else None."""
         given, request_id = logs.request_id_of(headers)
         token = logs.request_id_var.set(request_id)
         try:
-            base = urls.file_bulk_data_base(file_id, self.app.root_path_for(headers, peer))
-            answers = get_attributes_now(ctx, file_id, selectors, base)
+            base = urls.file_bulk_data_base(lookup.file_id, self.app.root_path_for(headers, peer))
+            answers = get_attributes_now(ctx, lookup.file_id, lookup.selectors, base)
         except Exception:
             # The ASGI way answers it again, with the route's problem document or its
             # logged 500: one place decides how a failure looks.
             return None
         finally:
             logs.request_id_var.reset(token)
-        if answers is None:
+        return None if answers is None else _answered(answers, given, request_id)
+
+    async def _answer(
+        self, lookup: _Lookup, headers: list[tuple[bytes, bytes]], peer: str | None, started: float
+    ) -> _Answer | None:
+        """The answer's headers and body, awaiting the read; None if it failed (the layers
+        and the route answer it again, in their words)."""
+        ctx = getattr(self.state, "ctx", None)
+        if ctx is None:
             return None
-        body = lookup_body(answers)
-        response = [_OK]
-        for name, value in default_headers:  # uvicorn's (server, date), as it sends them
-            response += [name, b": ", value, b"\r\n"]
-        response.append(
-            b"content-type: application/json\r\ncontent-length: %d\r\nx-request-id: %s\r\n\r\n"
-            % (len(body), request_id.encode())
-        )
-        response.append(body)
-        logs.request_done(given, request_id, "GET", path.decode(), _TEMPLATE, 200, started)
-        return b"".join(response)
+        given, request_id = logs.request_id_of(headers)
+        token = logs.request_id_var.set(request_id)
+        try:
+            base = urls.file_bulk_data_base(lookup.file_id, self.app.root_path_for(headers, peer))
+            answers = await get_attributes_async(ctx, lookup.file_id, lookup.selectors, base)
+        except Exception:
+            return None
+        finally:
+            logs.request_id_var.reset(token)
+        return _answered(answers, given, request_id)
+
+
+class _Lookup(NamedTuple):
+    file_id: str
+    path: str  # as sent, for the log line
+    selectors: list[str]
+
+
+class _Answer(NamedTuple):
+    head: list[tuple[bytes, bytes]]  # the answer's own headers, after uvicorn's
+    body: bytes
+    given: str | None  # the request id the client sent
+    request_id: str
+
+
+def _answered(answers: list[dict[str, Any]], given: str | None, request_id: str) -> _Answer:
+    body = lookup_body(answers)
+    head = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (b"x-request-id", request_id.encode()),
+    ]
+    return _Answer(head, body, given, request_id)
+
+
+def _done(lookup: _Lookup, answered: _Answer, started: float) -> None:
+    """The request's log line and metrics, as the request log layer writes them."""
+    logs.request_done(
+        answered.given, answered.request_id, "GET", lookup.path, _TEMPLATE, 200, started
+    )
 
 
 def _plain(headers: list[tuple[bytes, bytes]], cors: bool) -> bool:
