@@ -49,6 +49,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]
 
 
 def _file(tmp_path: Path, data: bytes) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "upload.bin"
     path.write_bytes(data)
     return path
@@ -216,19 +217,46 @@ def test_no_partial_file_is_visible_after_a_copy_fails_half_way(
     fails half-way (the disk fills) leaves neither the key nor the half copy behind."""
     import shutil
 
-    from dicom_file_service.storage import local
-
     def half_then_full(src: Path, dst: Path) -> None:
         Path(dst).write_bytes(Path(src).read_bytes()[:1000])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(local, "_same_device", lambda *_: False)
+    _across_filesystems(monkeypatch, tmp_path / "elsewhere")
     monkeypatch.setattr(shutil, "copyfile", half_then_full)
     store = LocalBlobStore(tmp_path / "blobs")
     with pytest.raises(InsufficientStorage, match="No space left"):
-        store.put_file("instances/pa/partial", _file(tmp_path, b"DICM" * 1000))
+        store.put_file("instances/pa/partial", _file(tmp_path / "elsewhere", b"DICM" * 1000))
     assert not store.exists("instances/pa/partial")
     assert list((tmp_path / "blobs" / ".staging").iterdir()) == []
+
+
+def test_a_file_from_another_filesystem_is_copied_in_and_its_original_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _across_filesystems(monkeypatch, tmp_path / "elsewhere")
+    store = LocalBlobStore(tmp_path / "blobs")
+    source = _file(tmp_path / "elsewhere", b"DICM" * 1000)
+    store.put_file("instances/pa/whole", source)
+    assert store.get_bytes("instances/pa/whole") == b"DICM" * 1000
+    assert not source.exists()
+    assert list((tmp_path / "blobs" / ".staging").iterdir()) == []
+
+
+def _across_filesystems(monkeypatch: pytest.MonkeyPatch, elsewhere: Path) -> None:
+    """Renames out of ``elsewhere`` fail as they do across filesystems (EXDEV)."""
+    import errno
+    import os
+
+    from dicom_file_service.storage import local
+
+    rename = os.replace
+
+    def replace(src: object, dst: object) -> None:
+        if Path(str(src)).parent == elsewhere:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        rename(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(local.os, "replace", replace)
 
 
 def test_list_keys_names_every_object_under_a_prefix(store: BlobStore) -> None:
