@@ -60,7 +60,7 @@ class DirectAnswers:
             if lookup is not None and _plain(scope["headers"], self.cors):
                 started = time.perf_counter()
                 peer = client[0] if client else None
-                answered = await self._answer(lookup, scope["headers"], peer, started)
+                answered = await self._answer(lookup, scope["headers"], peer)
                 if answered is not None:
                     start = {"type": "http.response.start", "status": 200, "headers": answered.head}
                     await send(start)
@@ -131,7 +131,7 @@ class DirectAnswers:
         return None if answers is None else _answered(answers, given, request_id)
 
     async def _answer(
-        self, lookup: _Lookup, headers: list[tuple[bytes, bytes]], peer: str | None, started: float
+        self, lookup: _Lookup, headers: list[tuple[bytes, bytes]], peer: str | None
     ) -> _Answer | None:
         """The answer's headers and body, awaiting the read; None if it failed (the layers
         and the route answer it again, in their words)."""
