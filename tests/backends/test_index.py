@@ -427,15 +427,24 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
+def _point_reads(database_url: str, max_size: int) -> Any:
+    """The event loop's point reads on the database at ``database_url``."""
+    from sqlalchemy import make_url
+
+    from dicom_file_service.index.async_reads import AsyncPointReads
+
+    conninfo = make_url(database_url).set(drivername="postgresql")
+    return AsyncPointReads(
+        conninfo.render_as_string(hide_password=False), max_size=max_size, timeout=5
+    )
+
+
 def _coalesced(database_url: str, straggler_seconds: float) -> Any:
     """Coalesced reads of a query that answers each id with the size of its batch, after
     sleeping as long as an id ``sleep<seconds>`` asks."""
-    from sqlalchemy import make_url
+    from dicom_file_service.index.async_reads import CoalescedReads
 
-    from dicom_file_service.index.async_reads import AsyncPointReads, CoalescedReads
-
-    conninfo = make_url(database_url).set(drivername="postgresql")
-    reads = AsyncPointReads(conninfo.render_as_string(hide_password=False), max_size=4, timeout=5)
+    reads = _point_reads(database_url, max_size=4)
     sql = (
         "SELECT x, cardinality(%(ids)s::text[]), pg_sleep(COALESCE(MAX(CASE WHEN x LIKE "
         "'sleep%%' THEN substr(x, 6)::float END) OVER (), 0)) FROM unnest(%(ids)s::text[]) AS x"
@@ -491,12 +500,7 @@ def test_ids_of_any_characters_reach_the_database_as_they_are(postgres_url: str)
     spaces and NULL-looking words come back unchanged, each once."""
     import asyncio
 
-    from sqlalchemy import make_url
-
-    from dicom_file_service.index.async_reads import AsyncPointReads
-
-    conninfo = make_url(postgres_url).set(drivername="postgresql")
-    reads = AsyncPointReads(conninfo.render_as_string(hide_password=False), max_size=2, timeout=5)
+    reads = _point_reads(postgres_url, max_size=2)
     ids = ['a"b', "c\\d", "e,f", "{g}", " h ", "NULL", "", "100%"]
     sql = "SELECT x, length(x), x LIKE '%%\\%%' FROM unnest(%(ids)s::text[]) AS x"
 

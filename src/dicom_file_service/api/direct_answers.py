@@ -53,12 +53,11 @@ class DirectAnswers:
         self.cors = cors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope.get("root_path"):
-            url = scope.get("raw_path") or b""
-            client = scope.get("client")
-            lookup = self._lookup(scope["method"].encode(), url, scope["query_string"])
+        if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
+            lookup = self._lookup(scope.get("raw_path") or b"", scope["query_string"])
             if lookup is not None and _plain(scope["headers"], self.cors):
                 started = time.perf_counter()
+                client = scope.get("client")
                 peer = client[0] if client else None
                 answered = await self._answer(lookup, scope["headers"], peer)
                 if answered is not None:
@@ -79,10 +78,10 @@ class DirectAnswers:
     ) -> bytes | None:
         """The whole HTTP response to a tag lookup that can be answered now, or None: the
         request goes the ASGI way."""
-        if method != b"GET" or not url.startswith(_PREFIX):
+        if method != b"GET":
             return None
         path, _, query = url.partition(b"?")
-        lookup = self._lookup(method, path, query)
+        lookup = self._lookup(path, query)
         if lookup is None or not _plain(headers, self.cors):
             return None
         ctx = getattr(self.state, "ctx", None)
@@ -99,9 +98,9 @@ class DirectAnswers:
         _done(lookup, answered, started)
         return b"".join(response)
 
-    def _lookup(self, method: bytes, path: bytes, query: bytes) -> _Lookup | None:
-        """The tag lookup a request is (``path`` as sent, without its query), or None."""
-        if method != b"GET" or not path.startswith(_PREFIX):
+    def _lookup(self, path: bytes, query: bytes) -> _Lookup | None:
+        """The tag lookup a GET is (``path`` as sent, without its query), or None."""
+        if not path.startswith(_PREFIX):
             return None
         rest = path[len(_PREFIX) :]
         if b"%" in rest or b"#" in path or b"#" in query:  # the path as sent, not decoded

@@ -69,18 +69,13 @@ def read_header(f: BinaryIO) -> Dataset:
     start = f.tell()
     try:
         described = read_pixel_header(f)
-    except OSError as exc:  # pydicom looks an open file up by its name (its mtime)
-        raise vanished(exc, InvalidDicom(f"cannot read the DICOM header: {exc}")) from exc
-    except ServiceError:  # the store failed beneath the reader: not the file's fault
-        raise
-    if described is not None:
-        return described
-    f.seek(start)
-    try:
+        if described is not None:
+            return described
+        f.seek(start)
         # Large values stay deferred: read only if the pipeline asks for them (LUT data),
         # so a header carrying a huge private value costs nothing to render.
         return dcmread(f, stop_before_pixels=True, force=True, defer_size=_DEFER)
-    except OSError as exc:  # pydicom reopens a file by name for deferred values
+    except OSError as exc:  # pydicom looks a file up, and reopens it, by its name
         raise vanished(exc, InvalidDicom(f"cannot read the DICOM header: {exc}")) from exc
     except ServiceError:  # the store failed beneath the reader: not the file's fault
         raise
