@@ -127,9 +127,18 @@ class Settings(BaseSettings):
     header_cache_bytes: int = Field(
         default=32 * 1024 * 1024,
         ge=0,
-        description="Stored headers (and tag lookups' answers) each process keeps while the "
-        "embedded index has not changed (any commit drops them all, so a delete is seen at "
-        "once); 0: none. PostgreSQL is always read.",
+        description="Stored headers, locations and tag lookups' answers each process keeps in "
+        "memory; 0: none. Embedded index: kept while nothing is committed (any commit drops "
+        "them all). PostgreSQL: kept until any delete, which is answered only once every "
+        "instance has dropped them (or its lease has ended).",
+    )
+    header_cache_lease_seconds: float = Field(
+        default=5.0,
+        gt=0.5,
+        le=300,
+        description="PostgreSQL: how long an instance may serve kept headers without hearing "
+        "from the database (its lease, renewed four times as often); the longest a delete "
+        "waits for an instance that vanished without a word.",
     )
 
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)

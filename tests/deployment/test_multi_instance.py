@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import time
 
 import httpx
 import pydicom
@@ -31,6 +32,31 @@ def test_an_upload_through_one_instance_is_served_by_the_other(topology: Topolog
         assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
         assert a.delete(f"/dicom-image/{file_id}").status_code == 204
         assert b.get(f"/dicom-image/{file_id}/png").status_code == 404
+
+
+def test_what_an_instance_keeps_in_memory_is_not_served_once_a_delete_elsewhere_returns(
+    topology: Topology,
+) -> None:
+    """Every worker of the second instance has the file's header, location and answers in
+    memory (asked again and again); a delete through the first is answered promptly (each
+    worker acknowledges it) and from its answer on no worker serves the file."""
+    first, second = topology.serve(), topology.serve()
+    data = copy_with_new_uid(data_file("CT_small.dcm"))
+    tag = {"dicom_tag": "(0010,0010)"}
+    with first.client() as a, second.client() as b:
+        file_id = post_raw(a, data).json()["file_id"]
+        for _ in range(20):  # new connections: both workers answer some
+            with second.client() as fresh:
+                assert fresh.get(f"/dicom-image/{file_id}", params=tag).status_code == 200
+                assert fresh.get(f"/dicom-image/{file_id}/png").status_code == 200
+        started = time.monotonic()
+        assert a.delete(f"/dicom-image/{file_id}").status_code == 204
+        assert time.monotonic() - started < 2.5  # acknowledged, not a lease waited out
+        for _ in range(20):
+            with second.client() as fresh:
+                assert fresh.get(f"/dicom-image/{file_id}", params=tag).status_code == 404
+                assert fresh.get(f"/dicom-image/{file_id}/png").status_code == 404
+        assert b.get(f"/dicom-image/{file_id}").status_code == 404
 
 
 def test_fifty_concurrent_uploads_with_races_over_two_instances(topology: Topology) -> None:

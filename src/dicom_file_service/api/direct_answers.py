@@ -85,8 +85,8 @@ class DirectAnswers:
         if lookup is None or not _plain(headers, self.cors):
             return None
         ctx = getattr(self.state, "ctx", None)
-        if ctx is None or not ctx.index.headers.reads_at_once:
-            return None  # the answer would wait (PostgreSQL): no request id made for nothing
+        if ctx is None or not (ctx.index.headers.keeps or ctx.index.headers.reads_at_once):
+            return None  # the answer would wait (PostgreSQL, nothing kept): no request id
         started = time.perf_counter()
         answered = self._answer_now(lookup, headers, peer, ctx)
         if answered is None:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from dicom_file_service.errors import CommitOutcomeUnknown, IndexUnavailable, InsufficientStorage
+from dicom_file_service.index.delete_fence import Fence, deleted_in
 from dicom_file_service.index.engine import (
     WRITE_OPTIONS,
     create_index_engine,
@@ -38,6 +39,7 @@ class IndexDatabase:
         pool_size: int = 10,
         pool_timeout: float = 10.0,
         header_cache_bytes: int = 0,
+        lease_seconds: float = 5.0,
     ) -> None:
         self.engine: Engine = create_index_engine(
             url, pool_size=pool_size, pool_timeout=pool_timeout
@@ -47,7 +49,10 @@ class IndexDatabase:
             pool_size=pool_size,
             pool_timeout=pool_timeout,
             cache_bytes=header_cache_bytes,
+            lease_seconds=lease_seconds,
         )
+        self._lease_seconds = lease_seconds
+        self._fences = self.engine.dialect.name == "postgresql"
         self._writer_turn = writer_turns(self.engine)
         # Looked up at each batch: the transaction as this object has it then.
         self._grouped = GroupCommitter(lambda: self.transaction())
@@ -82,14 +87,19 @@ class IndexDatabase:
         A failure of the COMMIT itself raises ``CommitOutcomeUnknown``.
 
         On SQLite it takes the write lock up front (BEGIN IMMEDIATE), so a read-then-write
-        transaction never deadlocks on a lock upgrade.
+        transaction never deadlocks on a lock upgrade. On PostgreSQL a transaction that deleted
+        instances returns only once no instance serves them from memory (``delete_fence``).
         """
         with self._writer_turn(), self._connect() as conn:
             conn = conn.execution_options(**WRITE_OPTIONS)
             transaction = conn.begin()
+            fence: Fence | None = None
             try:
                 yield conn
+                if deleted_in(conn) and self._fences:
+                    fence = Fence(conn, self._lease_seconds)
             except BaseException:
+                deleted_in(conn)
                 with suppress(Exception):  # the connection may be gone: nothing was committed
                     transaction.rollback()
                 raise
@@ -110,6 +120,8 @@ class IndexDatabase:
                     f"the index database failed during a commit ({type(exc).__name__}); the "
                     "outcome is unknown: retry the request (an identical upload is idempotent)"
                 ) from exc
+            if fence is not None:
+                fence.wait(conn)
 
     def commit_grouped(self, work: Callable[[Connection], T]) -> T:
         """``work(conn)`` committed, in a transaction shared with concurrent callers (one

@@ -38,27 +38,61 @@ from sqlalchemy import Engine
 V = TypeVar("V")
 
 
-class ChangeWatchedCache(Generic[V]):
-    """Values by key (a file id, or a key derived from one), dropped whenever the database
-    changes; at most ``max_bytes``."""
+class KeptValues(Generic[V]):
+    """Values by key (a file id, or a key derived from one) under a version: kept only when
+    read under the version current when kept, all dropped when it changes; at most
+    ``max_bytes``. What moves the version is the subclass's (``get``)."""
 
-    def __init__(self, engine: Engine, max_bytes: int, size_of: Any) -> None:
-        self._engine = engine
+    def __init__(self, max_bytes: int, size_of: Any) -> None:
         self._max_bytes = max_bytes
         self._size_of = size_of
         self._lock = threading.Lock()
-        self._conn: Any = None  # a connection of its own, never used to write
-        self._cursor: Any = None  # its driver's cursor
-        database = engine.url.database
-        self._shm_path = f"{database}-shm" if database and database != ":memory:" else None
-        self._shm: int | None = None  # the -shm file, open while self._conn is
-        self._stamp: bytes | None = None  # its WAL-index header before the last pragma
         self._version: int | None = None
         self._entries: dict[Hashable, V] = {}
         self._bytes = 0
 
     def get(self, key: Hashable) -> tuple[int | None, V | None]:
         """(the version seen, the kept value or None). Version None: do not keep."""
+        raise NotImplementedError
+
+    def put(self, key: Hashable, value: V, seen: int | None, size: int | None = None) -> None:
+        """Keep ``value`` if the database has not been seen changing since ``seen``; ``size``:
+        its bytes, if not ``size_of`` it."""
+        size = self._size_of(value) if size is None else size
+        with self._lock:
+            if seen is None or seen != self._version or size > self._max_bytes:
+                return
+            if self._bytes + size > self._max_bytes:
+                self._drop_all()  # full: start over (a hot set refills in one pass)
+            if key in self._entries:  # a racing fill of the same key: both are the same value
+                return
+            self._entries[key] = value
+            self._bytes += size
+
+    def _drop_all(self) -> None:
+        """Forget every value (the lock held)."""
+        self._entries.clear()
+        self._bytes = 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_all()
+
+
+class ChangeWatchedCache(KeptValues[V]):
+    """Values dropped whenever the embedded database changes (module docstring)."""
+
+    def __init__(self, engine: Engine, max_bytes: int, size_of: Any) -> None:
+        super().__init__(max_bytes, size_of)
+        self._engine = engine
+        self._conn: Any = None  # a connection of its own, never used to write
+        self._cursor: Any = None  # its driver's cursor
+        database = engine.url.database
+        self._shm_path = f"{database}-shm" if database and database != ":memory:" else None
+        self._shm: int | None = None  # the -shm file, open while self._conn is
+        self._stamp: bytes | None = None  # its WAL-index header before the last pragma
+
+    def get(self, key: Hashable) -> tuple[int | None, V | None]:
         with self._lock:
             stamp = self._wal_index_header()
             if stamp is not None and stamp == self._stamp:  # nothing committed since
@@ -70,26 +104,10 @@ class ChangeWatchedCache(Generic[V]):
                 return None, None
             self._stamp = stamp
             if version != self._version:
-                self._entries.clear()
-                self._bytes = 0
+                self._drop_all()
                 self._version = version
                 return version, None
             return version, self._entries.get(key)
-
-    def put(self, key: Hashable, value: V, seen: int | None, size: int | None = None) -> None:
-        """Keep ``value`` if the database has not been seen changing since ``seen``; ``size``:
-        its bytes, if not ``size_of`` it."""
-        size = self._size_of(value) if size is None else size
-        with self._lock:
-            if seen is None or seen != self._version or size > self._max_bytes:
-                return
-            if self._bytes + size > self._max_bytes:
-                self._entries.clear()  # full: start over (a hot set refills in one pass)
-                self._bytes = 0
-            if key in self._entries:  # a racing fill of the same key: both are the same value
-                return
-            self._entries[key] = value
-            self._bytes += size
 
     def _data_version(self) -> int:
         if self._cursor is None:
@@ -126,8 +144,7 @@ class ChangeWatchedCache(Generic[V]):
 
     def close(self) -> None:
         with self._lock:
-            self._entries.clear()
-            self._bytes = 0
+            self._drop_all()
             conn = self._let_go()
         if conn is not None:
             with contextlib.suppress(Exception):  # at shutdown: nothing to do

@@ -31,7 +31,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from dicom_file_service.errors import IndexUnavailable
 from dicom_file_service.index.async_reads import AsyncPointReads, CoalescedReads
-from dicom_file_service.index.header_cache import ChangeWatchedCache
+from dicom_file_service.index.header_cache import ChangeWatchedCache, KeptValues
+from dicom_file_service.index.leased_cache import LeasedCache
 from dicom_file_service.index.tables import instances
 
 
@@ -54,6 +55,10 @@ class StoredLocation(NamedTuple):
     frame_table: bytes | None  # dicom.parse.frame_table, for encapsulated multi-frame data
 
 
+def _location_bytes(found: StoredLocation) -> int:
+    return len(found.blob_key) + len(found.frame_table or b"") + 150
+
+
 def _location(row: Any) -> StoredLocation | None:
     """A (blob_key, size, frame_table) row as a location; None for no row."""
     if row is None:
@@ -74,6 +79,7 @@ class HeaderReader:
         pool_size: int = 10,
         pool_timeout: float = 10.0,
         cache_bytes: int = 0,
+        lease_seconds: float = 5.0,
     ) -> None:
         self._engine = engine
         by_id = instances.c.file_id == bindparam("file_id")
@@ -86,12 +92,11 @@ class HeaderReader:
         self._positional = bool(compiled.positional)
         self._postgres = engine.dialect.name == "postgresql"
         self._inline = engine.dialect.name == "sqlite"
-        # Embedded: headers kept while nothing is committed (index.header_cache).
-        self._cache: ChangeWatchedCache[Any] | None = (
-            ChangeWatchedCache(engine, cache_bytes, _header_bytes)
-            if self._inline and cache_bytes > 0
-            else None
-        )
+        # Embedded: headers kept while nothing is committed (index.header_cache); PostgreSQL:
+        # while no delete is heard of and the lease holds (index.leased_cache).
+        self._cache: KeptValues[Any] | None = None
+        if cache_bytes > 0 and self._inline:
+            self._cache = ChangeWatchedCache(engine, cache_bytes, _header_bytes)
         self._idle: list[Any] = []
         # Kept connections are out of the engine's pool: leave most of it to transactions.
         self._keep = max(1, min(keep, pool_size // 2))
@@ -100,6 +105,10 @@ class HeaderReader:
         if self._postgres:
             conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             self._async = AsyncPointReads(conninfo, max_size=pool_size, timeout=pool_timeout)
+            if cache_bytes > 0:
+                self._cache = LeasedCache(
+                    conninfo, cache_bytes, _header_bytes, lease_seconds=lease_seconds
+                )
             by_ids = instances.c.file_id == any_(bindparam("ids"))
             headers = select(
                 instances.c.file_id,
@@ -176,18 +185,24 @@ class HeaderReader:
             self._cache.put(file_id, header, seen)
         return header
 
-    def kept(self, key: tuple[Hashable, ...]) -> tuple[int | None, Any]:
-        """(the version seen, what ``keep`` kept under ``key`` or None): values derived from
-        headers alone, valid as long as the headers they came from (none without a cache)."""
+    def kept(self, key: Hashable) -> tuple[int | None, Any]:
+        """(the version seen, what ``keep`` kept under ``key`` or None): headers, locations
+        and values derived from headers alone, valid as long as the headers they came from
+        (none without a cache)."""
         if self._cache is None:
             return None, None
         return self._cache.get(key)
 
-    def keep(self, key: tuple[Hashable, ...], value: Any, seen: int | None, size: int) -> None:
+    def keep(self, key: Hashable, value: Any, seen: int | None, size: int) -> None:
         """Keep ``value`` (``size`` bytes), derived from headers read after ``kept(key)``
         answered ``seen``, until the index next changes."""
         if self._cache is not None:
             self._cache.put(key, value, seen, size)
+
+    @property
+    def keeps(self) -> bool:
+        """Whether anything read is kept in memory (``kept`` may answer)."""
+        return self._cache is not None
 
     @property
     def reads_at_once(self) -> bool:
@@ -201,10 +216,15 @@ class HeaderReader:
         if self.reads_at_once:
             return self.read(file_id)
         if self._async is not None:
+            seen, kept = self.kept(file_id)
+            if kept is not None:
+                return kept  # type: ignore[no-any-return]  # a file id's key: a header
             row = await self._headers_many.get(file_id)
-            return (
-                None if row is None else StoredHeader(bytes(row[0]), bytes(row[1]), bytes(row[2]))
-            )
+            if row is None:
+                return None
+            header = StoredHeader(bytes(row[0]), bytes(row[1]), bytes(row[2]))
+            self.keep(file_id, header, seen, _header_bytes(header))
+            return header
         return await anyio.to_thread.run_sync(self.read, file_id)
 
     async def exists_async(self, file_id: str) -> bool:
@@ -212,6 +232,8 @@ class HeaderReader:
         if self._inline and self._idle:
             return self.blob_location(file_id) is not None
         if self._async is not None:
+            if self.kept((_LOCATION, file_id))[1] is not None:
+                return True
             return await self._exists_many.get(file_id) is not None
         return await anyio.to_thread.run_sync(self._fetch, self._blob_sql, file_id) is not None
 
@@ -220,7 +242,13 @@ class HeaderReader:
         if self._inline and self._idle:
             return self.blob_location(file_id)
         if self._async is not None:
-            return _location(await self._locations_many.get(file_id))
+            seen, kept = self.kept((_LOCATION, file_id))
+            if kept is not None:
+                return kept  # type: ignore[no-any-return]  # this key's value: a location
+            found = _location(await self._locations_many.get(file_id))
+            if found is not None:
+                self.keep((_LOCATION, file_id), found, seen, _location_bytes(found))
+            return found
         return await anyio.to_thread.run_sync(self.blob_location, file_id)
 
     def blob_key(self, file_id: str) -> str | None:
@@ -237,8 +265,7 @@ class HeaderReader:
                 return kept  # type: ignore[no-any-return]  # this key's value: a location
         found = _location(self._fetch(self._blob_sql, file_id))
         if found is not None and self._cache is not None:
-            size = len(found.blob_key) + len(found.frame_table or b"") + 150
-            self._cache.put((_LOCATION, file_id), found, seen, size)
+            self._cache.put((_LOCATION, file_id), found, seen, _location_bytes(found))
         return found
 
     def _fetch(self, sql: str, file_id: str) -> Any:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from dicom_file_service.dicom.query_keys import QueryKeys
 from dicom_file_service.errors import DuplicateKey
 from dicom_file_service.index import extra_keys
+from dicom_file_service.index.delete_fence import note_deleted
 from dicom_file_service.index.tables import instances, series, studies
 
 
@@ -144,6 +145,7 @@ def delete_by_file_id(conn: Connection, file_id: str) -> bool:
         select(studies.c.seq).where(studies.c.study_instance_uid == study).with_for_update()
     ).first()
     result = conn.execute(delete(instances).where(instances.c.file_id == file_id))
+    note_deleted(conn)  # the transaction ends once no instance serves it from memory
     extra_keys.delete_rows(conn, [seq])  # SQLite may give a later instance the same seq
     if not conn.execute(
         select(exists().where(instances.c.series_instance_uid == series_uid))

@@ -54,6 +54,7 @@ class ServiceContext:
             pool_size=settings.db_pool_size,
             pool_timeout=settings.db_pool_timeout_seconds,
             header_cache_bytes=settings.header_cache_bytes,
+            lease_seconds=settings.header_cache_lease_seconds,
         )
         jobs = open_prerender_queue(settings.resolved_database_url(), index)
         if migrate:

@@ -65,34 +65,49 @@ async def get_attributes_async(
     ``bulk_data_base``. Reads only the index, never the file: the hot path of tag lookups.
     The answers are shared with later lookups (see ``get_attributes_now``): not to be
     changed."""
-    now = get_attributes_now(ctx, file_id, selectors, bulk_data_base)
-    if now is not None:
-        return now
-    paths = _tag_paths(ctx, selectors)
-    return _answers(await load_header_async(ctx, file_id), paths, bulk_data_base)
-
-
-def get_attributes_now(
-    ctx: ServiceContext, file_id: str, selectors: list[str], bulk_data_base: str
-) -> list[dict[str, Any]] | None:
-    """``get_attributes_async``'s answers when they need no wait (the index reads at once:
-    ``HeaderReader.reads_at_once``), for a caller on the event loop that cannot await; None
-    when they would, and the caller takes the async way.
-
-    The answers are kept beside the header cache's entries, and dropped with them at the
-    index's next change: the same lookup again (a viewer's, a client polling) costs one
-    check that nothing changed instead of parsing the selectors and walking the header.
-    """
     headers = ctx.index.headers
-    if not headers.reads_at_once:
-        return None
     key = (_ATTRIBUTES, file_id, bulk_data_base, *selectors)
     seen, kept = headers.kept(key)
     if kept is not None:
         return kept  # type: ignore[no-any-return]
     paths = _tag_paths(ctx, selectors)
-    answers = _answers(load_header(ctx, file_id), paths, bulk_data_base)
-    headers.keep(key, answers, seen, len(orjson.dumps(answers)) + 64 * len(key))
+    return _answers_kept(ctx, key, seen, await load_header_async(ctx, file_id), paths)
+
+
+def get_attributes_now(
+    ctx: ServiceContext, file_id: str, selectors: list[str], bulk_data_base: str
+) -> list[dict[str, Any]] | None:
+    """``get_attributes_async``'s answers when they need no wait (kept from an earlier
+    lookup, or the index reads at once: ``HeaderReader.reads_at_once``), for a caller on the
+    event loop that cannot await; None when they would, and the caller takes the async way.
+
+    The answers are kept beside the header cache's entries, and dropped with them (on the
+    embedded index at its next change, on PostgreSQL at the next delete): the same lookup
+    again (a viewer's, a client polling) costs a check that nothing changed instead of
+    reading the header, parsing the selectors and walking it.
+    """
+    headers = ctx.index.headers
+    key = (_ATTRIBUTES, file_id, bulk_data_base, *selectors)
+    seen, kept = headers.kept(key)
+    if kept is not None:
+        return kept  # type: ignore[no-any-return]
+    if not headers.reads_at_once:
+        return None
+    paths = _tag_paths(ctx, selectors)
+    return _answers_kept(ctx, key, seen, load_header(ctx, file_id), paths)
+
+
+def _answers_kept(
+    ctx: ServiceContext,
+    key: tuple[str, ...],
+    seen: int | None,
+    stored: StoredHeader,
+    paths: list[TagPath],
+) -> list[dict[str, Any]]:
+    """The answers to ``paths`` (``key[2]`` their bulk data base), kept under ``key`` if
+    the header was read since ``kept(key)`` answered ``seen``."""
+    answers = _answers(stored, paths, key[2])
+    ctx.index.headers.keep(key, answers, seen, len(orjson.dumps(answers)) + 64 * len(key))
     return answers
 
 

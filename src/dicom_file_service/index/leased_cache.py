@@ -1,0 +1,189 @@
+"""Stored headers kept in memory on PostgreSQL, coherent with deletes on every instance.
+
+A file is immutable under its id until it is deleted (an overwrite deletes the old id), so a
+kept header or location can only become wrong by a delete, and a delete must be seen at once
+by every instance: once a DELETE is answered, no instance may serve the file. Without a cache
+that costs a PostgreSQL round trip per tag lookup and warm rendering. With one, it takes two
+things, both kept here and in ``index.delete_fence``:
+
+- **Notices.** A statement trigger on ``instances`` (migration 0010) sends a notification for
+  every deleting (or updating, or truncating) transaction, on a channel of the schema. Each
+  process that keeps values listens on a connection of its own (``DeletionWatch``): on a
+  notice it drops everything it keeps, then acknowledges the notice on a second channel. The
+  deleting transaction waits, after its COMMIT and before its answer, until every instance
+  holding a lease has acknowledged it (``index.delete_fence``).
+- **Leases.** An instance that cannot hear notices must not serve what it keeps, and a delete
+  must not wait forever for an instance that died. Each watch holds a lease in
+  ``serving_instances`` (``lease_until``, renewed on the listening connection itself, by the
+  database's clock), and serves kept values only until ``lease_seconds`` (less a tenth) after
+  it sent the renewal, by its own monotonic clock, which ends before the lease the database
+  sees. A delete waits for an acknowledgement or the lease's end, whichever comes first: at
+  most ``lease_seconds`` for an instance that vanished without a word.
+
+A value is kept only if no notice was seen between the miss and the read that filled it (the
+version ``get`` gave), so a read that raced a delete is never kept past the delete. Any
+failure of the watch's connection stops the serving at once and drops everything; serving
+resumes only after the watch listens again, has renewed its lease and has dropped what was
+kept before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Hashable
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from dicom_file_service.index.header_cache import KeptValues, V
+
+log = logging.getLogger(__name__)
+
+# The channels of the schema on the search path (names stay within PostgreSQL's 63
+# characters whatever the schema's name); the trigger of migration 0010 computes the first.
+GONE_CHANNEL = "'dfs_gone_' || left(md5(current_schema()), 16)"
+SEEN_CHANNEL = "'dfs_seen_' || left(md5(current_schema()), 16)"
+_RENEW = (
+    "INSERT INTO serving_instances (instance_id, lease_until) "
+    "VALUES (%s, now() + make_interval(secs => %s)) "
+    "ON CONFLICT (instance_id) DO UPDATE SET lease_until = EXCLUDED.lease_until"
+)
+WATCH_NAME = "dicom-file-service deletion watch"
+_LEAVE = "DELETE FROM serving_instances WHERE instance_id = %s"
+_POLL_SECONDS = 0.25  # how soon ``close`` is heard
+
+
+class DeletionWatch:
+    """A thread that listens for deletes' notices on its own connection, holds this
+    process's lease, calls ``on_change`` before acknowledging each notice (and whenever it
+    stops listening), and says whether kept values may be served (``serving``)."""
+
+    def __init__(self, conninfo: str, on_change: Any, *, lease_seconds: float) -> None:
+        self.instance_id = uuid.uuid4().hex
+        self._conninfo = conninfo
+        self._on_change = on_change
+        self._lease = lease_seconds
+        self._valid_until = 0.0  # monotonic: serving until then
+        self.backend_pid: int | None = None  # of the listening connection, while it lives
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="deletion-watch", daemon=True)
+        self._thread.start()
+
+    def serving(self) -> bool:
+        return time.monotonic() < self._valid_until
+
+    def _run(self) -> None:
+        pause = 0.1
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(
+                    self._conninfo,
+                    autocommit=True,
+                    connect_timeout=max(1, int(self._lease)),
+                    application_name=WATCH_NAME,  # as operators see it in pg_stat_activity
+                ) as conn:
+                    self._watch(conn)
+                    pause = 0.1
+            except Exception as exc:  # the database is away: keep nothing, try again
+                log.warning(
+                    "the deletion watch lost the index database; headers are read, not kept",
+                    extra={"error": type(exc).__name__},
+                )
+            self._valid_until = 0.0
+            self._on_change()
+            self._stop.wait(pause)
+            pause = min(pause * 2, 2.0)
+
+    def _watch(self, conn: psycopg.Connection[Any]) -> None:
+        self.backend_pid = conn.info.backend_pid
+        row = conn.execute(f"SELECT {GONE_CHANNEL}, {SEEN_CHANNEL}").fetchone()
+        assert row is not None
+        gone, seen = row
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(gone)))
+        renew_every = self._lease / 4
+        renewed = self._renew(conn, seen)
+        while not self._stop.is_set():
+            wait = max(0.0, min(_POLL_SECONDS, renewed + renew_every - time.monotonic()))
+            notices = [n.payload for n in conn.notifies(timeout=wait, stop_after=1)]
+            if notices:
+                self._acknowledge(conn, seen, notices)
+            if time.monotonic() >= renewed + renew_every:
+                renewed = self._renew(conn, seen)
+        with contextlib.suppress(Exception):  # leaving: deletes need not wait for this one
+            self._valid_until = 0.0
+            conn.execute(_LEAVE, (self.instance_id,))
+
+    def _renew(self, conn: psycopg.Connection[Any], seen: str) -> float:
+        """Renew the lease; serve until a tenth before its end. Notices that arrived with
+        the renewal's answer are handled before serving goes on: a delete that committed
+        while the lease lapsed may not have waited for this instance."""
+        sent = time.monotonic()
+        conn.execute(_RENEW, (self.instance_id, self._lease))
+        notices = [n.payload for n in conn.notifies(timeout=0)]
+        self._acknowledge(conn, seen, notices)
+        if not notices and self._valid_until == 0.0:
+            self._on_change()  # listening anew: drop what was kept before
+        self._valid_until = sent + self._lease * 0.9
+        return sent
+
+    def _acknowledge(self, conn: psycopg.Connection[Any], seen: str, notices: list[str]) -> None:
+        if not notices:
+            return
+        self._on_change()
+        for txid in dict.fromkeys(notices):  # one per deleting transaction, in order
+            conn.execute("SELECT pg_notify(%s, %s)", (seen, f"{self.instance_id} {txid}"))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._valid_until = 0.0
+        self._thread.join(timeout=5)
+
+
+class LeasedCache(KeptValues[V]):
+    """Values kept while this process holds its lease and has heard of no delete since
+    (module docstring); at most ``max_bytes``."""
+
+    def __init__(
+        self, conninfo: str, max_bytes: int, size_of: Any, *, lease_seconds: float
+    ) -> None:
+        super().__init__(max_bytes, size_of)
+        self._version = 0
+        self._conninfo = conninfo
+        self._lease_seconds = lease_seconds
+        self._watch: DeletionWatch | None = None  # started at the first ask (after migrations)
+        self._closed = False
+
+    def get(self, key: Hashable) -> tuple[int | None, V | None]:
+        watch = self._watch
+        if watch is None:
+            with self._lock:
+                if self._watch is None and not self._closed:
+                    self._watch = DeletionWatch(
+                        self._conninfo, self._changed, lease_seconds=self._lease_seconds
+                    )
+            return None, None
+        if not watch.serving():
+            return None, None
+        with self._lock:
+            return self._version, self._entries.get(key)
+
+    def _changed(self) -> None:
+        """A delete was heard, or the watch stopped listening: nothing kept is served, and
+        no read begun before now is kept."""
+        with self._lock:
+            self._drop_all()
+            assert self._version is not None
+            self._version += 1
+
+    def close(self) -> None:
+        with self._lock:
+            watch, self._watch = self._watch, None
+            self._closed = True
+        if watch is not None:
+            watch.close()
+        super().close()
