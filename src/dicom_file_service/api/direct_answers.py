@@ -6,15 +6,17 @@ uvicorn's request-response cycle, the wrapper layers (proxy, request log, Conten
 fast paths) and two send messages, which together cost more than the lookup. The protocol
 here (uvicorn's httptools protocol with coalesced writes) recognises
 ``GET /dicom-image/{id}?dicom_tag=...`` as soon as its headers are parsed and, when the
-answer needs no wait (the index reads at once), writes it in the bytes uvicorn would have
+answer needs no wait (kept in memory from an earlier lookup, or the index reads at once),
+writes it in the bytes uvicorn would have
 written, with what the layers add: the request id, the proxy's path prefix in bulk data
 URIs, the request's log line and its metrics.
 
 Everything else goes the ASGI way unchanged, so an answer never depends on which way it
 went: any other request, a lookup that fails (its problem document, or its logged 500, is
-the route's), a read that would wait (PostgreSQL), a request with a body, a pipelined request
-behind one still being answered, a client not reading its answers, HTTP/1.0 or a closing
-connection, and, when CORS is configured, any request from another origin.
+the route's), a read that would wait (PostgreSQL, nothing kept), a request with a body, a
+pipelined request behind one still being answered, a client not reading its answers,
+HTTP/1.0 or a closing connection, and, when CORS is configured, any request from another
+origin.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class DirectAnswers:
 
     It wraps the outermost layer (``ProxiedRequest``): the protocol finds it on the
     application uvicorn serves and asks ``respond`` first. A tag lookup whose answer must
-    wait (the index is PostgreSQL) comes here as ASGI and is answered here the same way,
+    wait (PostgreSQL, nothing kept yet) comes here as ASGI and is answered here the same way,
     awaiting its read, past the layers it does not need (uvicorn's request cycle still
     orders answers, keeps the connection and sees disconnects); any other request, and a
     lookup that fails, goes through every layer to its route.
