@@ -13,7 +13,7 @@ from sqlalchemy import text
 from dicom_file_service.index import repository as repo
 from dicom_file_service.index.database import IndexDatabase
 from dicom_file_service.index.hot_reads import StoredHeader
-from dicom_file_service.index.leased_cache import WATCH_NAME, LeasedCache
+from dicom_file_service.index.leased_cache import WATCH_NAME, DeletionWatch, LeasedCache
 from tests.backends.test_header_cache import _store
 from tests.conftest import postgres_schema, require_postgres
 
@@ -197,3 +197,20 @@ def test_a_closed_instance_leaves_its_lease(
     reader.headers.close()
     with writer.read() as conn:
         assert conn.execute(text("SELECT count(*) FROM serving_instances")).scalar() == 0
+
+
+def test_an_instance_that_cannot_hear_notices_never_serves_what_it_keeps(
+    instances: tuple[IndexDatabase, IndexDatabase], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its LISTEN without effect (as behind a proxy that pools transactions): it renews its
+    lease but never hears its own probe, so it reads every time and keeps nothing."""
+    reader, writer = instances
+    monkeypatch.setattr(DeletionWatch, "_listen", lambda self, conn, gone: None)
+    file_id = _store(writer, 1)
+    cache = _cache(reader)
+    deadline = time.monotonic() + 2 * LEASE
+    while time.monotonic() < deadline:
+        assert cache.get("any") == (None, None)
+        first = reader.headers.read(file_id)
+        assert first is not None and reader.headers.read(file_id) is not first
+        time.sleep(0.05)

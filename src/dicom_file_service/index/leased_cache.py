@@ -17,7 +17,9 @@ things, both kept here and in ``index.delete_fence``:
   ``serving_instances`` (``lease_until``, renewed on the listening connection itself, by the
   database's clock), and serves kept values only until ``lease_seconds`` (less a tenth) after
   it sent the renewal, by its own monotonic clock, which ends before the lease the database
-  sees. A delete waits for an acknowledgement or the lease's end, whichever comes first: at
+  sees. A renewal counts only once the watch has heard its own probe notice on the deletes'
+  channel after it: a LISTEN without effect (behind a proxy that pools transactions) never
+  serves. A delete waits for an acknowledgement or the lease's end, whichever comes first: at
   most ``lease_seconds`` for an instance that vanished without a word.
 
 A value is kept only if no notice was seen between the miss and the read that filled it (the
@@ -55,6 +57,7 @@ _RENEW = (
 )
 WATCH_NAME = "dicom-file-service deletion watch"
 _LEAVE = "DELETE FROM serving_instances WHERE instance_id = %s"
+_PROBE = "probe "  # a watch's own notice, heard to know it listens; not a delete
 _POLL_SECONDS = 0.25  # how soon ``close`` is heard
 
 
@@ -89,10 +92,10 @@ class DeletionWatch:
                 ) as conn:
                     self._watch(conn)
                     pause = 0.1
-            except Exception as exc:  # the database is away: keep nothing, try again
+            except Exception as exc:  # the database is away, or unheard: keep nothing, retry
                 log.warning(
-                    "the deletion watch lost the index database; headers are read, not kept",
-                    extra={"error": type(exc).__name__},
+                    "the deletion watch stopped; headers are read, not kept, until it listens",
+                    extra={"error": type(exc).__name__, "reason": str(exc)[:200]},
                 )
             self._valid_until = 0.0
             self._on_change()
@@ -104,38 +107,52 @@ class DeletionWatch:
         row = conn.execute(f"SELECT {GONE_CHANNEL}, {SEEN_CHANNEL}").fetchone()
         assert row is not None
         gone, seen = row
-        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(gone)))
+        self._listen(conn, gone)
         renew_every = self._lease / 4
-        renewed = self._renew(conn, seen)
+        renewed = self._renew(conn, gone, seen)
         while not self._stop.is_set():
             wait = max(0.0, min(_POLL_SECONDS, renewed + renew_every - time.monotonic()))
             notices = [n.payload for n in conn.notifies(timeout=wait, stop_after=1)]
             if notices:
                 self._acknowledge(conn, seen, notices)
             if time.monotonic() >= renewed + renew_every:
-                renewed = self._renew(conn, seen)
+                renewed = self._renew(conn, gone, seen)
         with contextlib.suppress(Exception):  # leaving: deletes need not wait for this one
             self._valid_until = 0.0
             conn.execute(_LEAVE, (self.instance_id,))
 
-    def _renew(self, conn: psycopg.Connection[Any], seen: str) -> float:
-        """Renew the lease; serve until a tenth before its end. Notices that arrived with
-        the renewal's answer are handled before serving goes on: a delete that committed
-        while the lease lapsed may not have waited for this instance."""
+    def _listen(self, conn: psycopg.Connection[Any], gone: str) -> None:
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(gone)))
+
+    def _renew(self, conn: psycopg.Connection[Any], gone: str, seen: str) -> float:
+        """Renew the lease and hear this watch's own probe on the deletes' channel; serve
+        until a tenth before the lease's end. A watch that does not hear its probe (its
+        LISTEN lost, as behind a proxy that pools transactions) raises: it must not serve.
+        Notices that arrived before the probe are handled before serving goes on: a delete
+        that committed while the lease lapsed may not have waited for this instance."""
         sent = time.monotonic()
         conn.execute(_RENEW, (self.instance_id, self._lease))
-        notices = [n.payload for n in conn.notifies(timeout=0)]
+        probe = f"{_PROBE}{self.instance_id} {sent}"
+        conn.execute("SELECT pg_notify(%s, %s)", (gone, probe))
+        notices: list[str] = []
+        deadline = sent + self._lease / 4
+        while probe not in notices:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError("the deletion watch does not hear its own notices")
+            notices += [n.payload for n in conn.notifies(timeout=left, stop_after=1)]
         self._acknowledge(conn, seen, notices)
-        if not notices and self._valid_until == 0.0:
+        if self._valid_until == 0.0:
             self._on_change()  # listening anew: drop what was kept before
         self._valid_until = sent + self._lease * 0.9
         return sent
 
     def _acknowledge(self, conn: psycopg.Connection[Any], seen: str, notices: list[str]) -> None:
-        if not notices:
+        txids = [n for n in dict.fromkeys(notices) if not n.startswith(_PROBE)]
+        if not txids:
             return
         self._on_change()
-        for txid in dict.fromkeys(notices):  # one per deleting transaction, in order
+        for txid in txids:  # one per deleting transaction, in order
             conn.execute("SELECT pg_notify(%s, %s)", (seen, f"{self.instance_id} {txid}"))
 
     def close(self) -> None:
