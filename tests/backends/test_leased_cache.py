@@ -214,3 +214,49 @@ def test_an_instance_that_cannot_hear_notices_never_serves_what_it_keeps(
         first = reader.headers.read(file_id)
         assert first is not None and reader.headers.read(file_id) is not first
         time.sleep(0.05)
+
+
+def test_a_delete_before_the_leases_table_exists_waits_for_nothing(
+    instances: tuple[IndexDatabase, IndexDatabase],
+) -> None:
+    """No table, no lease anyone could hold (a schema not yet migrated that far)."""
+    _reader, writer = instances
+    file_id = _store(writer, 1)
+    with writer.transaction() as conn:
+        conn.execute(text("DROP TABLE serving_instances"))
+    assert _delete(writer, file_id) < 0.5
+    with writer.read() as conn:
+        assert conn.execute(text("SELECT count(*) FROM instances")).scalar() == 0
+
+
+def test_notices_are_heard_whatever_else_the_search_path_holds() -> None:
+    """An instance whose search path starts with another schema (its own ``current_schema``)
+    listens on the channel of the schema its ``instances`` table is in, as the trigger
+    names it."""
+    require_postgres()
+    with postgres_schema() as url:
+        schema = url.rsplit("%3D", 1)[1]
+        extra = f"{schema}_first"
+        writer = IndexDatabase(url)
+        writer.upgrade()
+        with writer.transaction() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{extra}"'))
+        reader = IndexDatabase(
+            url.replace(f"%3D{schema}", f"%3D{extra}%2C{schema}"),
+            header_cache_bytes=1024 * 1024,
+            lease_seconds=LEASE,
+        )
+        try:
+            with reader.read() as conn:
+                assert conn.execute(text("SELECT current_schema()")).scalar() == extra
+            file_id = _store(writer, 1)
+            _serving(reader)
+            kept = reader.headers.read(file_id)
+            assert kept is not None and reader.headers.read(file_id) is kept
+            assert _delete(writer, file_id) < LEASE / 2
+            assert reader.headers.read(file_id) is None
+        finally:
+            reader.close()
+            with writer.transaction() as conn:
+                conn.execute(text(f'DROP SCHEMA "{extra}"'))
+            writer.close()

@@ -21,7 +21,9 @@ import time
 from typing import Any
 
 from psycopg import sql
+from psycopg.errors import UndefinedTable
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import ProgrammingError
 
 from dicom_file_service.index.leased_cache import SEEN_CHANNEL
 
@@ -49,6 +51,8 @@ class Fence:
 
     def __init__(self, conn: Connection, lease_seconds: float) -> None:
         self._lease = lease_seconds
+        self._longest = 0.0  # monotonic: when the longest lease read ends
+        self._waited = False
         txid, seen = conn.execute(text(f"SELECT txid_current(), {SEEN_CHANNEL}")).one()
         self._txid = str(txid)
         driver = conn.connection.driver_connection
@@ -57,36 +61,47 @@ class Fence:
 
     def wait(self, conn: Connection) -> None:
         """Until every lease holder acknowledged this transaction or its lease ended."""
+        # Until the leases are read, a failure waits out this process's own lease from now,
+        # after the COMMIT (every instance of a deployment is meant to share the setting).
+        self._longest = time.monotonic() + self._lease
         try:
             self._wait(conn)
+            conn.exec_driver_sql(f"UNLISTEN {self._seen}")
+            conn.commit()
+            driver: Any = conn.connection.driver_connection
+            for _ in driver.notifies(timeout=0):  # late acknowledgements: none for the next
+                pass
         except Exception as exc:
+            with contextlib.suppress(Exception):
+                conn.invalidate()  # maybe still listening, in an unknown state: not lent again
+            if self._waited:
+                return  # every lease was acknowledged or ended: only the cleanup failed
             log.warning(
                 "a delete could not hear the instances' acknowledgements; waiting out a lease",
                 extra={"error": type(exc).__name__},
             )
-            time.sleep(self._lease)
-            with contextlib.suppress(Exception):
-                conn.invalidate()  # still listening, in an unknown state: not lent again
-            return
-        conn.exec_driver_sql(f"UNLISTEN {self._seen}")
-        conn.commit()
-        driver: Any = conn.connection.driver_connection
-        for _ in driver.notifies(timeout=0):  # late acknowledgements: none for the next user
-            pass
+            time.sleep(max(0.0, self._longest - time.monotonic()))
 
     def _wait(self, conn: Connection) -> None:
-        rows = conn.execute(_LEASES).all()
+        try:
+            rows = conn.execute(_LEASES).all()
+        except ProgrammingError as exc:
+            if not isinstance(exc.orig, UndefinedTable):
+                raise
+            rows = []  # not migrated yet: no instance can hold a lease
         conn.commit()  # no transaction open while notices are awaited
         now = time.monotonic()
         ends = {str(holder): now + float(left) for holder, left in rows}
+        self._longest = max([now, *ends.values()])  # what a failure from here on waits out
         driver: Any = conn.connection.driver_connection
         while ends:
             now = time.monotonic()
             for holder in [h for h, end in ends.items() if end <= now]:
                 del ends[holder]  # its lease ended: it serves nothing kept
             if not ends:
-                return
+                break
             for notice in driver.notifies(timeout=min(ends.values()) - now, stop_after=1):
                 holder, _, txid = notice.payload.partition(" ")
                 if txid == self._txid:
                     ends.pop(holder, None)
+        self._waited = True

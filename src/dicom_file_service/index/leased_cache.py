@@ -48,14 +48,21 @@ log = logging.getLogger(__name__)
 
 # The channels of the schema on the search path (names stay within PostgreSQL's 63
 # characters whatever the schema's name); the trigger of migration 0010 computes the first.
-GONE_CHANNEL = "'dfs_gone_' || left(md5(current_schema()), 16)"
-SEEN_CHANNEL = "'dfs_seen_' || left(md5(current_schema()), 16)"
+# The schema is the one ``instances`` is found in, as the trigger names it (TG_TABLE_SCHEMA),
+# whatever else the search path holds.
+_SCHEMA = (
+    "(SELECT nspname FROM pg_namespace WHERE oid = "
+    "(SELECT relnamespace FROM pg_class WHERE oid = 'instances'::regclass))"
+)
+GONE_CHANNEL = f"'dfs_gone_' || left(md5({_SCHEMA}), 16)"
+SEEN_CHANNEL = f"'dfs_seen_' || left(md5({_SCHEMA}), 16)"
 _RENEW = (
     "INSERT INTO serving_instances (instance_id, lease_until) "
     "VALUES (%s, now() + make_interval(secs => %s)) "
     "ON CONFLICT (instance_id) DO UPDATE SET lease_until = EXCLUDED.lease_until"
 )
 WATCH_NAME = "dicom-file-service deletion watch"
+_FORGET_DEAD = "DELETE FROM serving_instances WHERE lease_until < now() - interval '1 hour'"
 _LEAVE = "DELETE FROM serving_instances WHERE instance_id = %s"
 _PROBE = "probe "  # a watch's own notice, heard to know it listens; not a delete
 _POLL_SECONDS = 0.25  # how soon ``close`` is heard
@@ -88,6 +95,13 @@ class DeletionWatch:
                     self._conninfo,
                     autocommit=True,
                     connect_timeout=max(1, int(self._lease)),
+                    # A half-open connection is noticed within about a lease, not the
+                    # kernel's quarter of an hour (serving stops at the lease's end anyway).
+                    keepalives=1,
+                    keepalives_idle=max(1, int(self._lease / 2)),
+                    keepalives_interval=1,
+                    keepalives_count=3,
+                    tcp_user_timeout=int(self._lease * 1000),
                     application_name=WATCH_NAME,  # as operators see it in pg_stat_activity
                 ) as conn:
                     self._watch(conn)
@@ -108,6 +122,7 @@ class DeletionWatch:
         assert row is not None
         gone, seen = row
         self._listen(conn, gone)
+        conn.execute(_FORGET_DEAD)
         renew_every = self._lease / 4
         renewed = self._renew(conn, gone, seen)
         while not self._stop.is_set():
@@ -142,8 +157,8 @@ class DeletionWatch:
                 raise RuntimeError("the deletion watch does not hear its own notices")
             notices += [n.payload for n in conn.notifies(timeout=left, stop_after=1)]
         self._acknowledge(conn, seen, notices)
-        if self._valid_until == 0.0:
-            self._on_change()  # listening anew: drop what was kept before
+        if self._valid_until <= sent:
+            self._on_change()  # listening anew, or after a lapse: drop what was kept before
         self._valid_until = sent + self._lease * 0.9
         return sent
 
