@@ -51,6 +51,16 @@ def _serving(index: IndexDatabase) -> None:
         time.sleep(0.02)
 
 
+def _stored_while_serving(
+    instances: tuple[IndexDatabase, IndexDatabase],
+) -> tuple[IndexDatabase, IndexDatabase, str]:
+    """(reader, writer, the id of a file the writer stored), once the reader serves."""
+    reader, writer = instances
+    file_id = _store(writer, 1)
+    _serving(reader)
+    return reader, writer, file_id
+
+
 def _delete(index: IndexDatabase, file_id: str) -> float:
     """Seconds the deleting transaction took, to its return."""
     started = time.monotonic()
@@ -62,9 +72,7 @@ def _delete(index: IndexDatabase, file_id: str) -> float:
 def test_a_kept_header_is_not_served_once_a_delete_elsewhere_returns(
     instances: tuple[IndexDatabase, IndexDatabase],
 ) -> None:
-    reader, writer = instances
-    file_id = _store(writer, 1)
-    _serving(reader)
+    reader, writer, file_id = _stored_while_serving(instances)
     first = reader.headers.read(file_id)
     assert first is not None and first.json == b'{"n":1}'
     assert reader.headers.read(file_id) is first  # kept: the same object, not read again
@@ -92,9 +100,7 @@ def test_other_writes_keep_what_is_kept(
     instances: tuple[IndexDatabase, IndexDatabase],
 ) -> None:
     """Files are immutable under their id: an upload of another file drops nothing."""
-    reader, writer = instances
-    file_id = _store(writer, 1)
-    _serving(reader)
+    reader, writer, file_id = _stored_while_serving(instances)
     kept = reader.headers.read(file_id)
     _store(writer, 2)
     assert reader.headers.read(file_id) is kept
@@ -104,9 +110,7 @@ def test_any_change_to_instance_rows_drops_what_is_kept(
     instances: tuple[IndexDatabase, IndexDatabase],
 ) -> None:
     """A header rewritten in place (by hand: the service never does) is heard too."""
-    reader, writer = instances
-    file_id = _store(writer, 1)
-    _serving(reader)
+    reader, writer, file_id = _stored_while_serving(instances)
     kept = reader.headers.read(file_id)
     with writer.transaction() as conn:
         conn.execute(text("UPDATE instances SET header = :h"), {"h": b'{"n":2}'})
@@ -120,9 +124,7 @@ def test_any_change_to_instance_rows_drops_what_is_kept(
 def test_a_read_that_raced_a_delete_is_not_kept(
     instances: tuple[IndexDatabase, IndexDatabase],
 ) -> None:
-    reader, writer = instances
-    file_id = _store(writer, 1)
-    _serving(reader)
+    reader, writer, file_id = _stored_while_serving(instances)
     cache = _cache(reader)
     seen, kept = cache.get(file_id)
     assert seen is not None and kept is None
