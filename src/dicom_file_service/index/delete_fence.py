@@ -9,8 +9,10 @@ the database, stops serving before its lease ends). With no other instance, or n
 keeping anything, the wait is one query.
 
 The wait is bounded by the longest lease (seconds), and the COMMIT has happened whatever
-befalls the wait: if the database fails meanwhile, the fence waits out ``lease_seconds``
-instead, after which no lease taken before the COMMIT still lets an instance serve.
+befalls the wait: if the database fails meanwhile, the fence waits out the longest lease it
+read (or, before it read them, this process's ``lease_seconds`` from the COMMIT on), after
+which no lease taken before the COMMIT still lets an instance serve; a failure of only the
+cleanup after the wait costs nothing but the connection.
 """
 
 from __future__ import annotations

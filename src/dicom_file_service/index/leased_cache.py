@@ -46,10 +46,9 @@ from dicom_file_service.index.header_cache import KeptValues, V
 
 log = logging.getLogger(__name__)
 
-# The channels of the schema on the search path (names stay within PostgreSQL's 63
-# characters whatever the schema's name); the trigger of migration 0010 computes the first.
-# The schema is the one ``instances`` is found in, as the trigger names it (TG_TABLE_SCHEMA),
-# whatever else the search path holds.
+# The channels of the schema that holds ``instances`` (as the trigger of migration 0010 names
+# the first, from TG_TABLE_SCHEMA), whatever else the search path holds; the names stay within
+# PostgreSQL's 63 characters whatever the schema's name.
 _SCHEMA = (
     "(SELECT nspname FROM pg_namespace WHERE oid = "
     "(SELECT relnamespace FROM pg_class WHERE oid = 'instances'::regclass))"
