@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from starlette.types import Receive, Scope, Send
@@ -118,17 +120,13 @@ class DirectAnswers:
         self, lookup: _Lookup, headers: list[tuple[bytes, bytes]], peer: str | None, ctx: Any
     ) -> _Answer | None:
         """The answer's headers and body if it can be given without a wait, else None."""
-        given, request_id = logs.request_id_of(headers)
-        token = logs.request_id_var.set(request_id)
         try:
-            base = urls.file_bulk_data_base(lookup.file_id, self.app.root_path_for(headers, peer))
-            answers = get_attributes_now(ctx, lookup.file_id, lookup.selectors, base)
+            with self._request(lookup, headers, peer) as (given, request_id, base):
+                answers = get_attributes_now(ctx, lookup.file_id, lookup.selectors, base)
         except Exception:
             # The ASGI way answers it again, with the route's problem document or its
             # logged 500: one place decides how a failure looks.
             return None
-        finally:
-            logs.request_id_var.reset(token)
         return None if answers is None else _answered(answers, given, request_id)
 
     async def _answer(
@@ -139,16 +137,26 @@ class DirectAnswers:
         ctx = getattr(self.state, "ctx", None)
         if ctx is None:
             return None
+        try:
+            with self._request(lookup, headers, peer) as (given, request_id, base):
+                answers = await get_attributes_async(ctx, lookup.file_id, lookup.selectors, base)
+        except Exception:
+            return None
+        return _answered(answers, given, request_id)
+
+    @contextmanager
+    def _request(
+        self, lookup: _Lookup, headers: list[tuple[bytes, bytes]], peer: str | None
+    ) -> Iterator[tuple[str | None, str, str]]:
+        """(the request id the client gave, the request's id, the bulk data base), the id
+        set for the log records made meanwhile, as the request log layer sets it."""
         given, request_id = logs.request_id_of(headers)
         token = logs.request_id_var.set(request_id)
         try:
             base = urls.file_bulk_data_base(lookup.file_id, self.app.root_path_for(headers, peer))
-            answers = await get_attributes_async(ctx, lookup.file_id, lookup.selectors, base)
-        except Exception:
-            return None
+            yield given, request_id, base
         finally:
             logs.request_id_var.reset(token)
-        return _answered(answers, given, request_id)
 
 
 class _Lookup(NamedTuple):

@@ -71,7 +71,8 @@ async def get_attributes_async(
     if kept is not None:
         return kept  # type: ignore[no-any-return]
     paths = _tag_paths(ctx, selectors)
-    return _answers_kept(ctx, key, seen, await load_header_async(ctx, file_id), paths)
+    stored = await load_header_async(ctx, file_id)
+    return _answers_kept(ctx, key, seen, _answers(stored, paths, bulk_data_base))
 
 
 def get_attributes_now(
@@ -94,19 +95,15 @@ def get_attributes_now(
     if not headers.reads_at_once:
         return None
     paths = _tag_paths(ctx, selectors)
-    return _answers_kept(ctx, key, seen, load_header(ctx, file_id), paths)
+    stored = load_header(ctx, file_id)
+    return _answers_kept(ctx, key, seen, _answers(stored, paths, bulk_data_base))
 
 
 def _answers_kept(
-    ctx: ServiceContext,
-    key: tuple[str, ...],
-    seen: int | None,
-    stored: StoredHeader,
-    paths: list[TagPath],
+    ctx: ServiceContext, key: tuple[str, ...], seen: int | None, answers: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """The answers to ``paths`` (``key[2]`` their bulk data base), kept under ``key`` if
-    the header was read since ``kept(key)`` answered ``seen``."""
-    answers = _answers(stored, paths, key[2])
+    """``answers``, kept under ``key`` if their header was read since ``kept(key)`` answered
+    ``seen``."""
     ctx.index.headers.keep(key, answers, seen, len(orjson.dumps(answers)) + 64 * len(key))
     return answers
 
