@@ -55,14 +55,17 @@ def _convert_operational_errors(engine: Engine) -> None:
         if isinstance(exc, OperationalError) or (
             isinstance(exc, DBAPIError) and exc.connection_invalidated
         ):
-            text = str(context.original_exception).lower()
-            if "disk is full" in text or "no space left" in text:  # SQLite, PostgreSQL
-                raise InsufficientStorage(
-                    "the index database's disk is full: nothing was stored; free some space"
-                ) from context.original_exception
-            raise IndexUnavailable(
-                f"the index database is unavailable ({type(context.original_exception).__name__})"
-            ) from context.original_exception
+            raise database_failure(context.original_exception) from context.original_exception
+
+
+def database_failure(original: BaseException) -> IndexUnavailable | InsufficientStorage:
+    """What a failure of the database itself (not of one statement) is to the service."""
+    text = str(original).lower()
+    if "disk is full" in text or "no space left" in text:  # SQLite, PostgreSQL
+        return InsufficientStorage(
+            "the index database's disk is full: nothing was stored; free some space"
+        )
+    return IndexUnavailable(f"the index database is unavailable ({type(original).__name__})")
 
 
 def create_index_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 10.0) -> Engine:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Row, Select, delete, exists, insert, select
+from sqlalchemy import Connection, Row, Select, delete, exists, false, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -19,6 +19,7 @@ from dicom_file_service.dicom.query_keys import QueryKeys
 from dicom_file_service.errors import DuplicateKey
 from dicom_file_service.index import extra_keys
 from dicom_file_service.index.delete_fence import note_deleted
+from dicom_file_service.index.pg_insert import insert_pipelined
 from dicom_file_service.index.tables import instances, series, studies
 
 
@@ -75,15 +76,19 @@ def insert_instance(
     locks it first: an upload into a study and the delete of its last instance take turns, so
     neither leaves an instance without its study row nor a study row without instances.
     """
-    _claim(conn, studies, keys.study, "study_instance_uid")
-    _claim(conn, series, keys.series, "series_instance_uid")
     values = {**values, **keys.instance}
-    try:
-        result = conn.execute(_INSERT_INSTANCE, values)
-    except IntegrityError as exc:
-        raise DuplicateKey(str(exc.orig)) from exc
-    pk = result.inserted_primary_key
-    seq = int(pk[0]) if pk else 0
+    claims = _CLAIM[conn.dialect.name]
+    if conn.dialect.name == "postgresql":  # the three statements in one round trip
+        seq = insert_pipelined(conn, (claims["studies"], claims["series"]), values, keys)
+    else:
+        conn.execute(claims["studies"], keys.study)
+        conn.execute(claims["series"], keys.series)
+        try:
+            result = conn.execute(_INSERT_INSTANCE, values)
+        except IntegrityError as exc:
+            raise DuplicateKey(str(exc.orig)) from exc
+        pk = result.inserted_primary_key
+        seq = int(pk[0]) if pk else 0
     extra_keys.insert_rows(conn, seq, extra)
     return seq
 
@@ -115,20 +120,20 @@ def _claims(dialect: Any, update: bool) -> dict[str, Any]:
     for table, key in ((studies, "study_instance_uid"), (series, "series_instance_uid")):
         stmt = dialect.insert(table)
         out[table.name] = (
-            stmt.on_conflict_do_update(index_elements=[key], set_={key: stmt.excluded[key]})
+            # WHERE false: the existing row is locked, but no new version of it is written
+            # (an update would write one, and an entry in each of the table's indexes).
+            stmt.on_conflict_do_update(
+                index_elements=[key], set_={key: stmt.excluded[key]}, where=false()
+            )
             if update
             else stmt.on_conflict_do_nothing(index_elements=[key])
         )
     return out
 
 
-# PostgreSQL locks an existing row (an update to itself); SQLite has one writer anyway.
+# Insert the row, or lock it where it exists: PostgreSQL by an update to itself that writes
+# nothing (WHERE false); SQLite has one writer anyway.
 _CLAIM = {"postgresql": _claims(postgresql, update=True), "sqlite": _claims(sqlite, update=False)}
-
-
-def _claim(conn: Connection, table: Any, values: dict[str, Any], key: str) -> None:
-    """Insert the row, or lock it where it exists (PostgreSQL; SQLite has one writer)."""
-    conn.execute(_CLAIM[conn.dialect.name][table.name], values)
 
 
 def delete_by_file_id(conn: Connection, file_id: str) -> bool:

@@ -1,0 +1,86 @@
+"""An instance's rows sent to PostgreSQL in one round trip: what they do and how they fail."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+
+from dicom_file_service.errors import IndexUnavailable, InvalidParameter
+from dicom_file_service.index import repository as repo
+from dicom_file_service.index.engine import create_index_engine, upgrade
+from tests.backends.test_index import _insert, _keys, _values
+from tests.conftest import postgres_schema, require_postgres
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    require_postgres()
+    with postgres_schema() as url:
+        eng = create_index_engine(url)
+        upgrade(eng)
+        yield eng
+        eng.dispose()
+
+
+def _study_row(engine: Engine) -> tuple[str, str]:
+    """The study row's version (xmin) and its lock holder or deleter (xmax)."""
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT xmin::text, xmax::text FROM studies")).one()
+    return row[0], row[1]
+
+
+def test_an_instance_of_a_stored_study_locks_its_row_and_writes_no_new_version(
+    engine: Engine,
+) -> None:
+    _insert(engine, _values(1))
+    version, _ = _study_row(engine)
+    with engine.connect() as conn, conn.begin():
+        repo.insert_instance(conn, _values(2), _keys(_values(2)))
+        mine = conn.execute(text("SELECT txid_current()::text")).scalar()
+        # Held until COMMIT: a delete of the study's last instance waits for it.
+        assert _study_row(engine) == (version, mine)
+    assert _study_row(engine)[0] == version
+
+
+def test_a_value_the_index_cannot_hold_is_refused_and_nothing_is_stored(engine: Engine) -> None:
+    with pytest.raises(InvalidParameter, match="cannot be stored in the index"):
+        _insert(engine, _values(1, patient_name="Doe\x00John"))
+    _insert(engine, _values(2))  # the connection went back to the pool usable
+    with engine.connect() as conn:
+        assert repo.get_by_file_id(conn, "file000000000000000001") is None
+        assert repo.get_by_file_id(conn, "file000000000000000002") is not None
+
+
+def test_a_duplicate_in_a_savepoint_leaves_the_rest_of_the_transaction(engine: Engine) -> None:
+    """As group commit runs a batch whose first run failed: each upload in a savepoint."""
+    _insert(engine, _values(1))
+    with engine.connect() as conn, conn.begin():
+        savepoint = conn.begin_nested()
+        with pytest.raises(repo.DuplicateKey):
+            repo.insert_instance(conn, _values(2, sop_instance_uid="1.2.3.1"), _keys(_values(2)))
+        savepoint.rollback()
+        with conn.begin_nested():
+            repo.insert_instance(conn, _values(3), _keys(_values(3)))
+    with engine.connect() as conn:
+        assert repo.get_by_file_id(conn, "file000000000000000002") is None
+        assert repo.get_by_file_id(conn, "file000000000000000003") is not None
+
+
+def test_a_connection_lost_mid_transaction_is_unavailable_and_never_lent_again(
+    engine: Engine,
+) -> None:
+    _insert(engine, _values(1))
+    with engine.connect() as conn:
+        conn.begin()
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        with engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(IndexUnavailable):
+            repo.insert_instance(conn, _values(2), _keys(_values(2)))
+        assert conn.invalidated
+    _insert(engine, _values(3))  # a fresh connection, from the pool
+    with engine.connect() as conn:
+        assert repo.get_by_file_id(conn, "file000000000000000002") is None
+        assert repo.get_by_file_id(conn, "file000000000000000003") is not None
