@@ -8,13 +8,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event, func, select
 
-from dicom_file_service.errors import CommitOutcomeUnknown, IndexUnavailable
+from dicom_file_service.errors import CommitOutcomeUnknown, IndexUnavailable, StorageUnavailable
 from dicom_file_service.index import engine
 from dicom_file_service.index import repository as repo
 from dicom_file_service.index.database import IndexDatabase
@@ -146,6 +147,80 @@ def test_a_failing_writer_is_rolled_back_alone(index: IndexDatabase) -> None:
     with index.read() as conn:
         study_uids = set(conn.execute(select(studies.c.study_instance_uid)).scalars())
     assert "9.9.9" not in study_uids
+
+
+def test_work_runs_while_what_it_waits_for_is_under_way_and_commits_after(
+    index: IndexDatabase,
+) -> None:
+    """As an upload to S3: its row's statements run while its bytes go up; the COMMIT waits."""
+    stored: Future[None] = Future()
+    ran = threading.Event()
+    outcome: list[Any] = []
+
+    def work(conn: Connection) -> int:
+        ran.set()
+        return repo.insert_instance(conn, _values(1), _keys(_values(1)))
+
+    writer = threading.Thread(target=lambda: outcome.append(index.commit_grouped(work, stored)))
+    writer.start()
+    assert ran.wait(5)
+    time.sleep(0.2)
+    assert writer.is_alive() and _count(index) == 0  # not committed while the put is out
+    stored.set_result(None)
+    writer.join(5)
+    assert isinstance(outcome[0], int) and _count(index) == 1
+
+
+def test_a_failure_of_what_one_writer_waits_for_is_its_own(index: IndexDatabase) -> None:
+    gate = threading.Event()
+    outcomes: dict[str, Any] = {}
+
+    def slow_first(conn: Connection) -> int:
+        gate.wait(5)  # the others queue up behind this batch and form the next one
+        return repo.insert_instance(conn, _values(1), _keys(_values(1)))
+
+    def run(name: str, work: Any, ready: Future[None]) -> None:
+        try:
+            outcomes[name] = index.commit_grouped(work, ready)
+        except Exception as exc:
+            outcomes[name] = exc
+
+    done: Future[None] = Future()
+    done.set_result(None)
+    failed: Future[None] = Future()
+    failed.set_exception(StorageUnavailable("the object store refused the put"))
+    first = threading.Thread(target=run, args=("first", slow_first, done))
+    first.start()
+    others = [
+        threading.Thread(target=run, args=("failed", _insert(_values(2)), failed)),
+        threading.Thread(target=run, args=("ok", _insert(_values(3)), done)),
+    ]
+    for t in others:
+        t.start()
+    time.sleep(0.2)
+    gate.set()
+    for t in [first, *others]:
+        t.join()
+    assert isinstance(outcomes["failed"], StorageUnavailable)
+    assert isinstance(outcomes["first"], int) and isinstance(outcomes["ok"], int)
+    with index.read() as conn:
+        assert repo.get_by_file_id(conn, _values(2)["file_id"]) is None
+    assert _count(index) == 2
+    # Alone, too: nothing of its work is committed.
+    with pytest.raises(StorageUnavailable):
+        index.commit_grouped(_insert(_values(4)), failed)
+    assert _count(index) == 2
+
+
+def test_a_writer_is_answered_only_once_what_it_waits_for_is_done(index: IndexDatabase) -> None:
+    """Even when its work failed at once: the caller then undoes what it waited for (removes
+    the put's object), which must not race the put."""
+    stored: Future[None] = Future()
+    threading.Timer(0.3, stored.set_result, args=(None,)).start()
+    started = time.monotonic()
+    with pytest.raises(ZeroDivisionError):
+        index.commit_grouped(lambda conn: 1 / 0, stored)
+    assert stored.done() and time.monotonic() - started >= 0.25
 
 
 def test_a_failed_commit_fails_every_writer_of_its_batch(index: IndexDatabase) -> None:

@@ -10,8 +10,9 @@ arrives as ``IndexUnavailable`` (a 503), never as a driver's exception.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager, suppress
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -123,12 +124,15 @@ class IndexDatabase:
             if fence is not None:
                 fence.wait(conn)
 
-    def commit_grouped(self, work: Callable[[Connection], T]) -> T:
+    def commit_grouped(
+        self, work: Callable[[Connection], T], ready: Future[Any] | None = None
+    ) -> T:
         """``work(conn)`` committed, in a transaction shared with concurrent callers (one
         durable COMMIT for all of them: ``index.group_commit``). Returns once committed;
         raises what ``work`` raised (nothing of it committed), or what ``transaction`` raises
-        when the shared COMMIT fails."""
-        return self._grouped.run(work)
+        when the shared COMMIT fails. ``ready``: what must succeed before the COMMIT (work
+        runs meanwhile); its failure is raised, nothing of ``work`` committed."""
+        return self._grouped.run(work, ready)
 
     def check(self) -> None:
         """Raise if the database cannot answer a query now (readiness)."""

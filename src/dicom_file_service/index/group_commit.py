@@ -7,6 +7,12 @@ uploads arrive together, each caller's work runs in a SAVEPOINT of one shared tr
 a single COMMIT makes all of them durable at once. Nobody is answered early: ``run`` returns
 only after the COMMIT that holds the caller's work has succeeded.
 
+A caller may name what must have succeeded before its work is committed (``ready``: an
+upload's bytes on their way to an object store). Its work then runs while that is still under
+way, the COMMIT waits for it, and its failure is that caller's alone: its work is rolled back
+(as work that raised) and the batch goes on. ``run`` returns or raises only once ``ready`` is
+done, so a caller that undoes it after a failure never races it.
+
 Leader and followers: a caller that finds no batch in progress leads; callers arriving while a
 batch commits queue up and form the next batch, whose first caller is woken to lead it. A
 batch first runs every caller's work in the transaction as it is (a SAVEPOINT and its RELEASE
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, wait
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
@@ -35,10 +42,11 @@ MAX_BATCH = 64
 
 
 class _Pending(Generic[T]):
-    __slots__ = ("done", "error", "lead", "value", "work")
+    __slots__ = ("done", "error", "lead", "ready", "value", "work")
 
-    def __init__(self, work: Callable[[Connection], T]) -> None:
+    def __init__(self, work: Callable[[Connection], T], ready: Future[Any] | None) -> None:
         self.work = work
+        self.ready = ready
         self.done = threading.Event()
         self.lead = False  # woken to lead the next batch, not with a result
         self.value: T | None = None
@@ -54,10 +62,18 @@ class GroupCommitter:
         self._queue: list[_Pending[Any]] = []
         self._leading = False
 
-    def run(self, work: Callable[[Connection], T]) -> T:
+    def run(self, work: Callable[[Connection], T], ready: Future[Any] | None = None) -> T:
         """``work``'s result once it is committed; its exception if it raised (nothing of it
-        committed); the COMMIT's error if the shared COMMIT failed."""
-        pending: _Pending[T] = _Pending(work)
+        committed), or ``ready``'s if that failed; the COMMIT's error if the shared COMMIT
+        failed. Returns or raises once ``ready`` is done."""
+        pending: _Pending[T] = _Pending(work, ready)
+        try:
+            return self._run(pending)
+        finally:
+            if ready is not None:
+                wait([ready])
+
+    def _run(self, pending: _Pending[T]) -> T:
         with self._lock:
             self._queue.append(pending)
             lead = not self._leading
@@ -98,11 +114,15 @@ class GroupCommitter:
             with self._transaction() as conn:
                 if len(batch) == 1:  # alone: its failure is the transaction's, no savepoint
                     batch[0].value = batch[0].work(conn)
+                    _settled(batch[0])
                     return
                 for pending in batch:
+                    if pending.error is not None:  # what it waited for failed: nothing to do
+                        continue
                     savepoint = conn.begin_nested()
                     try:
                         pending.value = pending.work(conn)
+                        _settled(pending)
                     except Exception as exc:  # this caller's alone: the others go on
                         pending.error = exc
                         savepoint.rollback()
@@ -128,11 +148,25 @@ class GroupCommitter:
                         pending.value = pending.work(conn)
                     except Exception as exc:
                         raise _RunApart from exc
+                failed = False
+                for pending in batch:  # every work is in: now what they wait for
+                    try:
+                        _settled(pending)
+                    except Exception as exc:  # run apart, without this caller's work
+                        pending.error, failed = exc, True
+                if failed:
+                    raise _RunApart
         except _RunApart:
             for pending in batch:
                 pending.value = None
             return False
         return True
+
+
+def _settled(pending: _Pending[Any]) -> None:
+    """Wait for what ``pending`` waits for before its COMMIT; raise its failure."""
+    if pending.ready is not None:
+        pending.ready.result()
 
 
 class _RunApart(Exception):

@@ -110,8 +110,9 @@ def _ingest(
         try:
             if sending is None:
                 ctx.store.put_file(blob_key, staged.path)
-            else:
+            elif overwrite:
                 sending.result()
+                sending = None
         except ServiceError as exc:
             exc.about(parsed.sop_class_uid, parsed.sop_instance_uid)
             raise
@@ -120,7 +121,10 @@ def _ingest(
             _unsent(ctx, sending, blob_key)
         raise
     try:
-        result = _index(ctx, prepared, file_id, blob_key, sha256, staged.size, overwrite)
+        # A put still under way (S3) is waited for by the COMMIT, not before the insert.
+        result = _index(
+            ctx, prepared, file_id, blob_key, sha256, staged.size, overwrite, stored=sending
+        )
     except ServiceError as exc:
         exc.about(parsed.sop_class_uid, parsed.sop_instance_uid)  # STOW-RS names it
         raise
@@ -163,7 +167,10 @@ def _index(
     sha256: str,
     size: int,
     overwrite: bool,
+    stored: Future[None] | None = None,
 ) -> IngestResult:
+    """The index row, committed once the bytes are stored (``stored``: their put, still under
+    way; the row's statements run meanwhile and its COMMIT waits for it)."""
     parsed, keys = prepared.parsed, prepared.keys
     extra = extra_key_rows(ctx, prepared.header_json)  # DICOM_FS_EXTRA_QUERY_KEYS
     values: dict[str, Any] = {
@@ -196,9 +203,9 @@ def _index(
             return seq, enqueue_prerender(ctx, conn, file_id)
 
         try:
-            with _uncommitted_blob_removed(ctx, blob_key):
+            with _uncommitted_blob_removed(ctx, blob_key, stored):
                 # Concurrent uploads share one durable COMMIT; each is answered after it.
-                seq, enqueued = ctx.index.commit_grouped(insert)
+                seq, enqueued = ctx.index.commit_grouped(insert, ready=stored)
             if enqueued:
                 ctx.jobs.committed()
         except DuplicateKey as exc:
@@ -258,12 +265,15 @@ class _Identical(Exception):
 
 
 @contextmanager
-def _uncommitted_blob_removed(ctx: ServiceContext, blob_key: str) -> Iterator[None]:
+def _uncommitted_blob_removed(
+    ctx: ServiceContext, blob_key: str, stored: Future[None] | None = None
+) -> Iterator[None]:
     """Remove the new blob if the block (ending in the row's commit) fails.
 
     Only failures before the commit undo the blob. A commit whose outcome is unknown (the
     connection died during COMMIT) keeps it: the row may exist and refer to it; sweep removes
-    it later if no row does. After the commit the row refers to it and it stays.
+    it later if no row does. After the commit the row refers to it and it stays. ``stored``:
+    the blob's put, done by the time the block fails; if it failed, nothing was stored.
     """
     try:
         yield
@@ -271,6 +281,8 @@ def _uncommitted_blob_removed(ctx: ServiceContext, blob_key: str) -> Iterator[No
         log.warning("commit outcome unknown; the blob is kept for sweep", extra={"key": blob_key})
         raise
     except BaseException:
+        if stored is not None and stored.done() and (stored.cancelled() or stored.exception()):
+            raise  # the put failed: nothing to remove
         try:
             ctx.store.delete(blob_key)
         except Exception:  # the real error matters more; sweep reclaims the blob
