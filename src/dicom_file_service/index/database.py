@@ -100,7 +100,8 @@ class IndexDatabase:
                 if deleted_in(conn) and self._fences:
                     fence = Fence(conn, self._lease_seconds)
             except BaseException:
-                deleted_in(conn)
+                with suppress(Exception):  # an invalidated connection cannot say
+                    deleted_in(conn)
                 with suppress(Exception):  # the connection may be gone: nothing was committed
                     transaction.rollback()
                 raise
@@ -132,6 +133,11 @@ class IndexDatabase:
         raises what ``work`` raised (nothing of it committed), or what ``transaction`` raises
         when the shared COMMIT fails. ``ready``: what must succeed before the COMMIT (work
         runs meanwhile); its failure is raised, nothing of ``work`` committed."""
+        if ready is not None and not self._fences:
+            # SQLite: a write transaction holds the one write lock of every process, so what
+            # it would wait for is waited for first. (PostgreSQL's holds the rows it wrote.)
+            ready.result()
+            ready = None
         return self._grouped.run(work, ready)
 
     def check(self) -> None:

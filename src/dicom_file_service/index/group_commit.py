@@ -10,8 +10,11 @@ only after the COMMIT that holds the caller's work has succeeded.
 A caller may name what must have succeeded before its work is committed (``ready``: an
 upload's bytes on their way to an object store). Its work then runs while that is still under
 way, the COMMIT waits for it, and its failure is that caller's alone: its work is rolled back
-(as work that raised) and the batch goes on. ``run`` returns or raises only once ``ready`` is
-done, so a caller that undoes it after a failure never races it.
+(as work that raised) and the batch goes on. The COMMIT waits at most ``RIDE_SECONDS``: a
+caller whose ``ready`` is not done by then is left out of the batch (its work rolled back as
+above), waits for it alone and joins a later batch, so a slow put never holds a batch, the
+rows it locked or the callers queued behind it for longer. ``run`` returns or raises only once
+``ready`` is done, so a caller that undoes it after a failure never races it.
 
 Leader and followers: a caller that finds no batch in progress leads; callers arriving while a
 batch commits queue up and form the next batch, whose first caller is woken to lead it. A
@@ -28,6 +31,7 @@ transaction's own error: ``CommitOutcomeUnknown`` (kept blobs, sweep settles it)
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, wait
 from contextlib import AbstractContextManager
@@ -40,9 +44,13 @@ T = TypeVar("T")
 MAX_BATCH = 64
 """Most callers one COMMIT serves: bounds how long the batch holds the write lock."""
 
+RIDE_SECONDS = 0.05
+"""How long a batch's COMMIT waits for what its callers wait for (their puts: about 2 ms for
+a small file to an S3 server on the same network) before it goes without the late ones."""
+
 
 class _Pending(Generic[T]):
-    __slots__ = ("done", "error", "lead", "ready", "value", "work")
+    __slots__ = ("done", "error", "evicted", "lead", "ready", "value", "work")
 
     def __init__(self, work: Callable[[Connection], T], ready: Future[Any] | None) -> None:
         self.work = work
@@ -51,6 +59,7 @@ class _Pending(Generic[T]):
         self.lead = False  # woken to lead the next batch, not with a result
         self.value: T | None = None
         self.error: BaseException | None = None
+        self.evicted = False  # left out of its batch: what it waits for was not done in time
 
 
 class GroupCommitter:
@@ -74,6 +83,22 @@ class GroupCommitter:
                 wait([ready])
 
     def _run(self, pending: _Pending[T]) -> T:
+        while True:
+            self._join(pending)
+            if not pending.evicted:
+                break
+            # Left out of its batch: wait for what it waits for here, then join a later one.
+            ready, pending.ready = pending.ready, None
+            pending.evicted = False
+            pending.done.clear()
+            if ready is not None:
+                ready.result()  # its failure is this caller's
+        if pending.error is not None:
+            raise pending.error
+        return pending.value  # type: ignore[return-value]  # set when error is None
+
+    def _join(self, pending: _Pending[Any]) -> None:
+        """Queue ``pending`` and return once a batch has taken it (leading it, if so told)."""
         with self._lock:
             self._queue.append(pending)
             lead = not self._leading
@@ -83,12 +108,9 @@ class GroupCommitter:
                 self._lead()
             pending.done.wait()
             if not pending.lead:
-                break
+                return
             pending.lead, lead = False, True
             pending.done.clear()
-        if pending.error is not None:
-            raise pending.error
-        return pending.value  # type: ignore[return-value]  # set when error is None
 
     def _lead(self) -> None:
         """Commit one batch, then hand the lead to the next batch's first caller."""
@@ -113,27 +135,36 @@ class GroupCommitter:
                 return
             with self._transaction() as conn:
                 if len(batch) == 1:  # alone: its failure is the transaction's, no savepoint
-                    batch[0].value = batch[0].work(conn)
-                    _settled(batch[0])
+                    alone = batch[0]
+                    alone.value = alone.work(conn)
+                    if not _settled(alone, time.monotonic() + RIDE_SECONDS):
+                        alone.value, alone.evicted = None, True
+                        raise _LeftOut
                     return
+                deadline = time.monotonic() + RIDE_SECONDS
                 for pending in batch:
-                    if pending.error is not None:  # what it waited for failed: nothing to do
+                    if pending.error is not None or pending.evicted:  # out of this batch
                         continue
                     savepoint = conn.begin_nested()
                     try:
                         pending.value = pending.work(conn)
-                        _settled(pending)
+                        if not _settled(pending, deadline):
+                            pending.value, pending.evicted = None, True
+                            savepoint.rollback()
+                            continue
                     except Exception as exc:  # this caller's alone: the others go on
                         pending.error = exc
                         savepoint.rollback()
                         continue
                     savepoint.commit()
+        except _LeftOut:
+            return  # nothing else was in the transaction
         except BaseException as exc:
             # The transaction failed as a whole (its COMMIT, or the connection): nobody's
             # work is known committed, unless the failure is the outcome-unknown kind, which
             # the error itself says.
             for pending in batch:
-                if pending.error is None:
+                if pending.error is None and not pending.evicted:
                     pending.error = exc
             if not isinstance(exc, Exception):
                 raise
@@ -148,13 +179,15 @@ class GroupCommitter:
                         pending.value = pending.work(conn)
                     except Exception as exc:
                         raise _RunApart from exc
-                failed = False
+                apart = False
+                deadline = time.monotonic() + RIDE_SECONDS
                 for pending in batch:  # every work is in: now what they wait for
                     try:
-                        _settled(pending)
+                        if not _settled(pending, deadline):
+                            pending.evicted = apart = True  # run apart, without it
                     except Exception as exc:  # run apart, without this caller's work
-                        pending.error, failed = exc, True
-                if failed:
+                        pending.error, apart = exc, True
+                if apart:
                     raise _RunApart
         except _RunApart:
             for pending in batch:
@@ -163,10 +196,22 @@ class GroupCommitter:
         return True
 
 
-def _settled(pending: _Pending[Any]) -> None:
-    """Wait for what ``pending`` waits for before its COMMIT; raise its failure."""
-    if pending.ready is not None:
-        pending.ready.result()
+def _settled(pending: _Pending[Any], deadline: float) -> bool:
+    """Wait until ``deadline`` for what ``pending`` waits for before its COMMIT: whether it is
+    done; its failure raised."""
+    if pending.ready is None:
+        return True
+    try:
+        pending.ready.result(timeout=max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        if not pending.ready.done():
+            return False
+        raise  # its own failure
+    return True
+
+
+class _LeftOut(Exception):
+    """The one caller of a batch was left out of it: its transaction is rolled back."""
 
 
 class _RunApart(Exception):

@@ -3,16 +3,18 @@
 An upload's index work is three statements, in this order: claim the study's row, claim the
 series' row, insert the instance's row. Through SQLAlchemy each is a round trip of its own,
 the transaction's BEGIN another, and a round trip costs its network wait plus the drivers'
-Python. In psycopg's pipeline mode the BEGIN and the three statements go out together and
-their answers come back together: measured in process, an upload's transaction 1.97 ->
-1.34 ms median. SQLAlchemy cannot run a statement in pipeline mode (it reads each result's
-description at once), so the statements are compiled by SQLAlchemy once, for PostgreSQL, and
-sent through the same connection's psycopg cursor; the transaction stays the caller's.
+Python. In psycopg's pipeline mode the three statements (and the BEGIN, when they open the
+transaction) go out together and their answers come back together: measured in process, an
+upload's transaction 1.97 -> 1.34 ms median. SQLAlchemy cannot run a statement in pipeline
+mode (it reads each result's description at once), so the statements are compiled by
+SQLAlchemy once, for PostgreSQL, and sent through the same connection's psycopg cursor; the
+transaction stays the caller's.
 
 Errors arrive as the rest of the index raises them: a constraint as ``DuplicateKey``, a
 value PostgreSQL cannot hold as ``InvalidParameter``, a lost or failing database as
-``IndexUnavailable`` (``InsufficientStorage`` for a full disk) with the connection
-invalidated, never lent again.
+``IndexUnavailable`` (``InsufficientStorage`` for a full disk), a lost connection
+invalidated, never lent again. The caller's transaction must have begun (it always has: the
+index's ``transaction()`` and group commit begin it).
 """
 
 from __future__ import annotations
@@ -67,7 +69,10 @@ def insert_pipelined(
             "a number the index cannot store (such as a NUL)"
         ) from exc
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        conn.invalidate()  # its state is unknown: closed, never lent again
+        # A lost connection is closed, never lent again; a statement that failed on a live
+        # one (a deadlock, a lock or statement timeout) leaves it to the caller's rollback.
+        if driver.broken or driver.closed:
+            conn.invalidate()
         raise database_failure(exc) from exc
     if row is None:  # RETURNING always answers a row for an INSERT that succeeded
         raise IndexUnavailable("the index database answered an insert without its row")

@@ -3,7 +3,8 @@
 Order (docs/architecture.md, "Writes"): parse and validate the staged file; write the blob
 atomically and durably under a fresh key; insert the index row in one transaction; only then
 acknowledge. Where the store's put waits on a network (S3), the blob is written while the file
-is parsed, and removed again if the file is refused. A crash before the insert leaves at most
+is parsed and while the row's statements run (the COMMIT waits for it), and removed again if
+the file is refused, once its put has ended. A crash before the commit leaves at most
 an unreferenced blob (swept), never an index row without its bytes. The unique constraint on
 SOP Instance UID settles races between concurrent uploads of the same instance.
 """
