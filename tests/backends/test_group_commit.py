@@ -54,6 +54,46 @@ def _commits(index: IndexDatabase) -> list[int]:
     return seen
 
 
+class NextBatch:
+    """Writers queued behind a first one held at a gate: they form one batch when it opens.
+    Each writer's result or exception is in ``outcomes``, the time it was answered in
+    ``answered``."""
+
+    def __init__(self, index: IndexDatabase, first: dict[str, Any]) -> None:
+        self.index = index
+        self.gate = threading.Event()
+        self.outcomes: dict[str, Any] = {}
+        self.answered: dict[str, float] = {}
+        self.threads: list[threading.Thread] = []
+
+        def held(conn: Connection) -> int:
+            self.gate.wait(5)  # the others queue up behind this batch and form the next one
+            return repo.insert_instance(conn, first, _keys(first))
+
+        self.add("first", held)
+
+    def add(self, name: str, work: Any, ready: Future[None] | None = None) -> None:
+        def run() -> None:
+            try:
+                self.outcomes[name] = self.index.commit_grouped(work, ready)
+            except Exception as exc:
+                self.outcomes[name] = exc
+            self.answered[name] = time.monotonic()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        self.threads.append(thread)
+
+    def release(self) -> None:
+        time.sleep(0.2)  # every writer is queued
+        self.gate.set()
+
+    def join(self) -> dict[str, Any]:
+        for thread in self.threads:
+            thread.join(10)
+        return self.outcomes
+
+
 def test_concurrent_writers_share_commits_and_all_are_committed(index: IndexDatabase) -> None:
     commits = _commits(index)
     n = 48
@@ -111,35 +151,16 @@ def test_a_batch_that_succeeds_takes_no_savepoints(index: IndexDatabase) -> None
 
 def test_a_failing_writer_is_rolled_back_alone(index: IndexDatabase) -> None:
     index.commit_grouped(_insert(_values(1)))
-    gate = threading.Event()
-    outcomes: dict[str, Any] = {}
-
-    def slow_first(conn: Connection) -> int:
-        gate.wait(5)  # the others queue up behind this batch and form the next one
-        return repo.insert_instance(conn, _values(2), _keys(_values(2)))
-
-    def run(name: str, work: Any) -> None:
-        try:
-            outcomes[name] = index.commit_grouped(work)
-        except Exception as exc:
-            outcomes[name] = exc
-
-    first = threading.Thread(target=run, args=("first", slow_first))
-    first.start()
+    batch = NextBatch(index, _values(2))
     # A duplicate SOP Instance UID in a new study: its study row must not survive it.
     dup = _values(
         3, sop_instance_uid="1.2.3.1", study_instance_uid="9.9.9", series_instance_uid="9.9.9.1"
     )
-    others = [
-        threading.Thread(target=run, args=("dup", _insert(dup))),
-        threading.Thread(target=run, args=("ok", _insert(_values(4)))),
-        threading.Thread(target=run, args=("boom", lambda conn: 1 / 0)),
-    ]
-    for t in others:
-        t.start()
-    gate.set()
-    for t in [first, *others]:
-        t.join()
+    batch.add("dup", _insert(dup))
+    batch.add("ok", _insert(_values(4)))
+    batch.add("boom", lambda conn: 1 / 0)
+    batch.release()
+    outcomes = batch.join()
     assert isinstance(outcomes["dup"], repo.DuplicateKey)
     assert isinstance(outcomes["boom"], ZeroDivisionError)
     assert isinstance(outcomes["first"], int) and isinstance(outcomes["ok"], int)
@@ -177,35 +198,15 @@ def test_work_runs_while_what_it_waits_for_is_under_way_and_commits_after(
 
 
 def test_a_failure_of_what_one_writer_waits_for_is_its_own(index: IndexDatabase) -> None:
-    gate = threading.Event()
-    outcomes: dict[str, Any] = {}
-
-    def slow_first(conn: Connection) -> int:
-        gate.wait(5)  # the others queue up behind this batch and form the next one
-        return repo.insert_instance(conn, _values(1), _keys(_values(1)))
-
-    def run(name: str, work: Any, ready: Future[None]) -> None:
-        try:
-            outcomes[name] = index.commit_grouped(work, ready)
-        except Exception as exc:
-            outcomes[name] = exc
-
     done: Future[None] = Future()
     done.set_result(None)
     failed: Future[None] = Future()
     failed.set_exception(StorageUnavailable("the object store refused the put"))
-    first = threading.Thread(target=run, args=("first", slow_first, done))
-    first.start()
-    others = [
-        threading.Thread(target=run, args=("failed", _insert(_values(2)), failed)),
-        threading.Thread(target=run, args=("ok", _insert(_values(3)), done)),
-    ]
-    for t in others:
-        t.start()
-    time.sleep(0.2)
-    gate.set()
-    for t in [first, *others]:
-        t.join()
+    batch = NextBatch(index, _values(1))
+    batch.add("failed", _insert(_values(2)), failed)
+    batch.add("ok", _insert(_values(3)), done)
+    batch.release()
+    outcomes = batch.join()
     assert isinstance(outcomes["failed"], StorageUnavailable)
     assert isinstance(outcomes["first"], int) and isinstance(outcomes["ok"], int)
     with index.read() as conn:
@@ -221,47 +222,27 @@ def test_a_slow_put_is_left_out_of_its_batch_and_committed_after_it(
     index: IndexDatabase,
 ) -> None:
     """A batch waits at most RIDE_SECONDS for its puts: the others are answered meanwhile."""
-    gate = threading.Event()
-    answered: dict[str, float] = {}
-    outcomes: dict[str, Any] = {}
-
-    def slow_first(conn: Connection) -> int:
-        gate.wait(5)  # the others queue up behind this batch and form the next one
-        return repo.insert_instance(conn, _values(1), _keys(_values(1)))
-
-    def run(name: str, work: Any, ready: Future[None] | None) -> None:
-        outcomes[name] = index.commit_grouped(work, ready)
-        answered[name] = time.monotonic()
-
     slow: Future[None] = Future()
-    first = threading.Thread(target=run, args=("first", slow_first, None))
-    first.start()
-    others = [
-        threading.Thread(target=run, args=("slow", _insert(_values(2)), slow)),
-        threading.Thread(target=run, args=("quick", _insert(_values(3)), None)),
-    ]
-    for t in others:
-        t.start()
-    time.sleep(0.2)
-    gate.set()
+    batch = NextBatch(index, _values(1))
+    batch.add("slow", _insert(_values(2)), slow)
+    batch.add("quick", _insert(_values(3)))
+    batch.release()
     time.sleep(0.6)
-    assert "quick" in answered and "slow" not in answered  # not held by the slow put
+    assert "quick" in batch.answered and "slow" not in batch.answered  # not held by it
     assert _count(index) == 2
     put_done = time.monotonic()
     slow.set_result(None)
-    for t in [first, *others]:
-        t.join(5)
-    assert answered["slow"] >= put_done and isinstance(outcomes["slow"], int)
+    outcomes = batch.join()
+    assert batch.answered["slow"] >= put_done and isinstance(outcomes["slow"], int)
     assert _count(index) == 3
     # Alone, too: a caller arriving meanwhile is not held by it.
     alone: Future[None] = Future()
-    late = threading.Thread(target=run, args=("alone", _insert(_values(4)), alone))
-    late.start()
+    batch.add("alone", _insert(_values(4)), alone)
     time.sleep(0.2)
     index.commit_grouped(_insert(_values(5)))
-    assert _count(index) == 4 and "alone" not in answered
+    assert _count(index) == 4 and "alone" not in batch.answered
     alone.set_result(None)
-    late.join(5)
+    batch.join()
     assert _count(index) == 5
 
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine, text
 
 from dicom_file_service.errors import IndexUnavailable, InvalidParameter
 from dicom_file_service.index import repository as repo
 from dicom_file_service.index.database import IndexDatabase
 from dicom_file_service.index.engine import create_index_engine, upgrade
+from tests.backends.test_group_commit import NextBatch
 from tests.backends.test_index import _insert, _keys, _values
 from tests.conftest import postgres_schema, require_postgres
 
@@ -100,33 +99,13 @@ def test_a_statement_that_fails_on_a_live_connection_fails_its_upload_alone() ->
         try:
             index.commit_grouped(_work(_values(1)))
             other = _values(2, study_instance_uid="7.7.7", series_instance_uid="7.7.7.1")
-            gate = threading.Event()
-            outcomes: dict[str, Any] = {}
-
-            def slow_first(conn: Connection) -> int:
-                gate.wait(5)  # the others queue up behind this batch and form the next one
-                return repo.insert_instance(conn, _values(3), _keys(_values(3)))
-
-            def run(name: str, work: Any) -> None:
-                try:
-                    outcomes[name] = index.commit_grouped(work)
-                except Exception as exc:
-                    outcomes[name] = exc
-
             with index.engine.connect() as holder, holder.begin():
                 holder.execute(text("SELECT 1 FROM studies FOR UPDATE"))  # study 1.2.3.1000
-                first = threading.Thread(target=run, args=("first", slow_first))
-                first.start()
-                others = [
-                    threading.Thread(target=run, args=("locked", _work(_values(4)))),
-                    threading.Thread(target=run, args=("other", _work(other))),
-                ]
-                for t in others:
-                    t.start()
-                time.sleep(0.2)
-                gate.set()
-                for t in [first, *others]:
-                    t.join(10)
+                batch = NextBatch(index, _values(3))
+                batch.add("locked", _work(_values(4)))
+                batch.add("other", _work(other))
+                batch.release()
+                outcomes = batch.join()
             assert isinstance(outcomes["locked"], IndexUnavailable), outcomes
             assert isinstance(outcomes["other"], int)
             assert isinstance(outcomes["first"], IndexUnavailable)  # its study was locked too
