@@ -53,7 +53,9 @@ class IndexDatabase:
             lease_seconds=lease_seconds,
         )
         self._lease_seconds = lease_seconds
-        self._fences = self.engine.dialect.name == "postgresql"
+        # PostgreSQL: deletes are fenced (``delete_fence``), and a write transaction holds
+        # only the rows it wrote; SQLite's holds the one write lock of every process.
+        self._postgres = self.engine.dialect.name == "postgresql"
         self._writer_turn = writer_turns(self.engine)
         # Looked up at each batch: the transaction as this object has it then.
         self._grouped = GroupCommitter(lambda: self.transaction())
@@ -97,7 +99,7 @@ class IndexDatabase:
             fence: Fence | None = None
             try:
                 yield conn
-                if deleted_in(conn) and self._fences:
+                if deleted_in(conn) and self._postgres:
                     fence = Fence(conn, self._lease_seconds)
             except BaseException:
                 with suppress(Exception):  # an invalidated connection cannot say
@@ -133,10 +135,8 @@ class IndexDatabase:
         raises what ``work`` raised (nothing of it committed), or what ``transaction`` raises
         when the shared COMMIT fails. ``ready``: what must succeed before the COMMIT (work
         runs meanwhile); its failure is raised, nothing of ``work`` committed."""
-        if ready is not None and not self._fences:
-            # SQLite: a write transaction holds the one write lock of every process, so what
-            # it would wait for is waited for first. (PostgreSQL's holds the rows it wrote.)
-            ready.result()
+        if ready is not None and not self._postgres:
+            ready.result()  # SQLite: waited for before the write lock is taken
             ready = None
         return self._grouped.run(work, ready)
 

@@ -134,22 +134,17 @@ class GroupCommitter:
             if len(batch) > 1 and self._commit_together(batch):
                 return
             with self._transaction() as conn:
+                deadline = time.monotonic() + RIDE_SECONDS
                 if len(batch) == 1:  # alone: its failure is the transaction's, no savepoint
-                    alone = batch[0]
-                    alone.value = alone.work(conn)
-                    if not _settled(alone, time.monotonic() + RIDE_SECONDS):
-                        alone.value, alone.evicted = None, True
+                    if not _worked(batch[0], conn, deadline):
                         raise _LeftOut
                     return
-                deadline = time.monotonic() + RIDE_SECONDS
                 for pending in batch:
                     if pending.error is not None or pending.evicted:  # out of this batch
                         continue
                     savepoint = conn.begin_nested()
                     try:
-                        pending.value = pending.work(conn)
-                        if not _settled(pending, deadline):
-                            pending.value, pending.evicted = None, True
+                        if not _worked(pending, conn, deadline):
                             savepoint.rollback()
                             continue
                     except Exception as exc:  # this caller's alone: the others go on
@@ -194,6 +189,16 @@ class GroupCommitter:
                 pending.value = None
             return False
         return True
+
+
+def _worked(pending: _Pending[Any], conn: Connection, deadline: float) -> bool:
+    """Run ``pending``'s work and wait until ``deadline`` for what it waits for: whether it
+    is in the batch (if not, it is left out: its work is to be rolled back)."""
+    pending.value = pending.work(conn)
+    if _settled(pending, deadline):
+        return True
+    pending.value, pending.evicted = None, True
+    return False
 
 
 def _settled(pending: _Pending[Any], deadline: float) -> bool:
