@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -97,9 +98,20 @@ class Server:
         return [key for key, _ in open_blob_store(self.settings()).list_keys(prefix)]
 
     def scratch_files(self) -> list[str]:
-        """Files in the scratch area, the DICOM listener's receiving directory's included."""
+        """Files in the scratch area, the DICOM listener's receiving directory's included;
+        not the copies of stored files kept beside a remote store (``local_copies``)."""
         scratch = self.settings().resolved_scratch_dir()
-        return sorted(p.name for p in scratch.rglob("*") if p.is_file()) if scratch.is_dir() else []
+        if not scratch.is_dir():
+            return []
+        copies = scratch / "copies"
+        return sorted(p.name for p in scratch.rglob("*") if p.is_file() and copies not in p.parents)
+
+    def local_copies(self) -> list[str]:
+        """The keys of the stored files this instance keeps copies of (S3 only)."""
+        copies = self.settings().resolved_scratch_dir() / "copies"
+        if not copies.is_dir():
+            return []
+        return sorted(unquote(p.name) for p in copies.iterdir() if not p.name.startswith("."))
 
 
 def _clean_environment() -> dict[str, str]:

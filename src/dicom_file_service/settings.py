@@ -123,6 +123,20 @@ class Settings(BaseSettings):
         ge=0,
         description="Renderings kept in each process's memory (0: none).",
     )
+    local_copy_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        ge=0,
+        description="S3: copies of recently stored files kept on the instance's disk (in "
+        "<scratch_dir>/copies, shared by its processes) and read instead of the store; at "
+        "most this many bytes (0: none). The store stays the truth: a copy is made after its "
+        "put succeeded and is read only for a file the index still has.",
+    )
+    local_copy_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="S3: a local copy is removed this long after it was made (the longest a "
+        "file deleted through another instance stays, unread, on this one's disk).",
+    )
 
     header_cache_bytes: int = Field(
         default=32 * 1024 * 1024,

@@ -24,9 +24,12 @@ def test_delete_removes_everything(server: Server, client: httpx.Client) -> None
     while len(stored()) < 2:  # the file and its rendering
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    copy = [k for k in server.local_copies() if file_id in k]  # beside S3: the file's copy
+    assert len(copy) == server.settings().resolved_storage_url().startswith("s3://")
     r = client.delete(f"/dicom-image/{file_id}")
     assert r.status_code == 204 and r.content == b""
     assert stored() == []
+    assert [k for k in server.local_copies() if file_id in k] == []
     for path in ("", "/png", "/metadata", "?dicom_tag=PatientName"):
         assert_problem(client.get(f"/dicom-image/{file_id}{path}"), 404, "file_not_found")
     assert_problem(client.delete(f"/dicom-image/{file_id}"), 404, "file_not_found")

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from dicom_file_service.service.ids import instance_key
 from tests.api.dicom_factory import changed_content, copy_with_new_uid, nested_sequences, without
 from tests.conftest import Backend, Server, start_server, stop_server
 from tests.datafiles import data_file
@@ -112,7 +113,8 @@ def test_refused_uploads_leave_no_blob_behind(server: Server, client: httpx.Clie
     """On S3 an upload's bytes go up while it is parsed: a file the parse or the index then
     refuses has its blob removed before the answer (on local disk it was never written)."""
     stored = copy_with_new_uid(CT)
-    assert post_form(client, stored).status_code == 201
+    first = post_form(client, stored)
+    assert first.status_code == 201
     blobs = server.stored_keys("instances/")
     data = copy_with_new_uid(CT)
     assert_problem(post_raw(client, bytes(range(256)) * 64), 422, "invalid_dicom")
@@ -122,6 +124,11 @@ def test_refused_uploads_leave_no_blob_behind(server: Server, client: httpx.Clie
     assert_problem(post_form(client, other), 409, "duplicate_sop_instance")
     assert server.stored_keys("instances/") == blobs
     assert server.scratch_files() == []
+    # Beside S3, copies of stored files are kept: of these, and of no refused one.
+    copies = server.local_copies()
+    assert set(copies) <= set(blobs)
+    on_s3 = server.settings().resolved_storage_url().startswith("s3://")
+    assert (instance_key(first.json()["file_id"]) in copies) == on_s3
 
 
 def test_empty_body_is_rejected(client: httpx.Client) -> None:

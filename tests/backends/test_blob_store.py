@@ -28,9 +28,17 @@ from tests.tcp_proxy import TcpProxy
 
 
 def s3_store(s3_server: S3Server, **overrides: str) -> BlobStore:
-    env = s3_server.env(new_bucket_name(), "prefix/x")
+    """The S3 store alone (no local copies: ``copies`` names a scratch area to keep them)."""
+    env = {**s3_server.env(new_bucket_name(), "prefix/x"), "DICOM_FS_LOCAL_COPY_BYTES": "0"}
     env.update(overrides)
     return _store_from(env)
+
+
+def copies_store(s3_server: S3Server, scratch: Path, **overrides: str) -> BlobStore:
+    """The S3 store with copies of recent files in ``scratch``/copies, as the service has it."""
+    return s3_store(
+        s3_server, DICOM_FS_LOCAL_COPY_BYTES=str(64 << 20), DICOM_FS_SCRATCH_DIR=str(scratch)
+    )
 
 
 def _store_from(env: dict[str, str]) -> BlobStore:
@@ -40,12 +48,18 @@ def _store_from(env: dict[str, str]) -> BlobStore:
         return open_blob_store(Settings())
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "s3+copies"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
     if request.param == "local":
         yield LocalBlobStore(tmp_path / "blobs")
         return
-    yield s3_store(request.getfixturevalue("s3_server"))
+    server = request.getfixturevalue("s3_server")
+    if request.param == "s3":
+        yield s3_store(server)
+        return
+    store = copies_store(server, tmp_path / "scratch")
+    yield store
+    store.close()
 
 
 def _file(tmp_path: Path, data: bytes) -> Path:

@@ -12,6 +12,7 @@ import httpx
 import pydicom
 from pydicom.uid import generate_uid
 
+from dicom_file_service.service.ids import instance_key
 from tests.api.dicom_factory import changed_content, copy_with_new_uid
 from tests.api.test_upload import post_raw
 from tests.datafiles import data_file
@@ -57,6 +58,27 @@ def test_what_an_instance_keeps_in_memory_is_not_served_once_a_delete_elsewhere_
                 assert fresh.get(f"/dicom-image/{file_id}", params=tag).status_code == 404
                 assert fresh.get(f"/dicom-image/{file_id}/png").status_code == 404
         assert b.get(f"/dicom-image/{file_id}").status_code == 404
+
+
+def test_a_copy_kept_by_one_instance_is_never_served_once_another_deleted_the_file(
+    topology: Topology,
+) -> None:
+    """The first instance keeps a copy of what it stored and reads it (the bytes are the
+    stored ones); once the second has deleted the file, the first answers 404 from the
+    index, whatever its disk still holds until the copy's sweep."""
+    first, second = topology.serve(), topology.serve()
+    data = copy_with_new_uid(data_file("US1_UNCR.dcm"))
+    with first.client() as a, second.client() as b:
+        file_id = post_raw(a, data).json()["file_id"]
+        assert first.local_copies() == [instance_key(file_id)]
+        assert second.local_copies() == []
+        assert a.get(f"/dicom-image/{file_id}").content == data
+        assert a.get(f"/dicom-image/{file_id}/png", params={"width": "64"}).status_code == 200
+        assert b.delete(f"/dicom-image/{file_id}").status_code == 204
+        for path in (f"/dicom-image/{file_id}", f"/dicom-image/{file_id}/png"):
+            assert a.get(path).status_code == 404, path
+        assert a.delete(f"/dicom-image/{file_id}").status_code == 404
+        assert first.local_copies() in ([], [instance_key(file_id)])
 
 
 def test_fifty_concurrent_uploads_with_races_over_two_instances(topology: Topology) -> None:

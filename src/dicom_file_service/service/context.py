@@ -131,4 +131,5 @@ class ServiceContext:
         self.ingest_pool.shutdown(wait=True)  # an acknowledged-to-be upload finishes
         self.store_pool.shutdown(wait=True)  # its put with it
         self.parsers.close()
+        self.store.close()
         self.index.close()

@@ -95,3 +95,7 @@ class BlobStore(Protocol):
     def check(self) -> None:
         """Raise if the store is not usable (readiness)."""
         ...
+
+    def close(self) -> None:
+        """Stop what the store runs in the background (its objects stay)."""
+        ...

@@ -249,3 +249,6 @@ class LocalBlobStore:
     def check(self) -> None:
         if not os.access(self._objects, os.W_OK) or not os.access(self._staging, os.W_OK):
             raise OSError(f"blob store at {self.root} is not writable")
+
+    def close(self) -> None:
+        """Nothing runs in the background."""

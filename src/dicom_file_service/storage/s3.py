@@ -260,3 +260,6 @@ class S3BlobStore:
     def check(self) -> None:
         """A listing of one key: proves the endpoint answers and the credentials are good."""
         self._call("", lambda: next(obstore.list(self._store, "instances/", chunk_size=1), None))
+
+    def close(self) -> None:
+        """Nothing runs in the background."""
