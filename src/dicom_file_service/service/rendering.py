@@ -4,6 +4,19 @@ Renderings are keyed by file and parameters and deleted with the file. Stored fi
 change (an overwrite gets a new file id), so a cached rendering never goes stale. The stored
 file is read through the store's ranged reader: on S3 a rendering fetches the header and the
 one frame it shows, never the whole object.
+
+On a remote store the render cache is shared by every instance, and each of its lookups and
+writes is a round trip that takes the store's time from other requests. Two rules keep them
+to where they pay:
+
+- A rendering that took less than ``SHARE_AFTER_SECONDS`` to make is kept in the process's
+  memory, not written to the shared cache: another instance makes it again for about what
+  fetching it would cost (its file's bytes and a few milliseconds of decoding), and its PUT
+  is spared. Background renderings (``prerender``) are always shared: that is their purpose.
+- A file whose bytes are at hand on this instance (a copy of a file it stored lately) is
+  rendered without asking the shared cache first, unless background rendering is on: then a
+  shared rendering is likely, otherwise only another instance asked for this file in the
+  same minutes could have made one, and rendering it again costs less than the lookups.
 """
 
 from __future__ import annotations
@@ -11,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,11 +41,28 @@ from dicom_file_service.storage.ranged_reader import BLOCK
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# A remote store's round trip, about: a rendering made faster is not worth sharing.
+SHARE_AFTER_SECONDS = 0.005
+
 
 @dataclass(frozen=True)
 class Rendering:
     etag: str
     data: bytes
+    seconds: float = 0.0  # what making it took
+
+
+def _asks_shared_cache(ctx: ServiceContext, file_id: str) -> bool:
+    """Whether a miss in memory is worth a lookup in the shared cache (module docstring):
+    always on a local store (a file read), on a remote one unless the file is at hand."""
+    if not ctx.store.remote or ctx.settings.prerender:
+        return True
+    return not ctx.store.at_hand(ids.instance_key(file_id))
+
+
+def _shared(ctx: ServiceContext, rendering: Rendering) -> bool:
+    """Whether a rendering made on demand goes to the shared cache, or stays in memory."""
+    return not ctx.store.remote or rendering.seconds >= SHARE_AFTER_SECONDS
 
 
 def rendering_etag(file_id: str, options: RenderOptions) -> str:
@@ -62,7 +93,8 @@ async def rendering_async(ctx: ServiceContext, file_id: str, options: RenderOpti
         metrics.RENDER_CACHE.labels("hit").inc()
         return at_hand
     # A local store's answer is a file read, inline: not worth a task and a turn of the loop.
-    asked = _soon(ctx.renders.get_async(file_id, key)) if ctx.store.remote else None
+    shared = _asks_shared_cache(ctx, file_id)
+    asked = _soon(ctx.renders.get_async(file_id, key)) if ctx.store.remote and shared else None
     reading: asyncio.Task[bytes] | None = None
     try:
         found = await ctx.index.headers.location_async(file_id)
@@ -71,7 +103,12 @@ async def rendering_async(ctx: ServiceContext, file_id: str, options: RenderOpti
         if asked is not None and not asked.done():
             first = min(found.size, BLOCK)
             reading = _soon(ctx.store.read_range_async(found.blob_key, 0, first))
-        cached = await (asked if asked is not None else ctx.renders.get_async(file_id, key))
+        if asked is not None:
+            cached = await asked
+        elif shared:
+            cached = await ctx.renders.get_async(file_id, key)
+        else:
+            cached = None
         metrics.RENDER_CACHE.labels("hit" if cached is not None else "miss").inc()
         if cached is not None:
             return cached
@@ -85,6 +122,9 @@ async def rendering_async(ctx: ServiceContext, file_id: str, options: RenderOpti
                 task.cancel()
     located = found
     rendering = await ctx.run_cpu(lambda: _render_at(ctx, file_id, located, options, head=head))
+    if not _shared(ctx, rendering):
+        ctx.renders.remember(file_id, key, rendering.data)
+        return rendering.data
     # Cached once the answer is on its way (the caller sends it in this same step of the
     # event loop): the cache writer's thread, woken at once, took the GIL from the loop the
     # answer waited for (the hand-back from the render thread 0.14 -> 0.05 ms).
@@ -108,19 +148,29 @@ def render_blocking(
 ) -> Rendering:
     """Return the cached rendering or make, cache and return it (blocking; run in the pool).
 
-    With ``cache_later`` the new rendering is written to the cache after the answer, by the
-    cache writer (an object PUT need not delay the response); otherwise before returning.
+    With ``cache_later`` (a rendering asked for) the new rendering is written to the cache
+    after the answer, by the cache writer (an object PUT need not delay the response), or
+    only kept in memory where it is not worth sharing (module docstring); otherwise
+    (background rendering) it is written before returning.
     """
     found = ctx.index.headers.blob_location(file_id) if ids.is_valid_file_id(file_id) else None
     if found is None:
         raise not_found(file_id)
     key = options.cache_key()
-    cached = ctx.renders.get(file_id, key)
+    if not cache_later or _asks_shared_cache(ctx, file_id):
+        cached = ctx.renders.get(file_id, key)
+    else:
+        cached = ctx.renders.recall(file_id, key)
     metrics.RENDER_CACHE.labels("hit" if cached is not None else "miss").inc()
     if cached is not None:
         return Rendering(etag=rendering_etag(file_id, options), data=cached)
     rendering = _render_at(ctx, file_id, found, options)
-    (_cache_later if cache_later else _cache)(ctx, file_id, key, rendering.data)
+    if not cache_later:
+        _cache(ctx, file_id, key, rendering.data)
+    elif _shared(ctx, rendering):
+        _cache_later(ctx, file_id, key, rendering.data)
+    else:
+        ctx.renders.remember(file_id, key, rendering.data)
     return rendering
 
 
@@ -134,6 +184,7 @@ def _render_at(
 ) -> Rendering:
     """Render the file whose bytes are at ``found`` (``head``: its first bytes, if read
     already); the caller caches it."""
+    started = time.perf_counter()
     try:
         with (
             ctx.store.open_reader(found.blob_key, found.size, head=head) as source,
@@ -150,7 +201,8 @@ def _render_at(
         raise not_found(file_id) from exc
     if ctx.index.headers.blob_key(file_id) is None:  # deleted while rendering
         raise not_found(file_id)
-    return Rendering(etag=rendering_etag(file_id, options), data=png)
+    seconds = time.perf_counter() - started
+    return Rendering(etag=rendering_etag(file_id, options), data=png, seconds=seconds)
 
 
 def _cache_later(ctx: ServiceContext, file_id: str, key: str, png: bytes) -> None:

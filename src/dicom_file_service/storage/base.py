@@ -75,6 +75,11 @@ class BlobStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def at_hand(self, key: str) -> bool:
+        """Whether the object's bytes are on this machine's disk, to be read without a
+        network round trip (a local store's objects; a remote store's local copies)."""
+        ...
+
     def delete(self, key: str) -> None:
         """Remove the object if present (idempotent)."""
         ...

@@ -250,7 +250,10 @@ class LocalCopies:
         return self.store.size(key)
 
     def exists(self, key: str) -> bool:
-        return (self._kept(key) and self._path(key).exists()) or self.store.exists(key)
+        return self.at_hand(key) or self.store.exists(key)
+
+    def at_hand(self, key: str) -> bool:
+        return self._kept(key) and self._path(key).exists()
 
     def delete(self, key: str) -> None:
         self._forget(key)

@@ -30,6 +30,10 @@ class RenderCache(Protocol):
 
     def put(self, file_id: str, key: str, png: bytes) -> None: ...
 
+    def remember(self, file_id: str, key: str, png: bytes) -> None:
+        """Keep the rendering in this process's memory only (where there is such a layer)."""
+        ...
+
     def delete(self, file_id: str, key: str) -> None: ...
 
     def delete_all(self, file_id: str) -> None:
@@ -68,6 +72,9 @@ class BlobRenderCache:
     def put(self, file_id: str, key: str, png: bytes) -> None:
         self._store.put_bytes(self._key(file_id, key), png, durable=False)
 
+    def remember(self, file_id: str, key: str, png: bytes) -> None:
+        return None  # no memory of its own
+
     def delete(self, file_id: str, key: str) -> None:
         self._store.delete(self._key(file_id, key))
 
@@ -98,7 +105,7 @@ class MemoryRenderCache:
                 self._entries.move_to_end((file_id, key))
             return png
 
-    def _remember(self, file_id: str, key: str, png: bytes) -> None:
+    def remember(self, file_id: str, key: str, png: bytes) -> None:
         if len(png) > self._max // 8:  # one large rendering must not evict everything
             return
         with self._lock:
@@ -120,7 +127,7 @@ class MemoryRenderCache:
         if png is None:
             png = self._inner.get(file_id, key)
             if png is not None:
-                self._remember(file_id, key, png)
+                self.remember(file_id, key, png)
         return png
 
     async def get_async(self, file_id: str, key: str) -> bytes | None:
@@ -128,12 +135,12 @@ class MemoryRenderCache:
         if png is None:
             png = await self._inner.get_async(file_id, key)
             if png is not None:
-                self._remember(file_id, key, png)
+                self.remember(file_id, key, png)
         return png
 
     def put(self, file_id: str, key: str, png: bytes) -> None:
         self._inner.put(file_id, key, png)
-        self._remember(file_id, key, png)
+        self.remember(file_id, key, png)
 
     def delete(self, file_id: str, key: str) -> None:
         self._forget(file_id, key)
