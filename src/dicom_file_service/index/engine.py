@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.pool import QueuePool
 
 from dicom_file_service.errors import IndexUnavailable, InsufficientStorage, InvalidParameter
@@ -111,14 +112,61 @@ def _create_engine(url: str, pool_size: int, pool_timeout: float) -> Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=pool_timeout,
-        pool_pre_ping=True,  # a connection broken by a database restart is replaced, not used
         connect_args={"connect_timeout": 5},
     )
+    _ping_when_in_doubt(engine)
+    return engine
+
+
+IDLE_PING_SECONDS = 10.0
+"""A PostgreSQL connection idle in the pool for longer than this is pinged before it is lent."""
+
+
+def _ping_when_in_doubt(engine: Engine) -> None:
+    """Replace a connection broken while it sat in the pool, as ``pool_pre_ping`` does, but
+    with its round trip (0.19 ms, 4 % of an upload from one client) only where in doubt.
+
+    A connection is pinged before it is lent if it has been idle for ``IDLE_PING_SECONDS``,
+    or if anything arrived on its socket while it was idle: nothing is sent to an idle
+    connection but the server's farewell (a restart's or ``pg_terminate_backend``'s
+    message, or the end of the stream when its process dies), so a connection whose socket
+    has nothing to read and was used moments ago is alive. A failed ping replaces it (the
+    pool's own retry, on ``DisconnectionError``), as ``pool_pre_ping`` would.
+    """
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()  # new, or just used: alive
+
+    @event.listens_for(engine, "checkout")
+    def _lend(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        recent = since is not None and time.monotonic() - since < IDLE_PING_SECONDS
+        if recent and not _has_news(dbapi_conn):
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("a pooled connection failed its ping")
+
+
+def _has_news(dbapi_conn: Any) -> bool:
+    """Whether the idle connection's socket has something to read (or is gone)."""
+    try:
+        if dbapi_conn.closed or dbapi_conn.broken:
+            return True
+        readable, _, _ = select.select([dbapi_conn.fileno()], [], [], 0)
+    except Exception:  # no socket to ask: in doubt
+        return True
+    return bool(readable)
 
 
 WRITER_WAIT_SECONDS = 30.0
