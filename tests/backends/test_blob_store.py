@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -28,8 +29,11 @@ from tests.tcp_proxy import TcpProxy
 
 
 def s3_store(s3_server: S3Server, **overrides: str) -> BlobStore:
-    """The S3 store alone (no local copies: ``copies`` names a scratch area to keep them)."""
-    env = {**s3_server.env(new_bucket_name(), "prefix/x"), "DICOM_FS_LOCAL_COPY_BYTES": "0"}
+    """The S3 store alone (no local copies: ``copies_store`` keeps them), under a prefix of
+    its own in a bucket the tests share: SeaweedFS gives every bucket volumes of its own, of
+    which the test server has a bounded number."""
+    prefix = f"{uuid.uuid4().hex[:12]}/x"
+    env = {**s3_server.env("contract", prefix), "DICOM_FS_LOCAL_COPY_BYTES": "0"}
     env.update(overrides)
     return _store_from(env)
 
@@ -42,6 +46,9 @@ def copies_store(s3_server: S3Server, scratch: Path, **overrides: str) -> BlobSt
 
 
 def _store_from(env: dict[str, str]) -> BlobStore:
+    """The store ``env`` names (with no local copies unless it asks for them, and then in
+    the scratch area it names)."""
+    env = {"DICOM_FS_LOCAL_COPY_BYTES": "0", **env}
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import uuid
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,7 @@ def s3_ctx(s3_server: S3Server, tmp_path: Path) -> Iterator[ServiceContext]:
 
 
 def _s3_context(s3_server: S3Server, tmp_path: Path, **extra: str) -> Iterator[ServiceContext]:
-    env = {**s3_server.env(new_bucket_name(), "renders"), **extra}
+    env = {**s3_server.env("renders", uuid.uuid4().hex[:12]), **extra}  # a bucket shared
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
