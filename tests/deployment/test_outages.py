@@ -7,10 +7,12 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 
+from dicom_file_service.service.ids import instance_key
 from tests.api.dicom_factory import copy_with_new_uid
 from tests.api.test_upload import post_raw
 from tests.conftest import (
@@ -58,6 +60,11 @@ def test_the_service_rides_out_an_object_store_outage(own_s3: S3Server, tmp_path
                 file_id = post_raw(c, copy_with_new_uid(data_file("CT_small.dcm"))).json()[
                     "file_id"
                 ]
+                # As if stored through another instance: this one keeps no copy of it.
+                copies = srv.settings().resolved_scratch_dir() / "copies"
+                (copies / quote(instance_key(file_id), safe="")).unlink()
+                near_bytes = copy_with_new_uid(data_file("CT_small.dcm"))
+                near = post_raw(c, near_bytes).json()["file_id"]
                 grant = c.post("/dicom-image/upload-url").json()
                 direct = copy_with_new_uid(data_file("CT_small.dcm"))
                 put = httpx.put(grant["upload_url"], content=direct, timeout=30)
@@ -72,6 +79,9 @@ def test_the_service_rides_out_an_object_store_outage(own_s3: S3Server, tmp_path
                 _assert_unavailable(c.get(f"/dicom-image/{file_id}/bulkdata/7FE00010"))
                 # The header lives in the index: lookups go on.
                 assert c.get(f"/dicom-image/{file_id}?dicom_tag=PatientID").status_code == 200
+                # A file this instance stored lately is at hand: its copy answers meanwhile.
+                assert c.get(f"/dicom-image/{near}").content == near_bytes
+                assert c.get(f"/dicom-image/{near}/png").status_code == 200
 
                 own_s3.start()
                 wait_for(lambda: _ready(srv) == 200, 60, "readiness after the store returned")

@@ -139,12 +139,12 @@ def decode_frame(
     else:
         full = None
         keyword, pixel_vr = pixel_element_header(f, ds)
-        if keyword is not None and tsyntax.is_encapsulated and frame_table is None:
-            f = _items_in_memory(f)
     if keyword is None:
         raise NoPixelData("the file has no Pixel Data, Float Pixel Data or Double Float Pixel Data")
 
     count = frame_count(ds)
+    if full is None and tsyntax.is_encapsulated and count == 1:
+        f = _items_in_memory(f)
     for dataset in (ds, full):
         if dataset is not None:
             apply_defaults(dataset)  # an omitted but unambiguous Type 1 attribute
@@ -197,13 +197,15 @@ def decode_frame(
 
 def _items_in_memory(f: BinaryIO) -> BinaryIO:
     """The rest of ``f`` from the encapsulated pixel data's value on, read in one go (up to
-    ``ITEMS_IN_MEMORY`` bytes), as a file positioned at its start.
+    ``ITEMS_IN_MEMORY`` bytes), as a file positioned at its start: for a single frame,
+    which is all of the items.
 
-    Without a frame table (a single frame, or frames of several fragments each) pydicom
-    finds a frame by reading item after item, and reads the frame twice: once to learn its
-    properties, once to decode it. From a remote store each of those small reads is a
-    ranged request: MR2_J2KR's one frame of 10 fragments cost 18 requests and twice its
-    bytes, against one request and its bytes once read here.
+    pydicom reads a single frame's fragments item after item, and twice: once to learn the
+    frame's properties, once to decode it. From a remote store each of those small reads is
+    a ranged request: MR2_J2KR's one frame of 10 fragments cost 18 requests and twice its
+    bytes, against one request and its bytes once read here. (Of several frames pydicom
+    reads only the one asked for, by the offsets captured at ingest or by the items'
+    headers: those reads stay its own.)
     """
     here = f.tell()
     end = f.seek(0, io.SEEK_END)
