@@ -17,8 +17,10 @@ import contextlib
 import dataclasses
 import logging
 import multiprocessing
+import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -64,6 +66,20 @@ def _warm_up() -> None:
         f.write(tiny_image())
         f.flush()
         parse_upload(f.name)
+
+
+def _end_with_parent(parent: int) -> None:
+    """In a new parser process: end when the process that started it has gone. A parser
+    waits on the pool's queue, whose pipe its siblings hold open too, so the death of its
+    parent (``kill -9``, an out-of-memory kill) would leave it running, unseen, for ever."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class Parsers:
@@ -128,7 +144,12 @@ class Parsers:
             if self._pool is None:
                 # spawn: a fork of a process with running threads may inherit held locks.
                 context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
+                self._pool = ProcessPoolExecutor(
+                    self.processes,
+                    mp_context=context,
+                    initializer=_end_with_parent,
+                    initargs=(os.getpid(),),
+                )
             return self._pool
 
     def _stop(self, pool: ProcessPoolExecutor) -> None:

@@ -79,3 +79,41 @@ def test_a_parse_past_its_time_is_refused_and_its_process_stopped() -> None:
         assert parsers.parse(path).parsed.sop_instance_uid
     finally:
         parsers.close()
+
+
+def test_parser_processes_end_when_their_parent_is_killed() -> None:
+    """A worker killed outright (``kill -9``) leaves no parser process behind."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time\n"
+        "from dicom_file_service.service.parsing import Parsers\n"
+        "parsers = Parsers(2)\n"
+        "parsers.start()\n"
+        "print(*parsers._current()._processes, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        children = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(children) == 2 and all(_running(pid) for pid in children)
+    finally:
+        parent.kill()
+        parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while any(_running(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_running(pid) for pid in children)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
