@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from dicom_file_service.errors import StorageUnavailable
 from dicom_file_service.storage import BlobNotFound, LocalCopies
 from dicom_file_service.storage.base import BlobStore
-from tests.backends.test_blob_store import s3_store
+from tests.backends.test_blob_store import _file, s3_store
 from tests.s3server import S3Server
 
 KEY = "instances/ab/abcdef"
@@ -27,15 +28,22 @@ def remote(s3_server: S3Server) -> BlobStore:
 
 @pytest.fixture
 def copies(remote: BlobStore, tmp_path: Path) -> Iterator[LocalCopies]:
-    store = LocalCopies(remote, tmp_path / "copies", capacity_bytes=64 << 20, max_age_seconds=600)
-    yield store
-    store.close()
+    with _copies(remote, tmp_path, 64 << 20) as store:
+        yield store
 
 
-def _file(tmp_path: Path, data: bytes, name: str = "staged.dcm") -> Path:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path
+@contextmanager
+def _copies(
+    remote: BlobStore, tmp_path: Path, capacity: int, **kwargs: bool
+) -> Iterator[LocalCopies]:
+    """Copies of at most ``capacity`` bytes (``sweeper=False``: swept only when asked)."""
+    store = LocalCopies(
+        remote, tmp_path / "copies", capacity_bytes=capacity, max_age_seconds=600, **kwargs
+    )
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def _copy_names(copies: LocalCopies) -> list[str]:
@@ -82,22 +90,19 @@ def test_keys_outside_the_prefix_are_not_copied(copies: LocalCopies, remote: Blo
 
 def test_a_put_that_fails_leaves_no_copy(s3_server: S3Server, tmp_path: Path) -> None:
     refused = s3_store(s3_server, AWS_SECRET_ACCESS_KEY="not-the-secret")
-    store = LocalCopies(refused, tmp_path / "copies", capacity_bytes=1 << 20, max_age_seconds=60)
-    try:
+    with _copies(refused, tmp_path, 1 << 20) as store:
         with pytest.raises(StorageUnavailable):
             store.put_file(KEY, _file(tmp_path, b"DICM"))
         with pytest.raises(StorageUnavailable):
             store.put_bytes(KEY, b"DICM")
         assert _copy_names(store) == []
-    finally:
-        store.close()
 
 
 def test_a_delete_removes_the_copy_and_the_object(
     copies: LocalCopies, remote: BlobStore, tmp_path: Path
 ) -> None:
     copies.put_file(KEY, _file(tmp_path, b"one"))
-    copies.put_file("instances/cd/cdef", _file(tmp_path, b"two", "second.dcm"))
+    copies.put_file("instances/cd/cdef", _file(tmp_path / "second", b"two"))
     copies.delete(KEY)
     assert not copies.exists(KEY) and not remote.exists(KEY)
     with pytest.raises(BlobNotFound):
@@ -121,27 +126,22 @@ def test_a_copy_gone_from_the_disk_is_read_from_the_store(
 def test_a_reader_keeps_its_copy_when_the_sweep_removes_it(
     remote: BlobStore, tmp_path: Path
 ) -> None:
-    copies = LocalCopies(
-        remote, tmp_path / "copies", capacity_bytes=64 << 20, max_age_seconds=600, sweeper=False
-    )
     data = os.urandom(300_000)
-    copies.put_file(KEY, _file(tmp_path, data))
-    remote.delete(KEY)
-    with copies.open_reader(KEY) as f:
-        assert f.read(10) == data[:10]
-        for name in _copy_names(copies):
-            os.utime(copies.directory / name, (0, 0))  # long expired
-        assert copies.sweep() == 1 and _copy_names(copies) == []
-        assert f.read() == data[10:]
+    with _copies(remote, tmp_path, 64 << 20, sweeper=False) as copies:
+        copies.put_file(KEY, _file(tmp_path, data))
+        remote.delete(KEY)
+        with copies.open_reader(KEY) as f:
+            assert f.read(10) == data[:10]
+            for name in _copy_names(copies):
+                os.utime(copies.directory / name, (0, 0))  # long expired
+            assert copies.sweep() == 1 and _copy_names(copies) == []
+            assert f.read() == data[10:]
 
 
 def test_the_sweep_removes_expired_copies_then_the_oldest_beyond_the_capacity(
     remote: BlobStore, tmp_path: Path
 ) -> None:
-    store = LocalCopies(
-        remote, tmp_path / "copies", capacity_bytes=45_000, max_age_seconds=600, sweeper=False
-    )
-    try:
+    with _copies(remote, tmp_path, 45_000, sweeper=False) as store:
         now = time.time()
         for i, age in enumerate([700, 400, 300, 200, 100]):  # seconds ago; the first expired
             store.put_bytes(f"instances/aa/f{i}", bytes(10_000))
@@ -152,28 +152,22 @@ def test_the_sweep_removes_expired_copies_then_the_oldest_beyond_the_capacity(
         os.utime(leftover, (now - 7200, now - 7200))
         assert store.sweep() == 3  # expired, the oldest of the rest, the leftover
         assert [n.split("%2F")[-1] for n in _copy_names(store)] == ["f2", "f3", "f4", "f5"]
-    finally:
-        store.close()
 
 
 def test_a_file_larger_than_a_quarter_of_the_capacity_is_not_copied(
     remote: BlobStore, tmp_path: Path
 ) -> None:
-    store = LocalCopies(remote, tmp_path / "copies", capacity_bytes=4000, max_age_seconds=600)
-    try:
+    with _copies(remote, tmp_path, 4000) as store:
         store.put_bytes("instances/aa/small", bytes(1000))
         store.put_file("instances/aa/large", _file(tmp_path, bytes(1001)))
         assert _copy_names(store) == ["instances%2Faa%2Fsmall"]
-    finally:
-        store.close()
 
 
 def test_the_sweeper_keeps_the_directory_bounded_as_copies_arrive(
     remote: BlobStore, tmp_path: Path
 ) -> None:
     """Woken once an eighth of the capacity has been added since its last sweep."""
-    store = LocalCopies(remote, tmp_path / "copies", capacity_bytes=16_000, max_age_seconds=600)
-    try:
+    with _copies(remote, tmp_path, 16_000) as store:
         for i in range(12):
             store.put_bytes(f"instances/aa/f{i:02}", bytes(4000))
         deadline = time.monotonic() + 5
@@ -184,5 +178,25 @@ def test_the_sweeper_keeps_the_directory_bounded_as_copies_arrive(
             time.sleep(0.05)
         assert total <= 16_000 + 2000
         assert store.get_bytes("instances/aa/f00") == bytes(4000)  # swept: from the store
-    finally:
-        store.close()
+
+
+def test_copies_never_take_the_disk_below_a_tenth_free(
+    remote: BlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within their capacity, the oldest copies go when the disk they share with the staged
+    uploads has less than a tenth free."""
+    with _copies(remote, tmp_path, 64 << 20, sweeper=False) as store:
+        now = time.time()
+        for i in range(4):
+            store.put_bytes(f"instances/aa/f{i}", bytes(10_000))
+            os.utime(store.directory / f"instances%2Faa%2Ff{i}", (now - 40 + i, now - 40 + i))
+        real = os.statvfs(store.directory)
+
+        class Disk:  # 1,000,000 bytes, of which 85,000 free: 15,000 short of a tenth
+            f_frsize, f_blocks, f_bavail = 1, 1_000_000, 85_000
+
+        monkeypatch.setattr(os, "statvfs", lambda _path: Disk)
+        assert store.sweep() == 2  # 20,000 bytes, the two oldest
+        assert [n.split("%2F")[-1] for n in _copy_names(store)] == ["f2", "f3"]
+        monkeypatch.setattr(os, "statvfs", lambda _path: real)
+        assert store.sweep() == 0

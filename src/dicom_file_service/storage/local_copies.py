@@ -18,7 +18,9 @@ What makes this safe:
   once; a delete through another instance leaves this instance's copy unread until the sweep
   removes it, at most ``max_age_seconds`` after it was made.
 - **Bounded.** Copies older than ``max_age_seconds`` go, then the oldest until the directory
-  holds at most ``capacity_bytes``; a file larger than a quarter of that is not copied. The
+  holds at most ``capacity_bytes``, and fewer where the disk would otherwise have less than a
+  tenth of it free (the copies must never be what fills the disk uploads are staged on); a
+  file larger than a quarter of the capacity is not copied. The
   sweep runs in a thread of its own, periodically and whenever this process has added an
   eighth of the capacity since the last one, so the directory exceeds its bound by at most
   that per process. Every process of an instance may share the directory: each copy is
@@ -139,8 +141,8 @@ class LocalCopies:
             os.unlink(self._path(key))
 
     def sweep(self) -> int:
-        """Remove copies older than the age limit, then the oldest beyond the capacity (and
-        temporary files a crash left); returns how many went."""
+        """Remove copies older than the age limit, then the oldest beyond the capacity or the
+        disk's free tenth (and temporary files a crash left); returns how many went."""
         with self._lock:
             self._added = 0
         now = time.time()
@@ -159,8 +161,9 @@ class LocalCopies:
             except FileNotFoundError:  # another process's sweep, or a delete
                 continue
         total = sum(size for _, size, _ in entries)
+        budget = min(self.capacity_bytes, total + _free_beyond_a_tenth(self.directory))
         for _, size, path in sorted(entries):
-            if total <= self.capacity_bytes:
+            if total <= budget:
                 break
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -275,6 +278,12 @@ class LocalCopies:
 
     def check(self) -> None:
         self.store.check()
+
+
+def _free_beyond_a_tenth(directory: Path) -> int:
+    """The bytes free on ``directory``'s disk beyond a tenth of its size (negative: short)."""
+    disk = os.statvfs(directory)
+    return disk.f_bavail * disk.f_frsize - disk.f_blocks * disk.f_frsize // 10
 
 
 class _CopyReader(RangedReader):
