@@ -63,7 +63,9 @@ def test_the_service_rides_out_an_object_store_outage(own_s3: S3Server, tmp_path
                 # As if stored through another instance: this one keeps no copy of it.
                 copies = srv.settings().resolved_scratch_dir() / "copies"
                 (copies / quote(instance_key(file_id), safe="")).unlink()
-                near_bytes = copy_with_new_uid(data_file("CT_small.dcm"))
+                # A JPEG 2000 decode: a rendering dear enough to be shared, so its cache
+                # write meets the outage too.
+                near_bytes = copy_with_new_uid(data_file("MR2_J2KR.dcm"))
                 near = post_raw(c, near_bytes).json()["file_id"]
                 grant = c.post("/dicom-image/upload-url").json()
                 direct = copy_with_new_uid(data_file("CT_small.dcm"))
@@ -94,6 +96,7 @@ def test_the_service_rides_out_an_object_store_outage(own_s3: S3Server, tmp_path
         finally:
             stop_server(srv)
     assert "Traceback" not in srv.log()
+    assert "could not cache a rendering: the store is unavailable" in srv.log()
 
 
 def _workers(server: Server) -> list[int]:

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from dicom_file_service import metrics
 from dicom_file_service.dicom.render import RenderOptions, render_png
-from dicom_file_service.errors import FileNotFound
+from dicom_file_service.errors import FileNotFound, StorageUnavailable
 from dicom_file_service.index.hot_reads import StoredLocation
 from dicom_file_service.service import ids
 from dicom_file_service.service.context import ServiceContext
@@ -217,8 +217,14 @@ def _cache(ctx: ServiceContext, file_id: str, key: str, png: bytes) -> None:
         ctx.renders.put(file_id, key, png)  # a cache: it can be rendered again
         if ctx.index.headers.blob_key(file_id) is None:
             ctx.renders.delete(file_id, key)
-    except Exception:  # a cache: a failure costs a later render, never an answer
+    except Exception as exc:  # a cache: a failure costs a later render, never an answer
         with contextlib.suppress(Exception):
             if ctx.index.headers.blob_key(file_id) is None:
                 return  # deleted meanwhile, its renderings with it: nothing went wrong
+        if isinstance(exc, StorageUnavailable):  # an outage, said once per rendering
+            log.warning(
+                "could not cache a rendering: the store is unavailable",
+                extra={"file_id": file_id, "error": type(exc.__cause__ or exc).__name__},
+            )
+            return
         log.warning("could not cache a rendering", exc_info=True, extra={"file_id": file_id})
