@@ -93,6 +93,10 @@ class Server:
                 mp.setenv(k, v)
             return Settings(data_dir=self.data_dir)
 
+    def on_s3(self) -> bool:
+        """Whether the server keeps its files in an object store (and copies beside it)."""
+        return self.settings().resolved_storage_url().startswith("s3://")
+
     def stored_keys(self, prefix: str) -> list[str]:
         """Every object key under ``prefix`` in the server's blob store, whatever it is."""
         return [key for key, _ in open_blob_store(self.settings()).list_keys(prefix)]

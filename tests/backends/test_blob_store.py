@@ -33,7 +33,7 @@ def s3_store(s3_server: S3Server, **overrides: str) -> BlobStore:
     its own in a bucket the tests share: SeaweedFS gives every bucket volumes of its own, of
     which the test server has a bounded number."""
     prefix = f"{uuid.uuid4().hex[:12]}/x"
-    env = {**s3_server.env("contract", prefix), "DICOM_FS_LOCAL_COPY_BYTES": "0"}
+    env = s3_server.env("contract", prefix)
     env.update(overrides)
     return _store_from(env)
 

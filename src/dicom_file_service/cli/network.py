@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 
 from dicom_file_service.cli import _migrate, _settings_for, main
+from dicom_file_service.service.parent_watch import watch_parent
 from dicom_file_service.settings import Settings
 
 STARTUP_SECONDS = 60.0
@@ -63,7 +64,7 @@ def dimse(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     if parent_pid is not None:
-        threading.Thread(target=_watch_parent, args=(parent_pid, stop), daemon=True).start()
+        watch_parent(parent_pid, stop.set)
     ctx = ServiceContext.create(settings, migrate=False)
     try:
         apply_configured(ctx)
@@ -79,12 +80,6 @@ def dimse(
             listener.stop()
     finally:
         ctx.close()
-
-
-def _watch_parent(pid: int, stop: threading.Event) -> None:
-    while not stop.wait(1.0):
-        if os.getppid() != pid:
-            stop.set()
 
 
 @dataclass

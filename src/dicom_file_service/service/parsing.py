@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -34,6 +33,7 @@ from dicom_file_service.dicom.parse import DEFAULT_MAX_INFLATED, ParsedInstance,
 from dicom_file_service.dicom.query_keys import QueryKeys, query_keys
 from dicom_file_service.dicom.render import tiny_image
 from dicom_file_service.errors import ParserUnavailable, ParseTimeout
+from dicom_file_service.service.parent_watch import watch_parent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,17 +69,9 @@ def _warm_up() -> None:
 
 
 def _end_with_parent(parent: int) -> None:
-    """In a new parser process: end when the process that started it has gone. A parser
-    waits on the pool's queue, whose pipe its siblings hold open too, so the death of its
-    parent (``kill -9``, an out-of-memory kill) would leave it running, unseen, for ever."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    """In a new parser process: end when the process that started it has gone (a parser
+    waits on the pool's queue, whose pipe its siblings hold open too: it would not see)."""
+    watch_parent(parent, lambda: os._exit(0))
 
 
 class Parsers:

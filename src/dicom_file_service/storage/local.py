@@ -182,21 +182,7 @@ class LocalBlobStore:
     def iter_range(
         self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 256 * 1024
     ) -> Iterator[bytes]:
-        return self._chunks(self.open_reader(key), start, end, chunk_size)
-
-    @staticmethod
-    def _chunks(f: BinaryIO, start: int, end: int | None, chunk_size: int) -> Iterator[bytes]:
-        with f:
-            f.seek(start)
-            remaining = None if end is None else end - start
-            while remaining is None or remaining > 0:
-                n = chunk_size if remaining is None else min(chunk_size, remaining)
-                chunk = f.read(n)
-                if not chunk:
-                    return
-                if remaining is not None:
-                    remaining -= len(chunk)
-                yield chunk
+        return file_chunks(self.open_reader(key), start, end, chunk_size)
 
     def size(self, key: str) -> int:
         try:
@@ -255,3 +241,19 @@ class LocalBlobStore:
 
     def close(self) -> None:
         """Nothing runs in the background."""
+
+
+def file_chunks(f: BinaryIO, start: int, end: int | None, chunk_size: int) -> Iterator[bytes]:
+    """Bytes ``start`` to ``end`` of the open file ``f`` (None: to its end) in chunks; ``f``
+    is closed once they are read (an open handle keeps its bytes from a racing unlink)."""
+    with f:
+        f.seek(start)
+        remaining = None if end is None else end - start
+        while remaining is None or remaining > 0:
+            n = chunk_size if remaining is None else min(chunk_size, remaining)
+            chunk = f.read(n)
+            if not chunk:
+                return
+            if remaining is not None:
+                remaining -= len(chunk)
+            yield chunk

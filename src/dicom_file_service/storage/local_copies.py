@@ -45,6 +45,7 @@ from typing import BinaryIO, Literal
 from urllib.parse import quote
 
 from dicom_file_service.storage.base import BlobStore
+from dicom_file_service.storage.local import file_chunks
 from dicom_file_service.storage.ranged_reader import RangedReader
 
 log = logging.getLogger(__name__)
@@ -100,13 +101,17 @@ class LocalCopies:
         except OSError:
             return None
 
+    def _temporary(self) -> Path:
+        """This thread's name for a copy being made (renamed into place once whole)."""
+        return self.directory / f"{_TEMPORARY}{os.getpid()}-{threading.get_ident()}"
+
     def _keep_file(self, key: str, path: Path) -> None:
         """Link the stored file ``path`` (the caller's, left in place) as ``key``'s copy."""
         try:
             size = path.stat().st_size
             if not self._kept(key) or size > self._largest:
                 return
-            temporary = self.directory / f"{_TEMPORARY}{os.getpid()}-{threading.get_ident()}"
+            temporary = self._temporary()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
             os.link(path, temporary)
@@ -119,7 +124,7 @@ class LocalCopies:
     def _keep_bytes(self, key: str, data: bytes) -> None:
         if not self._kept(key) or len(data) > self._largest:
             return
-        temporary = self.directory / f"{_TEMPORARY}{os.getpid()}-{threading.get_ident()}"
+        temporary = self._temporary()
         try:
             temporary.write_bytes(data)
             os.replace(temporary, self._path(key))
@@ -215,20 +220,14 @@ class LocalCopies:
         fd = self._open_copy(key)
         if fd is None:
             return self.store.read_range(key, start, end)
-        try:
-            return os.pread(fd, max(0, end - start), start) if end > start else b""
-        finally:
-            os.close(fd)
+        return _read_range(fd, start, end)
 
     async def read_range_async(self, key: str, start: int, end: int) -> bytes:
         """A copy's range is read inline; otherwise the store's."""
         fd = self._open_copy(key)
         if fd is None:
             return await self.store.read_range_async(key, start, end)
-        try:
-            return os.pread(fd, max(0, end - start), start) if end > start else b""
-        finally:
-            os.close(fd)
+        return _read_range(fd, start, end)
 
     def iter_range(
         self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 256 * 1024
@@ -236,7 +235,7 @@ class LocalCopies:
         fd = self._open_copy(key)
         if fd is None:
             return self.store.iter_range(key, start, end, chunk_size)
-        return _chunks(open(fd, "rb"), start, end, chunk_size)
+        return file_chunks(open(fd, "rb"), start, end, chunk_size)
 
     def open_reader(self, key: str, size: int | None = None, head: bytes = b"") -> BinaryIO:
         """Over a copy: a reader of the open copy (never reopened by name, so a sweep
@@ -301,20 +300,15 @@ class _CopyReader(RangedReader):
         super().close()
 
 
+def _read_range(fd: int, start: int, end: int) -> bytes:
+    """Bytes ``start`` to ``end`` of an open copy, which is then closed."""
+    try:
+        return os.pread(fd, end - start, start) if end > start else b""
+    finally:
+        os.close(fd)
+
+
 def _read_all(fd: int) -> bytes:
     """The whole of an open copy, which is then closed."""
     with open(fd, "rb") as f:
         return f.read()
-
-
-def _chunks(f: BinaryIO, start: int, end: int | None, chunk_size: int) -> Iterator[bytes]:
-    with f:
-        f.seek(start)
-        remaining = None if end is None else end - start
-        while remaining is None or remaining > 0:
-            chunk = f.read(chunk_size if remaining is None else min(chunk_size, remaining))
-            if not chunk:
-                return
-            yield chunk
-            if remaining is not None:
-                remaining -= len(chunk)
