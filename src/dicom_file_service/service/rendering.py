@@ -5,18 +5,21 @@ change (an overwrite gets a new file id), so a cached rendering never goes stale
 file is read through the store's ranged reader: on S3 a rendering fetches the header and the
 one frame it shows, never the whole object.
 
-On a remote store the render cache is shared by every instance, and each of its lookups and
-writes is a round trip that takes the store's time from other requests. Two rules keep them
+Every instance and worker shares the render cache (the store's ``renderings/``), and each of
+its writes costs more than it looks: a round trip on S3, a file and its directory on local disk,
+made by the cache writer beside the next request, which waits for the cores meanwhile (a cold
+CT_small PNG 0.6-0.8 ms slower on local disk, on two cores). Two rules keep lookups and writes
 to where they pay:
 
 - A rendering that took less than ``SHARE_AFTER_SECONDS`` to make is kept in the process's
-  memory, not written to the shared cache: another instance makes it again for about what
-  fetching it would cost (its file's bytes and a few milliseconds of decoding), and its PUT
-  is spared. Background renderings (``prerender``) are always shared: that is their purpose.
-- A file whose bytes are at hand on this instance (a copy of a file it stored lately) is
-  rendered without asking the shared cache first, unless background rendering is on: then a
-  shared rendering is likely, otherwise only another instance asked for this file in the
-  same minutes could have made one, and rendering it again costs less than the lookups.
+  memory, not written to the shared cache: another worker or instance makes it again for about
+  what writing and fetching it would cost. Background renderings (``prerender``) are always
+  shared: that is their purpose.
+- On a remote store, a file whose bytes are at hand on this instance (a copy of a file it
+  stored lately) is rendered without asking the shared cache first, unless background
+  rendering is on: then a shared rendering is likely, otherwise only another instance asked
+  for this file in the same minutes could have made one, and rendering it again costs less
+  than the lookups. (On local disk a lookup is a file read, cheaper than any rendering.)
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ from dicom_file_service.storage.ranged_reader import BLOCK
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# A remote store's round trip, about: a rendering made faster is not worth sharing.
+# A remote store's round trip, about, and more than a cache write beside the next request costs
+# on local disk: a rendering made faster is not worth sharing.
 SHARE_AFTER_SECONDS = 0.005
 
 
@@ -60,9 +64,9 @@ def _asks_shared_cache(ctx: ServiceContext, file_id: str) -> bool:
     return not ctx.store.at_hand(ids.instance_key(file_id))
 
 
-def _shared(ctx: ServiceContext, rendering: Rendering) -> bool:
+def _shared(rendering: Rendering) -> bool:
     """Whether a rendering made on demand goes to the shared cache, or stays in memory."""
-    return not ctx.store.remote or rendering.seconds >= SHARE_AFTER_SECONDS
+    return rendering.seconds >= SHARE_AFTER_SECONDS
 
 
 def rendering_etag(file_id: str, options: RenderOptions) -> str:
@@ -122,7 +126,7 @@ async def rendering_async(ctx: ServiceContext, file_id: str, options: RenderOpti
                 task.cancel()
     located = found
     rendering = await ctx.run_cpu(lambda: _render_at(ctx, file_id, located, options, head=head))
-    if not _shared(ctx, rendering):
+    if not _shared(rendering):
         ctx.renders.remember(file_id, key, rendering.data)
         return rendering.data
     # Cached once the answer is on its way (the caller sends it in this same step of the
@@ -167,7 +171,7 @@ def render_blocking(
     rendering = _render_at(ctx, file_id, found, options)
     if not cache_later:
         _cache(ctx, file_id, key, rendering.data)
-    elif _shared(ctx, rendering):
+    elif _shared(rendering):
         _cache_later(ctx, file_id, key, rendering.data)
     else:
         ctx.renders.remember(file_id, key, rendering.data)

@@ -217,6 +217,22 @@ def test_a_rendering_that_took_longer_than_a_round_trip_is_shared(
     assert s3_ctx.renders.get(file_id, RenderOptions().cache_key()) == png
 
 
+@pytest.mark.parametrize(("seconds", "written"), [(60.0, 0), (0.0, 2)])
+def test_on_local_disk_only_a_rendering_dearer_than_its_cache_write_is_written(
+    ctx: ServiceContext, tmp_path: Path, seconds: float, written: int
+) -> None:
+    """On local disk too a cheap rendering stays in memory (its write would cost the next
+    request more than making it again does); a dear one goes to the disk cache."""
+    file_id = _stored(ctx, tmp_path)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rendering, "SHARE_AFTER_SECONDS", seconds)
+        png = _on_a_loop(rendering.rendering_async(ctx, file_id, RenderOptions()))
+        blocking = rendering.render_blocking(ctx, file_id, RenderOptions(width=32))
+    assert len(_shared_renderings(ctx, file_id)) == written
+    assert ctx.renders.recall(file_id, RenderOptions().cache_key()) == png
+    assert ctx.renders.recall(file_id, RenderOptions(width=32).cache_key()) == blocking.data
+
+
 def test_a_background_rendering_is_shared_however_cheap(
     s3_ctx: ServiceContext, tmp_path: Path
 ) -> None:
