@@ -68,6 +68,10 @@ def ingest_staged(
     except ServiceError:
         metrics.UPLOADS.labels("rejected").inc()
         raise
+    finally:
+        # Consumed either way; removed here, in the ingest's thread, not by the caller's
+        # context on the event loop (a change to the scratch directory: it can wait).
+        staged.discard()
     metrics.UPLOADS.labels("stored" if result.created else "present").inc()
     if result.created:
         metrics.STORED_BYTES.inc(result.record.size)

@@ -41,7 +41,7 @@ async def _pipe_in(staged: StagedUpload, chunks: list[bytes]) -> None:
     ("total", "sizes"),
     [
         (0, [1]),
-        (1000, [7, 1, 300]),  # small: written on the loop at the end
+        (1000, [7, 1, 300]),  # small: held in memory, written by finish
         (3 * 1024 * 1024 + 17, [65536, 1, 1 << 20]),  # batches handed to the thread
         (2 * 1024 * 1024, [1 << 20]),  # exactly whole batches
     ],
@@ -98,3 +98,40 @@ def test_a_failed_write_in_the_thread_reaches_the_upload(
         monkeypatch.setattr(staged, "put", no_space)
         with pytest.raises(OSError, match="No space left"):
             asyncio.run(_pipe_in(staged, [b"y" * 4096] * 4))
+
+
+def test_a_small_upload_makes_its_file_only_when_finished(tmp_path: Path) -> None:
+    """Up to HOLD_BYTES nothing touches the scratch directory before ``finish`` (which the
+    ingest calls in its thread): making a file waits on the filesystem's journal, which
+    held up the event loop under a stream of uploads."""
+    data = os.urandom(staging.HOLD_BYTES)
+    with StagedUpload(ScratchArea(tmp_path), max_bytes=1 << 30) as staged:
+        staged.write(data[:1000])
+        staged.write(data[1000:])
+        assert list(tmp_path.iterdir()) == []
+        digest = staged.finish()
+        assert staged.path.read_bytes() == data
+        assert digest == hashlib.sha256(data).hexdigest()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_larger_upload_is_written_as_it_comes(tmp_path: Path) -> None:
+    data = os.urandom(staging.HOLD_BYTES + 1)
+    with StagedUpload(ScratchArea(tmp_path), max_bytes=1 << 30) as staged:
+        staged.write(data[:1000])
+        assert list(tmp_path.iterdir()) == []
+        staged.write(data[1000:])
+        assert [p.name for p in tmp_path.iterdir()] == [staged.path.name]
+        assert staged.finish() == hashlib.sha256(data).hexdigest()
+        assert staged.path.read_bytes() == data
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_discarded_upload_that_never_made_its_file_leaves_none(tmp_path: Path) -> None:
+    staged = StagedUpload(ScratchArea(tmp_path), max_bytes=1 << 20)
+    staged.write(b"abc")
+    staged.discard()
+    staged.discard()
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="discarded"):
+        _ = staged.path
