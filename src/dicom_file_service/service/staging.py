@@ -90,14 +90,17 @@ class StagedUpload:
             self._held_bytes += len(chunk)
             return
         try:
-            file = self._file or self._open()
-            if self._held:
-                held, self._held, self._held_bytes = self._held, [], 0
-                for piece in held:
-                    self._write_out(file, piece)
-            self._write_out(file, chunk)
+            self._write_out(self._open_with_held(), chunk)
         except OSError as exc:
             raise scratch_error(exc) from exc
+
+    def _open_with_held(self) -> BinaryIO:
+        """The file, made if need be, with what was held written out first."""
+        file = self._file or self._open()
+        held, self._held, self._held_bytes = self._held, [], 0
+        for piece in held:
+            self._write_out(file, piece)
+        return file
 
     def _write_out(self, file: BinaryIO, chunk: bytes) -> None:
         self._hash.update(chunk)
@@ -125,10 +128,7 @@ class StagedUpload:
         Blocking (a file is made and written): off the event loop."""
         if not self._closed:
             try:
-                file = self._file or self._open()
-                held, self._held, self._held_bytes = self._held, [], 0
-                for piece in held:
-                    self._write_out(file, piece)
+                file = self._open_with_held()
                 self._closed = True
                 file.close()  # flushes the last buffered bytes: the disk may be full
             except OSError as exc:
