@@ -62,6 +62,14 @@ class StagedUpload:
         assert self._path is not None
         return self._path
 
+    def held(self) -> bytes | None:
+        """All of the upload, when all of it is held in memory and no file is made yet (up
+        to ``HOLD_BYTES``, most instances): a remote store's put can start from these bytes
+        while ``finish`` makes the file. None otherwise (or when nothing was written)."""
+        if self._path is not None or not self._held or self._held_bytes != self.size:
+            return None
+        return self._held[0] if len(self._held) == 1 else b"".join(self._held)
+
     def _open(self) -> BinaryIO:
         fd, self._path = self._scratch.new_file()
         self._file = os.fdopen(fd, "wb", buffering=1024 * 1024)

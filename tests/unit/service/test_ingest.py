@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from dicom_file_service.service.context import ServiceContext
 from dicom_file_service.service.ingest import ingest_path
 from dicom_file_service.settings import Settings
 from tests.api.dicom_factory import changed_content, copy_with_new_uid
+from tests.conftest import new_bucket_name
 from tests.datafiles import data_file
+from tests.s3server import S3Server
 
 
 @pytest.fixture
@@ -207,3 +210,39 @@ def test_the_job_queue_is_woken_only_by_a_commit_that_enqueued(
         assert len(listed.items) == 3  # the overwrite replaced the last
     finally:
         context.close()
+
+
+def test_on_a_remote_store_an_upload_held_in_memory_goes_up_before_its_file_is_made(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The put starts from the bytes in memory and does not wait for the scratch file, whose
+    making waits its turn with the filesystem's journal: here the file can be made only once
+    the put has begun (or after 10 s, which fails the test)."""
+    for k, v in s3_server.env(new_bucket_name(), "ingest").items():
+        monkeypatch.setenv(k, v)
+    ctx = ServiceContext.create(Settings(data_dir=tmp_path / "data"))
+    try:
+        put_began = threading.Event()
+        put_bytes = ctx.store.put_bytes
+
+        def noted_put(key: str, data: bytes, **kwargs: bool) -> None:
+            put_began.set()
+            put_bytes(key, data, **kwargs)
+
+        new_file = ctx.scratch.new_file
+        waited: list[bool] = []
+
+        def file_after_the_put(*args: str) -> tuple[int, Path]:
+            waited.append(put_began.wait(timeout=10))
+            return new_file(*args)
+
+        monkeypatch.setattr(ctx.store, "put_bytes", noted_put)
+        monkeypatch.setattr(ctx.scratch, "new_file", file_after_the_put)
+        data = copy_with_new_uid(data_file("CT_small.dcm"))
+        result = ingest_path(ctx, _file(tmp_path, data))
+        assert waited == [True]
+        assert ctx.store.get_bytes(result.record.blob_key) == data
+        assert ctx.store.at_hand(result.record.blob_key)  # its local copy, from the bytes
+        assert [p for p in _staging(ctx) if p.is_file()] == []  # the scratch file went
+    finally:
+        ctx.close()

@@ -115,12 +115,26 @@ def test_a_small_upload_makes_its_file_only_when_finished(tmp_path: Path) -> Non
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_small_upload_is_at_hand_in_memory_until_its_file_is_made(tmp_path: Path) -> None:
+    """What a remote store's put starts from, before ``finish`` makes the file."""
+    data = os.urandom(staging.HOLD_BYTES)
+    with StagedUpload(ScratchArea(tmp_path), max_bytes=1 << 30) as staged:
+        assert staged.held() is None  # nothing yet
+        staged.write(data[:1000])
+        assert staged.held() == data[:1000]
+        staged.write(data[1000:])
+        assert staged.held() == data
+        staged.finish()
+        assert staged.held() is None  # the file is the upload now
+
+
 def test_a_larger_upload_is_written_as_it_comes(tmp_path: Path) -> None:
     data = os.urandom(staging.HOLD_BYTES + 1)
     with StagedUpload(ScratchArea(tmp_path), max_bytes=1 << 30) as staged:
         staged.write(data[:1000])
         assert list(tmp_path.iterdir()) == []
         staged.write(data[1000:])
+        assert staged.held() is None
         assert [p.name for p in tmp_path.iterdir()] == [staged.path.name]
         assert staged.finish() == hashlib.sha256(data).hexdigest()
         assert staged.path.read_bytes() == data
