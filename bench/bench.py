@@ -540,15 +540,18 @@ def frame_times(peer: Peer, file_id: str, frames: list[int]) -> list[float]:
     return [timed_get(conn, peer.frame_path(file_id, n)) for n in frames]
 
 
-def postgres_s3(workdir: Path) -> tuple[dict[str, str], Callable[[], None]]:
-    """PostgreSQL (a fresh schema of the local server) and S3 (SeaweedFS on loopback, a fresh
-    bucket) for a second instance of ours; returns its environment and how to clean up."""
+def postgres_s3(
+    workdir: Path, postgres: str = POSTGRES
+) -> tuple[dict[str, str], Callable[[], None]]:
+    """PostgreSQL (a fresh schema of the local server at ``postgres``) and S3 (SeaweedFS on
+    loopback, a fresh bucket) for a second instance of ours; returns its environment and
+    how to clean up."""
     sys.path.insert(0, str(ROOT))
     from sqlalchemy import create_engine, text
     from tests.s3server import make_s3_server
 
     schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES.replace("postgresql://", "postgresql+psycopg://"))
+    admin = create_engine(postgres.replace("postgresql://", "postgresql+psycopg://"))
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     s3 = make_s3_server(workdir / "seaweedfs")
@@ -561,7 +564,8 @@ def postgres_s3(workdir: Path) -> tuple[dict[str, str], Callable[[], None]]:
         admin.dispose()
 
     env = {
-        "DICOM_FS_DATABASE_URL": f"{POSTGRES}?options=-csearch_path%3D{schema}",
+        "DICOM_FS_DATABASE_URL": f"{postgres}{'&' if '?' in postgres else '?'}"
+        f"options=-csearch_path%3D{schema}",
         **s3.env("bench", "dicom"),
     }
     return env, cleanup

@@ -4,7 +4,8 @@
 
 Both servers at their shipped defaults on loopback, each on a fresh temporary store: ours
 (``dicom-file-service serve``: the embedded default, SQLite + local disk, its DICOM listener
-beside HTTP) and Orthanc 1.10 from Debian (DICOM server on, the benchmark's AEs registered as
+beside HTTP; and a second time on PostgreSQL, through its Unix socket, + SeaweedFS, held
+against the embedded figures, target 0.7x) and Orthanc 1.10 from Debian (DICOM server on, the benchmark's AEs registered as
 DicomModalities; otherwise its defaults). The clients are DCMTK's (storescu, findscu, movescu,
 getscu, storescp), the same for both peers. Measured in interleaved rounds (each measure taken
 of ours, then Orthanc, every round), medians reported:
@@ -60,6 +61,7 @@ from bench import (
     data_file,
     free_port,
     machine,
+    postgres_s3,
     publish,
     start_orthanc,
     start_ours,
@@ -69,6 +71,9 @@ TOOLS = ("storescu", "findscu", "movescu", "getscu", "storescp")
 DCMTK = "/usr/bin"  # pynetdicom installs programs of the same names in the venv's bin
 SCU_AET, DEST_AET = "BENCHSCU", "BENCHDEST"
 NETNS_FLAG = "DIMSE_BENCH_IN_NETNS"
+POSTGRES_SOCKET = Path("/var/run/postgresql")
+"""PostgreSQL's Unix socket: a filesystem object, so it reaches the host's server from the
+private network namespace, where 127.0.0.1:5432 is not the host's."""
 
 
 # Debian's DCMTK leaves Nagle's algorithm on unless TCP_NODELAY=1 is in the environment: a
@@ -127,7 +132,7 @@ class DicomPeer:
     """A server under test: its HTTP side (``peer``), its DICOM port and AE title, and the
     storescp its C-MOVEs go to."""
 
-    key: str  # "ours" or "orthanc"
+    key: str  # "ours", "postgres+s3" or "orthanc"
     peer: Peer
     dicom_port: int
     aet: str
@@ -169,10 +174,15 @@ def move_destination(workdir: Path, name: str) -> tuple[subprocess.Popen[bytes],
     return process, port
 
 
-def start_ours_dicom(workdir: Path) -> DicomPeer:
-    dest, dest_port = move_destination(workdir, "ours")
+def start_ours_dicom(
+    workdir: Path, key: str = "ours", env: dict[str, str] | None = None
+) -> DicomPeer:
+    """Ours on the embedded default, or on the backends ``env`` names (PostgreSQL + S3)."""
+    dest, dest_port = move_destination(workdir, key)
     dicom_port = free_port()
-    peer = start_ours(workdir, env={"DICOM_FS_DICOM_PORT": str(dicom_port)}, name="ours")
+    peer = start_ours(
+        workdir, env={**(env or {}), "DICOM_FS_DICOM_PORT": str(dicom_port)}, name=key
+    )
     wait_port(dicom_port)
     for name, aet, port in (("bench-scu", SCU_AET, 104), ("bench-dest", DEST_AET, dest_port)):
         body = json.dumps(
@@ -191,7 +201,7 @@ def start_ours_dicom(workdir: Path) -> DicomPeer:
         answer = response.read()
         if response.status not in (200, 201):
             raise RuntimeError(f"ours: PUT /modalities/{name}: {response.status} {answer!r}")
-    return DicomPeer("ours", peer, dicom_port, "DICOMFS", dest, workdir / "storescp-ours.log")
+    return DicomPeer(key, peer, dicom_port, "DICOMFS", dest, workdir / f"storescp-{key}.log")
 
 
 ORTHANC_SETTINGS = (
@@ -376,13 +386,19 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     print(f"client floor (storescu to storescp --ignore): {floor:,.0f} instances/s", flush=True)
 
     peers: list[DicomPeer] = []
-    samples: dict[str, dict[str, list[float]]] = {"ours": {}, "orthanc": {}}
-    checks: dict[str, dict[str, int]] = {"ours": {}, "orthanc": {}}
+    keys = ["ours", "orthanc"] + (["postgres+s3"] if args.remote else [])
+    samples: dict[str, dict[str, list[float]]] = {key: {} for key in keys}
+    checks: dict[str, dict[str, int]] = {key: {} for key in keys}
+    cleanup: Callable[[], None] | None = None
     try:
         peers = [
             start_ours_dicom(workdir),
             start_orthanc_dicom(workdir, tcp_nodelay=args.orthanc_tcp_nodelay),
         ]
+        if args.remote:
+            postgres = f"postgresql://postgres@/test?host={POSTGRES_SOCKET}"
+            env, cleanup = postgres_s3(workdir, postgres)
+            peers.append(start_ours_dicom(workdir, "postgres+s3", env))
 
         def each(key: str, measure: Callable[..., float], *args: Any) -> None:
             for target in peers:
@@ -410,6 +426,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     finally:
         for target in peers:
             target.stop()
+        if cleanup is not None:
+            cleanup()
     return {
         "instances": n,
         "studies": find_n,
@@ -429,10 +447,11 @@ def report(results: dict[str, Any]) -> str:
         peer: {k: statistics.median(v) for k, v in got.items()}
         for peer, got in results["samples"].items()
     }
+    remote = m.get("postgres+s3")
     n, studies = results["instances"], results["studies"]
     rows = [
-        "| measure | ours | Orthanc | ratio | target | |",
-        "|---|---|---|---|---|---|",
+        "| measure | ours | ours, PostgreSQL + S3 | Orthanc | ratio | target | |",
+        "|---|---|---|---|---|---|---|",
     ]
     labels = {
         "store_1": f"C-STORE {n} instances, 1 association",
@@ -442,15 +461,29 @@ def report(results: dict[str, Any]) -> str:
         "move": f"C-MOVE {n}-instance study to storescp",
         "get": f"C-GET {n}-instance study",
     }
+
+    def speed(a: float, b: float, higher: bool) -> float:
+        """a's speed over b's: a rate's ratio, or a time's inverse ratio."""
+        return a / b if higher else b / a
+
+    def cell(value: float | None, unit: str, higher: bool) -> str:
+        if value is None:
+            return "—"
+        return f"{value:,.0f} {unit}" if higher else f"{value:,.2f} {unit} ({1000 / value:,.1f}/s)"
+
     for key, _, unit, higher in MEASURES:
         ours, theirs = m["ours"][key], m["orthanc"][key]
-        ratio = ours / theirs if higher else theirs / ours
-        if higher:
-            cells = f"{ours:,.0f} {unit} | {theirs:,.0f} {unit}"
-        else:
-            cells = " | ".join(f"{v:,.2f} {unit} ({1000 / v:,.1f}/s)" for v in (ours, theirs))
+        ratio = speed(ours, theirs, higher)
+        theirs_remote = remote[key] if remote is not None else None
+        cells = " | ".join(cell(v, unit, higher) for v in (ours, theirs_remote, theirs))
         verdict = "MET" if ratio >= 1.0 else "MISS"
-        rows.append(f"| {labels[key]} | {cells} | {ratio:.2f}× | ≥ 1.0× | {verdict} |")
+        rows.append(f"| {labels[key]} | {cells} | {ratio:.2f}× | ≥ 1.0× Orthanc | {verdict} |")
+    if remote is not None:
+        rows += ["", "| PostgreSQL + S3 against embedded | ratio | target | |", "|---|---|---|---|"]
+        for key, _, _, higher in MEASURES:
+            ratio = speed(remote[key], m["ours"][key], higher)
+            verdict = "MET" if ratio >= 0.7 else "MISS"
+            rows.append(f"| {labels[key]} | {ratio:.2f}× | ≥ 0.7× | {verdict} |")
     mc = results["machine"]
     rss = {k: v.get("rss_mb") for k, v in results["checks"].items()}
     rows += [
@@ -461,7 +494,9 @@ def report(results: dict[str, Any]) -> str:
         f"wildcard and {results['find_one_queries']} unique queries per round; ratio: "
         f"ours/Orthanc in speed. Client floor (storescu to storescp --ignore, 1 association): "
         f"{results['client_floor_store_1']:,.0f} instances/s. Peak RSS of the largest "
-        f"process: ours {rss['ours']} MB, Orthanc {rss['orthanc']} MB."
+        f"process: ours {rss['ours']} MB"
+        + (f", on PostgreSQL + S3 {rss['postgres+s3']} MB" if "postgres+s3" in rss else "")
+        + f", Orthanc {rss['orthanc']} MB."
         + (
             " Orthanc ran with TCP_NODELAY=1 in its environment (not as shipped)."
             if results["orthanc_tcp_nodelay"]
@@ -499,6 +534,12 @@ def main() -> None:
     parser.add_argument("--find-one", type=int, default=200, help="unique queries per round")
     parser.add_argument("--no-netns", action="store_true", help="run in this namespace")
     parser.add_argument(
+        "--no-remote",
+        dest="remote",
+        action="store_false",
+        help="without the third peer: ours on PostgreSQL (its Unix socket) + SeaweedFS",
+    )
+    parser.add_argument(
         "--orthanc-tcp-nodelay",
         action="store_true",
         help="informative: Orthanc with TCP_NODELAY=1 in its environment (DCMTK's switch); "
@@ -508,6 +549,8 @@ def main() -> None:
     if args.quick:
         args.rounds, args.instances, args.studies, args.find_all, args.find_one = 1, 100, 200, 3, 30
     missing = [t for t in (ORTHANC, *map(tool, TOOLS)) if not Path(t).exists()]
+    if args.remote and not (POSTGRES_SOCKET / ".s.PGSQL.5432").exists():
+        sys.exit(f"no PostgreSQL socket in {POSTGRES_SOCKET}: start it, or --no-remote")
     if missing:
         sys.exit(f"missing {', '.join(missing)}: apt-get install orthanc dcmtk")
     if not args.no_netns and os.environ.get(NETNS_FLAG) != "1":
