@@ -5,10 +5,10 @@
 Both servers at their shipped defaults on loopback, each on a fresh temporary store: ours
 (``dicom-file-service serve``: the embedded default, SQLite + local disk, its DICOM listener
 beside HTTP; and a second time on PostgreSQL, through its Unix socket, + SeaweedFS, held
-against the embedded figures, target 0.7x) and Orthanc 1.10 from Debian (DICOM server on, the benchmark's AEs registered as
-DicomModalities; otherwise its defaults). The clients are DCMTK's (storescu, findscu, movescu,
-getscu, storescp), the same for both peers. Measured in interleaved rounds (each measure taken
-of ours, then Orthanc, every round), medians reported:
+against the embedded figures, target 0.7x) and Orthanc 1.10 from Debian (DICOM server on,
+the benchmark's AEs registered as DicomModalities; otherwise its defaults). The clients are
+DCMTK's (storescu, findscu, movescu, getscu, storescp), the same for every peer. Measured in
+interleaved rounds (each measure taken of each peer in turn, every round), medians reported:
 
 - C-STORE of 500 distinct CT_small copies (fresh UIDs, written before timing) by one storescu
   on one association, and by 4 storescu at once (4 associations x 125); instances/s.
