@@ -9,11 +9,23 @@ Keys without a column are ``qido_search``'s (extra keys, stored headers).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, Table, and_, func, or_, select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Connection,
+    Select,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    func,
+    or_,
+    select,
+)
 
 from dicom_file_service.dicom.qido import LEVELS, Condition, Level, Query
 from dicom_file_service.index.tables import instances, series, studies
@@ -162,19 +174,24 @@ def study_summaries(
     modalities: dict[str, list[str]] = {}
     for chunk in _chunks(uids):
         uid = instances.c.study_instance_uid
-        grouped = select(uid, func.min(instances.c.seq), func.count()).where(uid.in_(chunk))
+        grouped = select(uid, func.min(instances.c.seq), func.count()).where(
+            _among(conn, uid, chunk)
+        )
         for study, first, n in conn.execute(grouped.group_by(uid)):
             firsts[study] = (first, n)
         if not counted:
             continue
         in_series = select(series.c.study_instance_uid, func.count()).where(
-            series.c.study_instance_uid.in_(chunk)
+            _among(conn, series.c.study_instance_uid, chunk)
         )
         for study, n in conn.execute(in_series.group_by(series.c.study_instance_uid)):
             counts[study] = n
         kinds = (
             select(series.c.study_instance_uid, series.c.modality)
-            .where(series.c.study_instance_uid.in_(chunk), series.c.modality.is_not(None))
+            .where(
+                _among(conn, series.c.study_instance_uid, chunk),
+                series.c.modality.is_not(None),
+            )
             .distinct()
             .order_by(series.c.modality)
         )
@@ -190,7 +207,9 @@ def series_summaries(conn: Connection, uids: Sequence[str]) -> dict[str, Summary
     out = {}
     for chunk in _chunks(uids):
         uid = instances.c.series_instance_uid
-        grouped = select(uid, func.min(instances.c.seq), func.count()).where(uid.in_(chunk))
+        grouped = select(uid, func.min(instances.c.seq), func.count()).where(
+            _among(conn, uid, chunk)
+        )
         for found, first, n in conn.execute(grouped.group_by(uid)):
             out[found] = Summary(first, n)
     return out
@@ -201,11 +220,39 @@ def headers_by_seq(conn: Connection, seqs: Sequence[int]) -> dict[int, tuple[byt
     out = {}
     for chunk in _chunks(seqs):
         stmt = select(instances.c.seq, instances.c.header, instances.c.header_index).where(
-            instances.c.seq.in_(chunk)
+            _among(conn, instances.c.seq, chunk)
         )
-        for seq, header, index in conn.execute(stmt):
+        for seq, header, index in _rows(conn, stmt):
             out[seq] = (bytes(header), bytes(index))
     return out
+
+
+def _rows(conn: Connection, stmt: Select[Any]) -> Iterable[Sequence[Any]]:
+    """``stmt``'s rows; on PostgreSQL in binary format, on the same connection and
+    transaction. A page's headers are some 14 KB each (CT_small's, with their span index),
+    and PostgreSQL's text format sends a bytea hex-encoded, twice its size, to be decoded
+    again: 1,000 headers took 50 ms that way and 21 ms in binary."""
+    if conn.dialect.name != "postgresql":
+        return conn.execute(stmt)
+    compiled = stmt.compile(dialect=conn.dialect)
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor(binary=True) as cursor:
+        cursor.execute(str(compiled), compiled.params)
+        rows: list[Sequence[Any]] = cursor.fetchall()
+    return rows
+
+
+def _among(conn: Connection, column: ColumnElement[Any], values: list[Any]) -> ColumnElement[bool]:
+    """``column IN values``. On PostgreSQL one array parameter (``= ANY``): the statement's
+    text is the same whatever the count, where an IN list of hundreds of parameters was
+    parsed again by the driver and planned again by the server for every page."""
+    if len(values) == 1:
+        single: ColumnElement[bool] = column == values[0]
+        return single
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def _chunks(items: Sequence[Any]) -> Iterator[list[Any]]:
