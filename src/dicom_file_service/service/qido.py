@@ -64,7 +64,8 @@ def search(
         result.warnings.append(f"The limit was lowered to {cap}")
     limit = min(query.limit if query.limit is not None else cap, cap)
     scan_limit = ctx.settings.qido_max_scanned
-    with ctx.index.read() as conn:
+    # Its statements need no one snapshot: a match deleted between them is left out below.
+    with ctx.index.read(transaction=False) as conn:
         indexed = (
             index_extra.complete_tags(conn, configured_tags(ctx))
             if query.header_conditions and ctx.settings.extra_query_keys
