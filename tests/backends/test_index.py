@@ -537,3 +537,27 @@ def test_a_read_without_a_transaction_opens_none(database_url: str) -> None:
                     assert (status.name == "INTRANS") is transaction
     finally:
         db.engine.dispose()
+
+
+def test_a_search_read_cut_off_by_the_database_is_index_unavailable(postgres_url: str) -> None:
+    """A page's headers are read past SQLAlchemy (binary format): a failure there is still
+    the service's IndexUnavailable (a 503), and the broken connection is not reused."""
+    from dicom_file_service.errors import IndexUnavailable
+    from dicom_file_service.index.qido import headers_by_seq
+
+    db = IndexDatabase(postgres_url)
+    try:
+        db.upgrade()
+        with db.transaction() as conn:
+            seq = repo.insert_instance(conn, _values(1), _keys(_values(1)))
+        with db.read(transaction=False) as conn:
+            assert headers_by_seq(conn, [seq, seq + 1]).keys() == {seq}
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with db.engine.connect() as other:
+                other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+            with pytest.raises(IndexUnavailable):
+                headers_by_seq(conn, [seq, seq + 1])
+        with db.read(transaction=False) as conn:  # a fresh connection
+            assert headers_by_seq(conn, [seq, seq + 1]).keys() == {seq}
+    finally:
+        db.engine.dispose()

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 
 from dicom_file_service.dicom.qido import LEVELS, Condition, Level, Query
+from dicom_file_service.index.engine import database_failure
 from dicom_file_service.index.tables import instances, series, studies
 
 # The column of its level's rows holding each matching key's normalised value.
@@ -237,9 +238,15 @@ def _rows(conn: Connection, stmt: Select[Any]) -> Iterable[Sequence[Any]]:
     compiled = stmt.compile(dialect=conn.dialect)
     driver = conn.connection.driver_connection
     assert driver is not None
-    with driver.cursor(binary=True) as cursor:
-        cursor.execute(str(compiled), compiled.params)
-        rows: list[Sequence[Any]] = cursor.fetchall()
+    try:
+        with driver.cursor(binary=True) as cursor:
+            cursor.execute(str(compiled), compiled.params)
+            rows: list[Sequence[Any]] = cursor.fetchall()
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # Past SQLAlchemy, so past the engine's conversion of failures: made here alike, and
+        # the connection is not given back to the pool.
+        conn.invalidate()
+        raise database_failure(exc) from exc
     return rows
 
 

@@ -184,7 +184,7 @@ def by_ae_title(ctx: ServiceContext, ae_title: str) -> list[Modality]:
     title = ae_title.strip(" ")
     if not _AE_TITLE.fullmatch(title):  # a title no entry can have (a NUL byte, say)
         return []
-    with ctx.index.read() as conn:
+    with ctx.index.read(transaction=False) as conn:  # one statement: no BEGIN needed
         return [_modality(r) for r in index_modalities.find_by_ae_title(conn, title)]
 
 
