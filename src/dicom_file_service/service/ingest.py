@@ -140,9 +140,9 @@ def _ingest(
 
 def _send_held(ctx: ServiceContext, staged: StagedUpload, blob_key: str) -> Future[None] | None:
     """On a remote store, an upload held whole in memory goes up from there at once, while
-    ``finish`` makes its scratch file for the parser: making a file waits its turn with the
-    filesystem's journal (0.1-0.4 ms timed inside the service), which held up the start of
-    a 2 ms put (PostgreSQL + S3 uploads from one client, A/B of 6 rounds: 1.18x). None
+    ``finish`` makes its scratch file for the parser: making and writing the file (0.19 ms
+    timed inside the service, more where the filesystem's journal is busy) held up the start
+    of a 2 ms put (PostgreSQL + S3 uploads from one client, A/B of 6 rounds: 1.07x). None
     otherwise: a larger upload is sent from its file, a local store moves the file in."""
     if not ctx.store.remote:
         return None
