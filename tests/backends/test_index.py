@@ -522,7 +522,7 @@ def test_ids_of_any_characters_reach_the_database_as_they_are(postgres_url: str)
 
 def test_a_read_without_a_transaction_opens_none(database_url: str) -> None:
     """On PostgreSQL a read that needs no transaction sends no BEGIN (and so no ROLLBACK):
-    two round trips fewer. Its statements read as a read's with one does."""
+    two round trips fewer. Its statements see the same rows as in a read with one."""
     db = IndexDatabase(database_url)
     try:
         db.upgrade()
