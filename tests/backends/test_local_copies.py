@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -74,10 +75,28 @@ def test_a_stored_file_is_read_from_its_copy_with_the_object_gone(
 def test_bytes_put_are_copied_too_and_the_copy_is_the_object(
     copies: LocalCopies, remote: BlobStore
 ) -> None:
+    """The copy is written under a temporary name and renamed into place after the put:
+    nothing else is left in the directory."""
     copies.put_bytes(KEY, b"DICM" * 300)
+    assert _copy_names(copies) == [quote(KEY, safe="")]
     assert remote.get_bytes(KEY) == b"DICM" * 300  # the store has it: the truth
     remote.delete(KEY)
     assert copies.get_bytes(KEY) == b"DICM" * 300
+
+
+def test_copies_of_puts_under_way_together_each_get_their_own_bytes(
+    copies: LocalCopies, remote: BlobStore
+) -> None:
+    """Puts at once from several threads: each copy holds its own object's bytes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = [f"instances/ab/key{n:03d}" for n in range(40)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: copies.put_bytes(k, k.encode() * 500), keys))
+    assert _copy_names(copies) == sorted(quote(k, safe="") for k in keys)
+    for key in keys:
+        remote.delete(key)
+        assert copies.get_bytes(key) == key.encode() * 500
 
 
 def test_keys_outside_the_prefix_are_not_copied(copies: LocalCopies, remote: BlobStore) -> None:
