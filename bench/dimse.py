@@ -474,8 +474,8 @@ def report(results: dict[str, Any]) -> str:
     for key, _, unit, higher in MEASURES:
         ours, theirs = m["ours"][key], m["orthanc"][key]
         ratio = speed(ours, theirs, higher)
-        theirs_remote = remote[key] if remote is not None else None
-        cells = " | ".join(cell(v, unit, higher) for v in (ours, theirs_remote, theirs))
+        on_remote = remote[key] if remote is not None else None
+        cells = " | ".join(cell(v, unit, higher) for v in (ours, on_remote, theirs))
         verdict = "MET" if ratio >= 1.0 else "MISS"
         rows.append(f"| {labels[key]} | {cells} | {ratio:.2f}× | ≥ 1.0× Orthanc | {verdict} |")
     if remote is not None:

@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -88,8 +89,6 @@ def test_copies_of_puts_under_way_together_each_get_their_own_bytes(
     copies: LocalCopies, remote: BlobStore
 ) -> None:
     """Puts at once from several threads: each copy holds its own object's bytes."""
-    from concurrent.futures import ThreadPoolExecutor
-
     keys = [f"instances/ab/key{n:03d}" for n in range(40)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda k: copies.put_bytes(k, k.encode() * 500), keys))
